@@ -1,0 +1,182 @@
+"""The bounded job buffer, the completion buffer, and the fetcher's mailbox."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+from .models import Job
+from .queries import Outcome
+
+__all__ = ["BufferClosed", "CompletionBuffer", "JobBuffer", "Mailbox"]
+
+
+class BufferClosed(Exception):
+    """Raised by :meth:`JobBuffer.take` once the buffer is closed and empty."""
+
+
+class JobBuffer(queue.Queue[Job]):
+    """A bounded ``queue.Queue`` of claimed jobs waiting for a worker thread.
+
+    Its bound is what keeps a worker's memory flat whatever the backlog. The fetcher only
+    claims as many jobs as there is room for (``put_many`` refuses more), and ``on_room`` is
+    called when a take makes the free room reach ``watermark``, so the fetcher can sleep
+    while the buffer is full instead of polling it.
+    """
+
+    def __init__(
+        self,
+        maxsize: int,
+        *,
+        watermark: int | None = None,
+        on_room: Callable[[], None] | None = None,
+    ) -> None:
+        if maxsize <= 0:
+            raise ValueError("a job buffer needs a positive bound")
+        super().__init__(maxsize)
+        self.watermark = min(maxsize, watermark if watermark is not None else 1)
+        self._on_room = on_room
+        self._closed = False
+
+    def room(self) -> int:
+        """Free slots."""
+        with self.mutex:
+            return self.maxsize - self._qsize()
+
+    def put_many(self, jobs: Iterable[Job]) -> None:
+        """Add claimed jobs; there must be room for all of them (never blocks)."""
+        items = list(jobs)
+        if not items:
+            return
+        with self.not_full:
+            if self._closed:
+                raise BufferClosed("the job buffer is closed")
+            if len(items) > self.maxsize - self._qsize():
+                raise ValueError(
+                    f"{len(items)} jobs do not fit in the buffer "
+                    f"({self.maxsize - self._qsize()} free of {self.maxsize})"
+                )
+            for job in items:
+                self._put(job)
+            self.unfinished_tasks += len(items)
+            self.not_empty.notify(len(items))
+
+    def take(self, timeout: float | None = None) -> Job | None:
+        """The next job; None after ``timeout`` seconds; BufferClosed once closed and empty."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.not_empty:
+            while not self._qsize():
+                if self._closed:
+                    raise BufferClosed("the job buffer is closed")
+                if deadline is None:
+                    self.not_empty.wait()
+                else:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return None
+                    self.not_empty.wait(remaining)
+            job = self._get()
+            self.not_full.notify()
+            room = self.maxsize - self._qsize()
+        if room == self.watermark and self._on_room is not None:
+            self._on_room()
+        return job
+
+    def drain(self) -> list[Job]:
+        """Remove and return every buffered job (to release them)."""
+        with self.mutex:
+            items = [self._get() for _ in range(self._qsize())]
+            self.not_full.notify_all()
+        if items and self._on_room is not None:
+            self._on_room()
+        return items
+
+    def close(self) -> None:
+        """No more puts; takers get BufferClosed once the buffer is empty."""
+        with self.mutex:
+            self._closed = True
+            self.not_empty.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+class CompletionBuffer:
+    """Outcomes waiting to be written. The flusher takes everything pending at once, so
+    completions batch themselves under load (group commit) and go out at once when idle."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._items: list[Outcome] = []
+        self._closed = False
+
+    def add(self, outcome: Outcome) -> None:
+        with self._cond:
+            self._items.append(outcome)
+            self._cond.notify()
+
+    def put_back(self, outcomes: list[Outcome]) -> None:
+        """Return outcomes that could not be written, ahead of newer ones."""
+        with self._cond:
+            self._items[:0] = outcomes
+
+    def take_all(self, timeout: float) -> list[Outcome]:
+        """Everything pending, waiting up to ``timeout`` seconds for the first one."""
+        with self._cond:
+            if not self._items and not self._closed and timeout > 0:
+                self._cond.wait(timeout)
+            items, self._items = self._items, []
+            return items
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+class Mailbox:
+    """Wake-ups for the fetcher: new jobs, buffer room, idle, stop.
+
+    Built on ``queue.SimpleQueue``, whose ``put`` is reentrant: ``post`` is safe to call
+    from a signal handler that interrupts the thread waiting in :meth:`wait`.
+    """
+
+    WAKE = "wake"
+    ROOM = "room"
+    IDLE = "idle"
+    STOP = "stop"
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[str] = queue.SimpleQueue()
+
+    def post(self, message: str) -> None:
+        self._queue.put(message)
+
+    def wait(self, timeout: float) -> set[str]:
+        """The messages that arrived, waiting up to ``timeout`` seconds for the first."""
+        received: set[str] = set()
+        try:
+            received.add(self._queue.get(timeout=max(0.0, timeout)))
+        except queue.Empty:
+            return received
+        received.update(self.drain())
+        return received
+
+    def drain(self) -> set[str]:
+        received: set[str] = set()
+        while True:
+            try:
+                received.add(self._queue.get_nowait())
+            except queue.Empty:
+                return received

@@ -1,0 +1,226 @@
+"""Database access: the Driver protocol and PsycopgDriver, over psycopg 3.
+
+A driver hands out connections for the producer-side API (``qm.queries``) and opens the
+dedicated connections a worker needs (listen, fetch, complete) from the same conninfo.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any, Protocol, runtime_checkable
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import ConnectionPool
+
+from .errors import ConfigurationError, ConnectError, redact_conninfo
+
+__all__ = ["Connection", "Driver", "ManagedConnection", "PsycopgDriver"]
+
+logger = logging.getLogger("pgqueue_sync")
+
+Connection = psycopg.Connection[Any]
+
+# TCP keepalives on the worker's own connections: a dead peer or a black-holed link is
+# noticed in about 25 s instead of the kernel's default two hours. libpq ignores them on
+# Unix-domain sockets.
+WORKER_CONNECTION_OPTIONS: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
+
+
+@runtime_checkable
+class Driver(Protocol):
+    """What the queue needs from a database driver."""
+
+    def connection(self) -> contextlib.AbstractContextManager[Connection]:
+        """A connection to run statements on; each is committed by the time the block exits."""
+        ...
+
+    def connect(self, role: str) -> Connection:
+        """Open a new autocommit connection of the queue's own, named after ``role``."""
+        ...
+
+    def close(self) -> None:
+        """Close what the driver opened itself (never a connection or pool it was given)."""
+        ...
+
+
+def _open(conninfo: str, role: str, connect_timeout: float, **extra: Any) -> Connection:
+    params = conninfo_to_dict(conninfo)
+    params.setdefault("connect_timeout", max(1, round(connect_timeout)))
+    params["application_name"] = f"pgqueue-sync:{role}"
+    params.update(extra)
+    try:
+        return psycopg.connect(make_conninfo("", **params), autocommit=True)
+    except psycopg.OperationalError as exc:
+        first_line = (str(exc).strip().splitlines() or ["connection failed"])[0]
+        raise ConnectError(
+            f"could not connect to PostgreSQL ({redact_conninfo(conninfo) or 'libpq defaults'})"
+            f": {first_line}"
+        ) from exc
+    except psycopg.ProgrammingError as exc:
+        raise ConfigurationError(
+            f"invalid connection string {redact_conninfo(conninfo)!r}: {exc}"
+        ) from exc
+
+
+def _conninfo_of(conn: Connection) -> str:
+    """Rebuild the full conninfo of an open connection, password included."""
+    params: dict[str, Any] = dict(conn.info.get_parameters())
+    for option in conn.pgconn.info:
+        if option.keyword == b"password" and option.val:
+            params["password"] = option.val.decode()
+    return make_conninfo("", **params)
+
+
+class PsycopgDriver:
+    """A driver over a psycopg ``Connection``, a ``ConnectionPool``, or a conninfo/DSN string.
+
+    - With a ``Connection`` (autocommit or not), producer calls share it, one at a time.
+    - With a ``ConnectionPool``, each call borrows a connection.
+    - With a string, the driver opens (and reopens after a failure) a connection of its own.
+
+    Workers always open their own connections, from the same conninfo.
+    """
+
+    def __init__(
+        self,
+        source: Connection | ConnectionPool[Any] | str,
+        *,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self._lock = threading.RLock()
+        self._connect_timeout = connect_timeout
+        self._owned: Connection | None = None
+        self._conn: Connection | None = None
+        self._pool: ConnectionPool[Any] | None = None
+        if isinstance(source, psycopg.Connection):
+            if source.closed:
+                raise ConfigurationError("the connection given to PsycopgDriver is closed")
+            self._conn = source
+            self._conninfo = _conninfo_of(source)
+        elif isinstance(source, ConnectionPool):
+            self._pool = source
+            conninfo = source.conninfo() if callable(source.conninfo) else source.conninfo
+            kwargs = source.kwargs() if callable(source.kwargs) else source.kwargs
+            kwargs = {k: v for k, v in (kwargs or {}).items() if k != "autocommit"}
+            self._conninfo = make_conninfo(conninfo, **kwargs)
+        elif isinstance(source, str):
+            try:
+                conninfo_to_dict(source)
+            except psycopg.ProgrammingError as exc:
+                raise ConfigurationError(
+                    f"invalid connection string {redact_conninfo(source)!r}: {exc}"
+                ) from exc
+            self._conninfo = source
+        else:
+            raise ConfigurationError(
+                "PsycopgDriver needs a psycopg.Connection, a psycopg_pool.ConnectionPool or a "
+                f"conninfo string, not {type(source).__name__}"
+            )
+
+    @property
+    def conninfo(self) -> str:
+        """The connection string workers connect with (it may hold a password: do not log)."""
+        return self._conninfo
+
+    @property
+    def connect_timeout(self) -> float:
+        return self._connect_timeout
+
+    def __repr__(self) -> str:
+        return f"PsycopgDriver({redact_conninfo(self._conninfo)!r})"
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Connection]:
+        if self._pool is not None:
+            with self._pool.connection() as conn:
+                yield conn
+            return
+        with self._lock:
+            if self._conn is not None:
+                conn = self._conn
+            else:
+                if self._owned is None or self._owned.closed or self._owned.broken:
+                    self._owned = _open(self._conninfo, "client", self._connect_timeout)
+                conn = self._owned
+            if conn.autocommit:
+                yield conn
+            else:
+                with conn.transaction():
+                    yield conn
+
+    def connect(self, role: str) -> Connection:
+        return _open(self._conninfo, role, self._connect_timeout, **WORKER_CONNECTION_OPTIONS)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._owned is not None:
+                self._owned.close()
+                self._owned = None
+
+
+class ManagedConnection:
+    """One dedicated autocommit connection of a worker, reopened after it breaks.
+
+    It is itself a Driver, so the same Queries code runs over it.
+    """
+
+    def __init__(self, driver: Driver, role: str) -> None:
+        self._driver = driver
+        self.role = role
+        self._conn: Connection | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def is_open(self) -> bool:
+        conn = self._conn
+        return conn is not None and not conn.closed and not conn.broken
+
+    def raw(self) -> Connection:
+        """The underlying connection, opened if needed (for LISTEN loops)."""
+        with self._lock:
+            return self._ensure()
+
+    def _ensure(self) -> Connection:
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            self._conn = None
+            conn = self._driver.connect(self.role)
+            self._conn = conn
+        return conn
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Connection]:
+        with self._lock:
+            conn = self._ensure()
+            try:
+                yield conn
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                if conn.broken or conn.closed:
+                    self._discard()
+                raise
+
+    def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def connect(self, role: str) -> Connection:
+        return self._driver.connect(role)
+
+    def close(self) -> None:
+        with self._lock:
+            self._discard()

@@ -1,0 +1,206 @@
+"""QueueManager: the entrypoint registry, ``run()``, and ``alive``."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from .buffer import Mailbox
+from .clock import Clock, SystemClock
+from .db import Driver
+from .errors import ConfigurationError
+from .queries import Queries
+from .settings import Settings, validate_entrypoint
+from .worker import Entrypoint, Mode, RunOptions, Worker, WorkerStats
+
+__all__ = ["QueueManager"]
+
+logger = logging.getLogger("pgqueue_sync")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _default_workers() -> int:
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+def _is_async(func: Callable[..., Any]) -> bool:
+    call = getattr(func, "__call__", None)  # noqa: B004 - async __call__ on instances
+    return inspect.iscoroutinefunction(func) or (
+        not inspect.isfunction(func) and call is not None and inspect.iscoroutinefunction(call)
+    )
+
+
+def _takes_context(func: Callable[..., Any]) -> bool:
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [
+        p
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    return len(positional) >= 2
+
+
+class QueueManager:
+    """Runs plain ``def`` handlers for jobs from a PostgreSQL queue, in a thread pool.
+
+    ::
+
+        qm = QueueManager(PsycopgDriver(psycopg.connect(autocommit=True)))
+
+        @qm.entrypoint("fetch")
+        def fetch(job: Job) -> None: ...
+
+        qm.queries.enqueue("fetch", b"payload")
+        qm.run()                      # blocks until qm.alive = False
+
+    ``qm.alive = False`` (from a signal handler or any thread) asks ``run()`` to stop
+    gracefully: it stops fetching, lets running and buffered jobs finish, writes their
+    outcomes, closes its connections and returns.
+    """
+
+    def __init__(
+        self,
+        driver: Driver,
+        *,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+        check_entrypoints: bool = True,
+    ) -> None:
+        self.driver = driver
+        self.settings = settings if settings is not None else Settings.from_env()
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self._registry: dict[str, Entrypoint] = {}
+        self.queries = Queries(
+            driver,
+            self.settings,
+            clock=self.clock,
+            known_entrypoints=self._registry.keys if check_entrypoints else None,
+        )
+        # Set means "stop". Only is_set() is called from the thread that runs run(), so a
+        # signal handler setting it there cannot deadlock on the Event's lock.
+        self._shutdown = threading.Event()
+        self._mailbox = Mailbox()
+        self._running = threading.Lock()
+        self._worker: Worker | None = None
+        self.last_stats: WorkerStats | None = None
+
+    # -- registry ------------------------------------------------------------------------
+
+    def entrypoint(self, name: str) -> Callable[[F], F]:
+        """Register a plain ``def`` handler for jobs of entrypoint ``name``.
+
+        The handler is called as ``handler(job)``, or ``handler(job, context)`` if it takes
+        two positional parameters. Its return value, if ``bytes``, is kept in the log.
+        """
+        validate_entrypoint(name)
+        if name in self._registry:
+            raise ConfigurationError(f"entrypoint {name!r} is already registered")
+
+        def register(func: F) -> F:
+            if not callable(func):
+                raise TypeError(f"@qm.entrypoint({name!r}) must decorate a function")
+            if _is_async(func):
+                raise TypeError(
+                    f"entrypoint {name!r}: {getattr(func, '__name__', func)!r} is an async "
+                    "function; QueueManager runs plain def handlers in threads. Use "
+                    "pgqueue_sync_aio.AsyncQueueManager to run async def handlers"
+                )
+            self._registry[name] = Entrypoint(name, func, _takes_context(func))
+            return func
+
+        return register
+
+    @property
+    def entrypoints(self) -> dict[str, Entrypoint]:
+        return dict(self._registry)
+
+    # -- alive ---------------------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        """True until a shutdown is requested. Set it to False to stop ``run()``."""
+        return not self._shutdown.is_set()
+
+    @alive.setter
+    def alive(self, value: bool) -> None:
+        if value:
+            if self._worker is not None and self._shutdown.is_set():
+                raise RuntimeError("cannot set alive = True while run() is stopping")
+            self._shutdown.clear()
+        else:
+            self._shutdown.set()
+            self._mailbox.post(Mailbox.STOP)
+
+    # -- run -----------------------------------------------------------------------------
+
+    def run(
+        self,
+        dequeue_timeout: timedelta | float = timedelta(seconds=30),
+        batch_size: int = 10,
+        retry_timer: timedelta | float | None = timedelta(minutes=1),
+        workers: int | None = None,
+        buffer_size: int | None = None,
+        shutdown_timeout: timedelta | float | None = None,
+        mode: Mode = "continuous",
+        heartbeat_interval: timedelta | float | None = None,
+    ) -> None:
+        """Fetch and run jobs until ``qm.alive`` is set to False; blocks.
+
+        - ``dequeue_timeout``: the longest an idle worker waits before looking again
+          (NOTIFY wakes it at once when jobs arrive).
+        - ``batch_size``: jobs claimed per query.
+        - ``retry_timer``: a job ``picked`` by a worker whose heartbeat is older than this
+          is re-picked (its worker is dead or frozen); None disables it.
+        - ``workers``: handler threads (default ``min(32, cpu_count + 4)``).
+        - ``buffer_size``: most jobs claimed and not yet started (default
+          ``2 * max(batch_size, workers)``).
+        - ``shutdown_timeout``: after ``alive = False``, how long running and buffered jobs
+          may take before what is left goes back to the queue (default: wait for them).
+        - ``mode``: ``"continuous"``, or ``"drain"`` to return once no job is due.
+        - ``heartbeat_interval``: default ``retry_timer / 5``, at most 10 s.
+        """
+        options = RunOptions.build(
+            dequeue_timeout=dequeue_timeout,
+            batch_size=batch_size,
+            retry_timer=retry_timer,
+            workers=_default_workers() if workers is None else workers,
+            buffer_size=buffer_size,
+            shutdown_timeout=shutdown_timeout,
+            mode=mode,
+            heartbeat_interval=heartbeat_interval,
+        )
+        if not self._running.acquire(blocking=False):
+            raise RuntimeError("run() is already running on this QueueManager")
+        try:
+            if self._shutdown.is_set():
+                logger.warning(
+                    "run() called with qm.alive = False: returning at once "
+                    "(set qm.alive = True to run again)"
+                )
+                return
+            self._mailbox.drain()
+            self._worker = Worker(
+                driver=self.driver,
+                settings=self.settings,
+                clock=self.clock,
+                registry=self._registry,
+                options=options,
+                shutdown=self._shutdown,
+                mailbox=self._mailbox,
+            )
+            try:
+                self._worker.run()
+            finally:
+                self.last_stats = self._worker.stats
+                self._worker = None
+        finally:
+            self._running.release()
