@@ -49,7 +49,8 @@ def reconnecting(
 
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(CONNECTION_ERRORS),
-        wait=tenacity.wait_exponential_jitter(initial=initial, max=max_delay, jitter=initial),
+        wait=tenacity.wait_exponential(multiplier=initial, max=max_delay)
+        + tenacity.wait_random(0, initial),
         stop=stop,
         sleep=do_sleep,
         before_sleep=_log_retry(what),

@@ -386,7 +386,6 @@ class Worker:
 
     def run(self) -> None:
         """Fetch and run jobs until shutdown is requested (or, in drain mode, none is left)."""
-        self.fetch_queries.verify()
         listener = Listener(
             self._listen_conn,
             statements(self.settings),
@@ -394,28 +393,18 @@ class Worker:
             on_connect=lambda: self.mailbox.post(Mailbox.WAKE),
             clock=self.clock,
         )
-        listener.start()
         try:
-            for n in range(self.options.workers):
-                thread = threading.Thread(
-                    target=self._worker_thread, name=f"pgqueue-sync-worker-{n}", daemon=True
-                )
-                thread.start()
-                self._threads.append(thread)
-            self._flusher = threading.Thread(
-                target=self._flusher_thread, name="pgqueue-sync-flusher", daemon=True
-            )
-            self._flusher.start()
-            logger.info(
-                "worker %s started: entrypoints %s, %d threads, batch %d, buffer %d",
-                self.id,
-                ", ".join(self.entrypoints),
-                self.options.workers,
-                self.options.batch_size,
-                self.options.buffer_size,
-            )
+            self.fetch_queries.verify()
+            self._complete_conn.raw()  # open it now: a bad DSN fails here, not mid-run
+            listener.start()
+            self._start_threads()
             try:
                 self._fetch_loop()
+            except BaseException:
+                # KeyboardInterrupt (default SIGINT handler) or a fatal error: stop gracefully,
+                # then let it propagate.
+                self.shutdown_event.set()
+                raise
             finally:
                 self._shutdown()
         finally:
@@ -423,6 +412,26 @@ class Worker:
             self._fetch_conn.close()
             self._complete_conn.close()
             logger.info("worker %s stopped: %s", self.id, self.stats)
+
+    def _start_threads(self) -> None:
+        for n in range(self.options.workers):
+            thread = threading.Thread(
+                target=self._worker_thread, name=f"pgqueue-sync-worker-{n}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        self._flusher = threading.Thread(
+            target=self._flusher_thread, name="pgqueue-sync-flusher", daemon=True
+        )
+        self._flusher.start()
+        logger.info(
+            "worker %s started: entrypoints %s, %d threads, batch %d, buffer %d",
+            self.id,
+            ", ".join(self.entrypoints),
+            self.options.workers,
+            self.options.batch_size,
+            self.options.buffer_size,
+        )
 
     def _on_event(self, event: dict[str, Any]) -> None:
         self.mailbox.post(Mailbox.WAKE)

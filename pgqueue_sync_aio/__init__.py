@@ -1,0 +1,1 @@
+"""pgqueue-sync for async applications (asyncio, trio): the same engine, awaited."""

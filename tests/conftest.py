@@ -1,0 +1,120 @@
+"""Shared fixtures: a real PostgreSQL, and a fresh schema for every test.
+
+The database comes from ``PGQUEUE_TEST_DSN``; else the local server at 127.0.0.1:5432 (user
+postgres, database test) if it answers; else an embedded server (pgserver) started once for
+the session.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgqueue_sync import PsycopgDriver, QueueManager, Settings
+from pgqueue_sync.embedded import embedded_postgres
+
+LOCAL_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+
+
+def _answers(dsn: str) -> bool:
+    try:
+        with psycopg.connect(dsn, connect_timeout=3):
+            return True
+    except psycopg.Error:
+        return False
+
+
+@pytest.fixture(scope="session")
+def dsn() -> Iterator[str]:
+    env = os.environ.get("PGQUEUE_TEST_DSN")
+    if env:
+        yield env
+    elif _answers(LOCAL_DSN):
+        yield LOCAL_DSN
+    else:
+        with embedded_postgres() as uri:
+            yield uri
+
+
+@pytest.fixture
+def schema(dsn: str) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield name
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@pytest.fixture
+def settings(schema: str) -> Settings:
+    return Settings(schema=schema)
+
+
+@pytest.fixture
+def conn(dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def driver(conn: psycopg.Connection[Any]) -> PsycopgDriver:
+    return PsycopgDriver(conn)
+
+
+@pytest.fixture
+def qm(driver: PsycopgDriver, settings: Settings) -> QueueManager:
+    manager = QueueManager(driver, settings=settings)
+    manager.queries.install()
+    return manager
+
+
+class Runner:
+    """Runs ``qm.run(...)`` in a thread; ``stop()`` asks it to stop and waits for it."""
+
+    def __init__(self, qm: QueueManager, **kwargs: Any) -> None:
+        self.qm = qm
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._target, kwargs=kwargs, daemon=True)
+
+    def _target(self, **kwargs: Any) -> None:
+        try:
+            self.qm.run(**kwargs)
+        except BaseException as exc:
+            self.error = exc
+
+    def start(self) -> Runner:
+        self.thread.start()
+        return self
+
+    def join(self, timeout: float = 30.0) -> None:
+        """Wait for run() to return; a hang fails the test (the bound is a guard)."""
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "run() did not return"
+        if self.error is not None:
+            raise self.error
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.qm.alive = False
+        self.join(timeout)
+
+
+@pytest.fixture
+def runner() -> Iterator[Callable[..., Runner]]:
+    started: list[Runner] = []
+
+    def start(qm: QueueManager, **kwargs: Any) -> Runner:
+        kwargs.setdefault("dequeue_timeout", 5.0)
+        r = Runner(qm, **kwargs).start()
+        started.append(r)
+        return r
+
+    yield start
+    for r in started:
+        if r.thread.is_alive():
+            r.qm.alive = False
+            r.thread.join(30)

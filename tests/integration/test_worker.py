@@ -1,0 +1,265 @@
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg_pool import ConnectionPool
+
+from pgqueue_sync import Job, JobStatus, ManualClock, PsycopgDriver, QueueManager, Settings
+from tests.conftest import Runner
+
+Start = Callable[..., Runner]
+
+
+def test_reference_example_processes_every_job_exactly_once(
+    qm: QueueManager, runner: Start
+) -> None:
+    n = 1000
+    seen: list[int] = []
+    lock = threading.Lock()
+    all_done = threading.Event()
+
+    @qm.entrypoint("fetch")
+    def process_message(job: Job) -> None:
+        with lock:
+            seen.append(job.id)
+            if len(seen) == n:
+                all_done.set()
+
+    ids = qm.queries.enqueue(
+        ["fetch"] * n, [f"this is from me: {i}".encode() for i in range(n)], [0] * n
+    )
+    r = runner(qm)
+    assert all_done.wait(60)
+    r.stop()  # qm.alive = False from another thread; run() returns
+    assert sorted(seen) == sorted(ids)
+    assert len(set(seen)) == n
+    assert qm.queries.queue_size() == []
+    log = qm.queries.log(limit=2 * n)
+    assert len(log) == n
+    assert Counter(e.status for e in log) == {JobStatus.SUCCESSFUL: n}
+
+
+def test_priorities_run_first_then_fifo(qm: QueueManager, runner: Start) -> None:
+    order: list[bytes] = []
+
+    @qm.entrypoint("p")
+    def handler(job: Job) -> None:
+        order.append(job.payload or b"")
+
+    qm.queries.enqueue(
+        ["p"] * 6, [b"low1", b"high1", b"mid", b"low2", b"high2", b"low3"], [0, 9, 5, 0, 9, 0]
+    )
+    r = runner(qm, workers=1, batch_size=1, mode="drain")
+    r.join()
+    assert order == [b"high1", b"high2", b"mid", b"low1", b"low2", b"low3"]
+
+
+def test_failing_handlers_are_recorded_and_the_worker_survives(
+    qm: QueueManager, runner: Start
+) -> None:
+    @qm.entrypoint("raises")
+    def raises(job: Job) -> None:
+        raise ValueError("boom " + (job.payload or b"").decode())
+
+    @qm.entrypoint("exits")
+    def exits(job: Job) -> None:
+        sys.exit(3)
+
+    @qm.entrypoint("interrupts")
+    def interrupts(job: Job) -> None:
+        raise KeyboardInterrupt
+
+    @qm.entrypoint("ok")
+    def ok(job: Job) -> None:
+        pass
+
+    qm.queries.enqueue(
+        ["raises", "exits", "interrupts", "ok", "raises", "ok"],
+        [b"1", None, None, None, b"2", None],
+    )
+    r = runner(qm, workers=2, mode="drain")
+    r.join()
+    log = {(e.entrypoint, e.status) for e in qm.queries.log()}
+    assert log == {
+        ("raises", JobStatus.EXCEPTION),
+        ("exits", JobStatus.EXCEPTION),
+        ("interrupts", JobStatus.EXCEPTION),
+        ("ok", JobStatus.SUCCESSFUL),
+    }
+    tracebacks = {e.entrypoint: e.traceback or "" for e in qm.queries.log(status="exception")}
+    assert "ValueError: boom" in tracebacks["raises"]
+    assert "SystemExit: 3" in tracebacks["exits"]
+    assert "KeyboardInterrupt" in tracebacks["interrupts"]
+    assert len(qm.queries.log()) == 6
+    assert qm.last_stats is not None
+    assert (qm.last_stats.succeeded, qm.last_stats.failed) == (2, 4)
+
+
+def test_an_idle_worker_is_woken_by_notify(qm: QueueManager, runner: Start) -> None:
+    started = threading.Event()
+    ran = threading.Event()
+
+    @qm.entrypoint("wake")
+    def handler(job: Job) -> None:
+        ran.set()
+
+    @qm.entrypoint("first")
+    def first(job: Job) -> None:
+        started.set()
+
+    # Poll timers far beyond the test's patience: only NOTIFY can wake the worker in time.
+    qm.queries.enqueue("first", None)
+    r = runner(qm, dequeue_timeout=3600, retry_timer=None)
+    assert started.wait(30)
+    time_enqueued = time.monotonic()
+    qm.queries.enqueue("wake", None)
+    assert ran.wait(20), "the worker was not woken by NOTIFY"
+    assert time.monotonic() - time_enqueued < 20
+    r.stop()
+
+
+def test_handlers_only_get_their_own_entrypoints(
+    qm: QueueManager, driver: PsycopgDriver, settings: Settings, runner: Start
+) -> None:
+    @qm.entrypoint("mine")
+    def mine(job: Job) -> None:
+        pass
+
+    producer = QueueManager(driver, settings=settings, check_entrypoints=False)
+    producer.queries.enqueue(["mine", "theirs", "mine"], [None] * 3)
+    runner(qm, mode="drain").join()
+    sizes = {(s.entrypoint, s.status): s.count for s in qm.queries.queue_size()}
+    assert sizes == {("theirs", JobStatus.QUEUED): 1}
+
+
+def test_a_job_left_picked_by_a_dead_worker_is_run_again(
+    driver: PsycopgDriver, settings: Settings, runner: Start
+) -> None:
+    clock = ManualClock()
+    qm = QueueManager(driver, settings=settings, clock=clock)
+    qm.queries.install()
+    ran: list[tuple[int, int]] = []
+
+    @qm.entrypoint("orphan")
+    def handler(job: Job) -> None:
+        ran.append((job.id, job.attempts))
+
+    [job_id] = qm.queries.enqueue("orphan", b"")
+    qm.queries.dequeue(1, ["orphan"], uuid.uuid4(), timedelta(seconds=30))  # then "dies"
+    clock.advance(timedelta(seconds=31))
+    runner(qm, retry_timer=timedelta(seconds=30), mode="drain").join()
+    assert ran == [(job_id, 2)]
+    [entry] = qm.queries.log(job_ids=[job_id])
+    assert (entry.status, entry.attempts) == (JobStatus.SUCCESSFUL, 2)
+
+
+def test_drain_mode_returns_when_nothing_is_due(qm: QueueManager, runner: Start) -> None:
+    done: list[int] = []
+
+    @qm.entrypoint("d")
+    def handler(job: Job) -> None:
+        done.append(job.id)
+
+    qm.queries.enqueue(["d"] * 50, [None] * 50)
+    qm.queries.enqueue("d", None, execute_after=timedelta(hours=1))
+    runner(qm, mode="drain", batch_size=7).join()
+    assert len(done) == 50
+    assert [(s.status, s.count) for s in qm.queries.queue_size()] == [(JobStatus.QUEUED, 1)]
+
+
+def test_deferred_jobs_run_when_due_without_a_notify(qm: QueueManager, runner: Start) -> None:
+    ran = threading.Event()
+
+    @qm.entrypoint("later")
+    def handler(job: Job) -> None:
+        ran.set()
+
+    qm.queries.enqueue("later", None, execute_after=timedelta(seconds=1))
+    r = runner(qm, dequeue_timeout=3600, retry_timer=None)
+    assert ran.wait(20), "the worker did not wake for the deferred job"
+    r.stop()
+
+
+def _roles(conn: psycopg.Connection[Any]) -> Counter[str]:
+    rows = conn.execute(
+        "SELECT application_name FROM pg_stat_activity "
+        "WHERE application_name IN "
+        "('pgqueue-sync:listen', 'pgqueue-sync:fetch', 'pgqueue-sync:complete')"
+    ).fetchall()
+    return Counter(row[0] for row in rows)
+
+
+@pytest.mark.parametrize("kind", ["autocommit", "transactional", "pool", "dsn"])
+def test_every_kind_of_driver_source_works_and_worker_connections_close(
+    kind: str, dsn: str, settings: Settings, conn: psycopg.Connection[Any], runner: Start
+) -> None:
+    closers: list[Callable[[], None]] = []
+    if kind in ("autocommit", "transactional"):
+        source: Any = psycopg.connect(dsn, autocommit=kind == "autocommit")
+        closers.append(source.close)
+    elif kind == "pool":
+        source = ConnectionPool(dsn, min_size=1, max_size=2, open=True)
+        closers.append(source.close)
+    else:
+        source = dsn
+    driver = PsycopgDriver(source)
+    closers.append(driver.close)
+    try:
+        qm = QueueManager(driver, settings=settings)
+        qm.queries.install()
+        seen = threading.Event()
+        roles: list[Counter[str]] = []
+
+        @qm.entrypoint("k")
+        def handler(job: Job) -> None:
+            roles.append(_roles(conn))
+            seen.set()
+
+        qm.queries.enqueue("k", b"")
+        r = runner(qm)
+        assert seen.wait(30)
+        r.stop()
+        assert roles[0] == {
+            "pgqueue-sync:listen": 1,
+            "pgqueue-sync:fetch": 1,
+            "pgqueue-sync:complete": 1,
+        }
+        assert _roles(conn) == Counter()
+        assert [e.status for e in qm.queries.log()] == [JobStatus.SUCCESSFUL]
+    finally:
+        for close in closers:
+            close()
+
+
+def test_handlers_can_take_a_context(qm: QueueManager, runner: Start) -> None:
+    seen: list[tuple[int, uuid.UUID]] = []
+
+    @qm.entrypoint("ctx")
+    def handler(job: Job, ctx: Any) -> None:
+        seen.append((ctx.job.id, ctx.worker_id))
+
+    [job_id] = qm.queries.enqueue("ctx", None)
+    runner(qm, mode="drain").join()
+    assert [s[0] for s in seen] == [job_id]
+    [entry] = qm.queries.log()
+    assert entry.worker_id == seen[0][1]
+
+
+def test_bytes_results_are_kept_in_the_log(qm: QueueManager, runner: Start) -> None:
+    @qm.entrypoint("r")
+    def handler(job: Job) -> bytes:
+        return (job.payload or b"")[::-1]
+
+    [job_id] = qm.queries.enqueue("r", b"abc")
+    runner(qm, mode="drain").join()
+    [entry] = qm.queries.log(job_ids=[job_id])
+    assert entry.result == b"cba"
