@@ -46,9 +46,10 @@ def create_app(start_worker: bool | None = None) -> Flask:
     def job_status(job_id: int) -> Any:
         if qm.queries.get_jobs([job_id]):
             return jsonify(status="pending")
-        [entry, *_] = qm.queries.log(job_ids=[job_id]) or [None]
-        if entry is None:
+        entries = qm.queries.log(job_ids=[job_id])
+        if not entries:
             return jsonify(status="unknown"), 404
+        entry = entries[0]
         result = entry.result.decode() if entry.result else None
         return jsonify(status=str(entry.status), result=result)
 
@@ -66,25 +67,25 @@ def create_app(start_worker: bool | None = None) -> Flask:
     return app
 
 
-_worker: threading.Thread | None = None
+_workers: list[threading.Thread] = []
 
 
 def start_worker_thread() -> threading.Thread:
     """Run qm.run() in a daemon thread; stop it gracefully when the process exits."""
-    global _worker
-    if _worker is None or not _worker.is_alive():
-        _worker = threading.Thread(
+    if not _workers or not _workers[-1].is_alive():
+        worker = threading.Thread(
             target=qm.run, kwargs={"workers": 4}, name="pgqueue-worker", daemon=True
         )
-        _worker.start()
+        worker.start()
+        _workers.append(worker)
         atexit.register(stop_worker_thread)
-    return _worker
+    return _workers[-1]
 
 
 def stop_worker_thread() -> None:
     qm.alive = False
-    if _worker is not None:
-        _worker.join(30)
+    for worker in _workers:
+        worker.join(30)
 
 
 def run_worker() -> None:
