@@ -11,19 +11,33 @@ from .errors import (
     DuplicateJobError,
     InvalidEntrypointError,
     InvalidPayloadError,
+    JobNotFoundError,
     PayloadTooLargeError,
     PgQueueError,
     SchemaNotInstalledError,
     SchemaVersionError,
     UnknownEntrypointError,
+    WaitTimeoutError,
 )
-from .models import Context, Job, JobCancelled, JobId, JobStatus, LogEntry, QueueStatistic
+from .execution import current_context
+from .models import (
+    CancelResult,
+    Context,
+    Job,
+    JobCancelled,
+    JobId,
+    JobResult,
+    JobStatus,
+    LogEntry,
+    QueueStatistic,
+)
 from .qm import QueueManager
 from .queries import Queries
+from .retry import RetryPolicy, RetryRequested
 from .settings import Settings
-from .worker import current_context
 
 __all__ = [
+    "CancelResult",
     "Clock",
     "ConfigurationError",
     "ConnectError",
@@ -37,6 +51,8 @@ __all__ = [
     "Job",
     "JobCancelled",
     "JobId",
+    "JobNotFoundError",
+    "JobResult",
     "JobStatus",
     "LogEntry",
     "ManualClock",
@@ -46,11 +62,14 @@ __all__ = [
     "Queries",
     "QueueManager",
     "QueueStatistic",
+    "RetryPolicy",
+    "RetryRequested",
     "SchemaNotInstalledError",
     "SchemaVersionError",
     "Settings",
     "SystemClock",
     "UnknownEntrypointError",
+    "WaitTimeoutError",
     "__version__",
     "current_context",
 ]

@@ -22,12 +22,14 @@ __all__ = [
     "DuplicateJobError",
     "InvalidEntrypointError",
     "InvalidPayloadError",
+    "JobNotFoundError",
     "JobTimeoutError",
     "PayloadTooLargeError",
     "PgQueueError",
     "SchemaNotInstalledError",
     "SchemaVersionError",
     "UnknownEntrypointError",
+    "WaitTimeoutError",
     "redact_conninfo",
     "translate_errors",
 ]
@@ -67,6 +69,18 @@ class DuplicateJobError(PgQueueError):
 
 class JobTimeoutError(PgQueueError, TimeoutError):
     """A handler ran longer than its entrypoint's ``timeout``."""
+
+
+class JobNotFoundError(PgQueueError, LookupError):
+    """A job id is neither in the queue nor in the log."""
+
+
+class WaitTimeoutError(PgQueueError, TimeoutError):
+    """``wait_for`` ran out of time; ``finished`` holds the jobs that did finish."""
+
+    def __init__(self, message: str, finished: dict[int, object]) -> None:
+        super().__init__(message)
+        self.finished = finished
 
 
 class DatabaseError(PgQueueError):

@@ -1,4 +1,4 @@
-"""Rows and values: Job, JobStatus, LogEntry, QueueStatistic and the handler Context."""
+"""Rows and values: Job, JobStatus, LogEntry, JobResult, QueueStatistic, and Context."""
 
 from __future__ import annotations
 
@@ -10,13 +10,27 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-__all__ = ["Context", "Job", "JobCancelled", "JobId", "JobStatus", "LogEntry", "QueueStatistic"]
+__all__ = [
+    "CancelResult",
+    "Context",
+    "Job",
+    "JobCancelled",
+    "JobId",
+    "JobResult",
+    "JobStatus",
+    "LogEntry",
+    "QueueStatistic",
+]
 
 JobId = int
 
 
 class JobStatus(str, enum.Enum):
-    """A job's status; the values are those of the PostgreSQL enum type."""
+    """A job's status; the values are those of the PostgreSQL enum type.
+
+    ``queued`` and ``picked`` are live; the others are outcomes. ``failed`` jobs (retries
+    exhausted) also stay in the queue table until requeued or cancelled.
+    """
 
     QUEUED = "queued"
     PICKED = "picked"
@@ -33,27 +47,9 @@ class JobStatus(str, enum.Enum):
         return self.value
 
 
-# Columns of the jobs table, in the order Job.from_row expects them.
-JOB_COLUMNS = (
-    "id",
-    "priority",
-    "created",
-    "updated",
-    "heartbeat",
-    "execute_after",
-    "status",
-    "entrypoint",
-    "payload",
-    "attempts",
-    "worker_id",
-    "dedupe_key",
-    "headers",
-)
-
-
 @dataclasses.dataclass(frozen=True)
 class Job:
-    """One job, as claimed from the queue table."""
+    """One job, as claimed from (or read in) the queue table."""
 
     id: JobId
     priority: int
@@ -68,6 +64,8 @@ class Job:
     worker_id: uuid.UUID | None
     dedupe_key: str | None = None
     headers: Mapping[str, Any] | None = None
+    last_error: str | None = None
+    cancel_requested: bool = False
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
@@ -85,6 +83,8 @@ class Job:
             worker_id=row["worker_id"],
             dedupe_key=row.get("dedupe_key"),
             headers=row.get("headers"),
+            last_error=row.get("last_error"),
+            cancel_requested=bool(row.get("cancel_requested", False)),
         )
 
 
@@ -102,6 +102,8 @@ class LogEntry:
     duration: timedelta | None
     traceback: str | None
     result: bytes | None
+    value: Any
+    headers: Mapping[str, Any] | None
     enqueued: datetime | None
     created: datetime
 
@@ -118,9 +120,40 @@ class LogEntry:
             duration=row["duration"],
             traceback=row["traceback"],
             result=None if row["result"] is None else bytes(row["result"]),
+            value=row["result_json"],
+            headers=row["headers"],
             enqueued=row["enqueued"],
             created=row["created"],
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class JobResult:
+    """A finished job, as ``Queries.wait_for`` returns it.
+
+    ``result`` holds a ``bytes`` return value; ``value`` any other (JSON) return value.
+    """
+
+    job_id: JobId
+    status: JobStatus
+    result: bytes | None
+    value: Any
+    traceback: str | None
+    finished: datetime
+
+    @classmethod
+    def from_entry(cls, entry: LogEntry) -> JobResult:
+        return cls(
+            entry.job_id, entry.status, entry.result, entry.value, entry.traceback, entry.created
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class CancelResult:
+    """What ``Queries.cancel`` did: jobs cancelled at once, and running ones asked to stop."""
+
+    canceled: list[JobId]
+    requested: list[JobId]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,23 +165,30 @@ class QueueStatistic:
     count: int
 
 
+class JobCancelled(Exception):
+    """Raised by :meth:`Context.check` inside a handler whose job was cancelled."""
+
+
 @dataclasses.dataclass
 class Context:
     """What a running handler can know about its job beyond the Job itself.
 
-    ``cancelled`` is set when the job is cancelled while it runs (threads cannot be killed,
-    so a long handler should look at it, or call :meth:`check`, between steps).
+    Threads cannot be killed: when the job is cancelled while it runs, ``cancelled`` is set
+    and a long handler should look at it, or call :meth:`check`, between steps. A handler
+    gets its Context as a second parameter (``def handler(job, ctx)``) or from
+    ``pgqueue_sync.current_context()``.
     """
 
     job: Job
     worker_id: uuid.UUID
     cancelled: threading.Event = dataclasses.field(default_factory=threading.Event)
 
+    @property
+    def attempt(self) -> int:
+        """1 for the first run of the job, 2 for its first retry, and so on."""
+        return self.job.attempts
+
     def check(self) -> None:
-        """Raise :class:`JobCancelled` if the job was cancelled."""
+        """Raise :class:`JobCancelled` if the job was cancelled; the job ends ``canceled``."""
         if self.cancelled.is_set():
             raise JobCancelled(f"job {self.job.id} was cancelled")
-
-
-class JobCancelled(Exception):
-    """Raised by :meth:`Context.check` inside a handler whose job was cancelled."""

@@ -14,9 +14,12 @@ from .buffer import Mailbox
 from .clock import Clock, SystemClock
 from .db import Driver
 from .errors import ConfigurationError
+from .execution import Entrypoint
+from .options import Mode, RunOptions
 from .queries import Queries
+from .retry import RetryPolicy
 from .settings import Settings, validate_entrypoint
-from .worker import Entrypoint, Mode, RunOptions, Worker, WorkerStats
+from .worker import Worker, WorkerStats
 
 __all__ = ["QueueManager"]
 
@@ -95,15 +98,49 @@ class QueueManager:
 
     # -- registry ------------------------------------------------------------------------
 
-    def entrypoint(self, name: str) -> Callable[[F], F]:
+    def entrypoint(
+        self,
+        name: str,
+        *,
+        retry: RetryPolicy | None = None,
+        concurrency_limit: int | None = None,
+        per_worker_limit: int | None = None,
+        requests_per_second: float | None = None,
+        timeout: timedelta | float | None = None,
+    ) -> Callable[[F], F]:
         """Register a plain ``def`` handler for jobs of entrypoint ``name``.
 
-        The handler is called as ``handler(job)``, or ``handler(job, context)`` if it takes
-        two positional parameters. Its return value, if ``bytes``, is kept in the log.
+        The handler is called as ``handler(job)``, or ``handler(job, ctx)`` if it takes two
+        positional parameters. Its return value (``bytes``, or anything JSON can encode) is
+        kept in the log as the job's result.
+
+        - ``retry``: a RetryPolicy; a failed attempt goes back to the queue after its backoff
+          and the job ends ``failed`` when the policy gives up.
+        - ``concurrency_limit``: at most this many jobs of the entrypoint run at once across
+          all workers (exact: claims of limited entrypoints are serialised).
+        - ``per_worker_limit``: at most this many held by one worker.
+        - ``requests_per_second``: at most this many starts per second across all workers.
+        - ``timeout``: seconds after which a running job is failed (its thread cannot be
+          killed; it is left to finish and counted as stuck).
         """
         validate_entrypoint(name)
         if name in self._registry:
             raise ConfigurationError(f"entrypoint {name!r} is already registered")
+        for label, limit in (
+            ("concurrency_limit", concurrency_limit),
+            ("per_worker_limit", per_worker_limit),
+        ):
+            if limit is not None and (
+                isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+            ):
+                raise ConfigurationError(f"{label} must be a positive int")
+        if requests_per_second is not None and not requests_per_second > 0:
+            raise ConfigurationError("requests_per_second must be positive")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigurationError("retry must be a pgqueue_sync.RetryPolicy")
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        if seconds is not None and not seconds > 0:
+            raise ConfigurationError("timeout must be positive")
 
         def register(func: F) -> F:
             if not callable(func):
@@ -114,7 +151,16 @@ class QueueManager:
                     "function; QueueManager runs plain def handlers in threads. Use "
                     "pgqueue_sync_aio.AsyncQueueManager to run async def handlers"
                 )
-            self._registry[name] = Entrypoint(name, func, _takes_context(func))
+            self._registry[name] = Entrypoint(
+                name=name,
+                func=func,
+                takes_context=_takes_context(func),
+                retry=retry,
+                concurrency_limit=concurrency_limit,
+                per_worker_limit=per_worker_limit,
+                requests_per_second=requests_per_second,
+                timeout=None if seconds is None else float(seconds),
+            )
             return func
 
         return register
@@ -152,6 +198,7 @@ class QueueManager:
         shutdown_timeout: timedelta | float | None = None,
         mode: Mode = "continuous",
         heartbeat_interval: timedelta | float | None = None,
+        log_retention: timedelta | float | None = None,
     ) -> None:
         """Fetch and run jobs until ``qm.alive`` is set to False; blocks.
 
@@ -167,6 +214,7 @@ class QueueManager:
           may take before what is left goes back to the queue (default: wait for them).
         - ``mode``: ``"continuous"``, or ``"drain"`` to return once no job is due.
         - ``heartbeat_interval``: default ``retry_timer / 5``, at most 10 s.
+        - ``log_retention``: prune log rows older than this (every minute, in batches).
         """
         options = RunOptions.build(
             dequeue_timeout=dequeue_timeout,
@@ -177,6 +225,7 @@ class QueueManager:
             shutdown_timeout=shutdown_timeout,
             mode=mode,
             heartbeat_interval=heartbeat_interval,
+            log_retention=log_retention,
         )
         if not self._running.acquire(blocking=False):
             raise RuntimeError("run() is already running on this QueueManager")

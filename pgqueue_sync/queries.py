@@ -1,38 +1,54 @@
 """Queries: every database operation of the queue, over a Driver.
 
-Producers use ``enqueue`` and the inspection methods; the worker engine uses ``dequeue``,
-``complete``, ``heartbeat`` and ``release`` over its own connections.
+Producers use ``enqueue``, ``cancel``, ``requeue``, ``wait_for`` and the inspection methods;
+the worker engine uses ``dequeue``, ``complete``, ``heartbeat`` and ``release`` over its own
+connections.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
+import math
+import re
+import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
+import psycopg.errors
 from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 
 from .clock import Clock, SystemClock
 from .db import Connection, Driver
+from .enqueue import OnConflict, Payload, Rows, When, build_rows
 from .errors import (
     ConfigurationError,
-    InvalidPayloadError,
-    PayloadTooLargeError,
+    DuplicateJobError,
+    JobNotFoundError,
     SchemaNotInstalledError,
     SchemaVersionError,
-    UnknownEntrypointError,
+    WaitTimeoutError,
     translate_errors,
 )
-from .models import Job, JobId, JobStatus, LogEntry, QueueStatistic
-from .settings import Settings, validate_entrypoint
+from .models import (
+    CancelResult,
+    Job,
+    JobId,
+    JobResult,
+    JobStatus,
+    LogEntry,
+    QueueStatistic,
+)
+from .settings import Settings
 from .sql import SCHEMA_VERSION, statements
 
-__all__ = ["COPY_THRESHOLD", "Outcome", "Queries"]
+__all__ = ["COPY_THRESHOLD", "Completed", "LimitedClaim", "Outcome", "Queries"]
 
 logger = logging.getLogger("pgqueue_sync")
 
@@ -40,13 +56,16 @@ logger = logging.getLogger("pgqueue_sync")
 # one INSERT ... SELECT FROM unnest(...). Both are a single statement on the server.
 COPY_THRESHOLD = 256
 
-_INT32 = (-(2**31), 2**31 - 1)
-MAX_DEDUPE_KEY_LENGTH = 512
+_DUPLICATE_KEY = re.compile(r"\(dedupe_key\)=\((.*)\)")
 
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """How one attempt of a job ended, as the worker reports it."""
+    """How one attempt of a job ended, as the worker reports it.
+
+    ``status`` is the outcome, or ``QUEUED`` for an attempt to retry after ``delay``
+    seconds. ``value`` is a JSON return value (``has_value`` tells it from no value).
+    """
 
     job_id: JobId
     attempt: int
@@ -54,21 +73,34 @@ class Outcome:
     duration: float
     traceback: str | None = None
     result: bytes | None = None
+    value: Any = None
+    has_value: bool = False
+    delay: float = 0.0
 
 
-Payload = bytes | bytearray | memoryview | None
-When = datetime | timedelta | None
+@dataclasses.dataclass(frozen=True)
+class Completed:
+    """Outcomes written by ``Queries.complete``: finished (logged) and retried jobs."""
+
+    finished: set[JobId]
+    retried: set[JobId]
+
+    @property
+    def recorded(self) -> set[JobId]:
+        return self.finished | self.retried
 
 
-def _as_list(value: Any, n: int, what: str) -> list[Any]:
-    if isinstance(value, (list, tuple)):
-        if len(value) != n:
-            raise ConfigurationError(
-                f"enqueue got {n} entrypoints but {len(value)} {what}: the lists must be "
-                "the same length"
-            )
-        return list(value)
-    return [value] * n
+@dataclasses.dataclass(frozen=True)
+class LimitedClaim:
+    """Jobs claimed for one limited entrypoint, and what held the claim back."""
+
+    jobs: list[Job]
+    at_limit: bool
+    rate_wait: float | None
+
+
+def _seconds(value: timedelta | float) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 class Queries:
@@ -92,9 +124,13 @@ class Queries:
     # -- plumbing ------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _conn(self, connection: Connection | None = None) -> Iterator[Connection]:
+    def _conn(
+        self, connection: Connection | psycopg.Cursor[Any] | None = None
+    ) -> Iterator[Connection]:
         with translate_errors(schema=self.settings.schema):
-            if connection is not None:
+            if isinstance(connection, psycopg.Cursor):
+                yield connection.connection
+            elif connection is not None:
                 yield connection
             else:
                 with self.driver.connection() as conn:
@@ -103,6 +139,13 @@ class Queries:
     def _params(self, **params: Any) -> dict[str, Any]:
         params["now"] = self.clock.now()
         return params
+
+    def _row(self, statement: bytes, **params: Any) -> tuple[Any, ...]:
+        with self._conn() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(statement, self._params(**params))
+            row = cur.fetchone()
+            assert row is not None
+            return row
 
     # -- schema --------------------------------------------------------------------------
 
@@ -165,9 +208,8 @@ class Queries:
 
     def _installed_version(self, conn: Connection) -> int | None:
         with conn.cursor(row_factory=tuple_row) as cur:
-            cur.execute(
-                self._sql.table_exists, {"name": self.settings.ident("version").as_string(None)}
-            )
+            name = self.settings.ident("version").as_string(None)
+            cur.execute(self._sql.table_exists, {"name": name})
             row = cur.fetchone()
             if not row or not row[0]:
                 return None
@@ -185,134 +227,111 @@ class Queries:
         execute_after: When | Sequence[When] = None,
         *,
         dedupe_key: str | Sequence[str | None] | None = None,
+        on_conflict: OnConflict = "raise",
         headers: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
-        connection: Connection | None = None,
+        connection: Connection | psycopg.Cursor[Any] | None = None,
     ) -> list[JobId]:
         """Add jobs to the queue and return their ids, in the order given.
 
         Pass scalars for one job, or parallel lists for many (``priority``,
         ``execute_after`` and ``headers`` may stay scalars and apply to all). The jobs are
-        written in one statement (COPY for long lists). With ``connection=``, the insert
-        runs in that connection's current transaction: the jobs exist only if it commits.
+        written in one statement (COPY for long lists).
 
-        ``execute_after`` is a delay (timedelta) or a time (aware datetime) before which the
-        job is not run.
+        - ``execute_after``: a delay (timedelta) or a time (aware datetime) before which the
+          job does not run.
+        - ``dedupe_key``: at most one queued-or-running job per key. A key that is taken
+          raises DuplicateJobError (nothing is written), or with ``on_conflict="skip"`` the
+          job is not added and the id of the job holding the key is returned in its place.
+        - ``headers``: a small JSON map kept with the job and in the log.
+        - ``connection``: a connection (or cursor) whose open transaction the insert joins:
+          the jobs exist, and workers wake, only if it commits.
         """
-        if isinstance(entrypoint, str):
-            if isinstance(payload, (list, tuple)):
-                raise ConfigurationError(
-                    "enqueue got one entrypoint and a list of payloads: pass a list of "
-                    "entrypoints too"
-                )
-            entrypoints = [entrypoint]
-        elif isinstance(entrypoint, (list, tuple)):
-            entrypoints = list(entrypoint)
-        else:
-            raise ConfigurationError(
-                f"entrypoint must be a str or a list of str, not {type(entrypoint).__name__}"
-            )
-        n = len(entrypoints)
-        if n == 0:
-            return []
-        payloads = (
-            _as_list(payload, n, "payloads") if isinstance(entrypoint, list | tuple) else [payload]
+        if on_conflict not in ("raise", "skip"):
+            raise ConfigurationError("on_conflict must be 'raise' or 'skip'")
+        known = self._known_entrypoints() if self._known_entrypoints is not None else None
+        rows = build_rows(
+            entrypoint,
+            payload,
+            priority,
+            execute_after,
+            dedupe_key,
+            headers,
+            known=known,
+            max_payload_bytes=self.settings.max_payload_bytes,
         )
-        priorities = _as_list(priority, n, "priorities")
-        whens = _as_list(execute_after, n, "execute_after values")
-        keys = _as_list(dedupe_key, n, "dedupe keys")
-        heads = _as_list(headers, n, "headers")
-
-        self._check_entrypoints(entrypoints)
-        blobs = [self._check_payload(p, i) for i, p in enumerate(payloads)]
-        for i, prio in enumerate(priorities):
-            if (
-                isinstance(prio, bool)
-                or not isinstance(prio, int)
-                or not _INT32[0] <= prio <= _INT32[1]
-            ):
-                raise ConfigurationError(f"priority #{i} must be a 32-bit int, got {prio!r}")
-        ats: list[datetime | None] = []
-        delays: list[timedelta | None] = []
-        for i, when in enumerate(whens):
-            if when is None:
-                ats.append(None)
-                delays.append(None)
-            elif isinstance(when, datetime):
-                if when.tzinfo is None or when.utcoffset() is None:
-                    raise ConfigurationError(
-                        f"execute_after #{i} is a naive datetime: pass an aware one "
-                        "(e.g. datetime.now(timezone.utc) + ...) or a timedelta"
-                    )
-                ats.append(when)
-                delays.append(None)
-            elif isinstance(when, timedelta):
-                ats.append(None)
-                delays.append(when)
-            else:
-                raise ConfigurationError(
-                    f"execute_after #{i} must be a timedelta, an aware datetime or None, "
-                    f"not {type(when).__name__}"
-                )
-        for i, key in enumerate(keys):
-            if key is not None and (
-                not isinstance(key, str) or not 0 < len(key) <= MAX_DEDUPE_KEY_LENGTH
-            ):
-                raise ConfigurationError(
-                    f"dedupe_key #{i} must be a non-empty str of at most "
-                    f"{MAX_DEDUPE_KEY_LENGTH} characters"
-                )
-        jsons: list[Jsonb | None] = []
-        for i, head in enumerate(heads):
-            if head is not None and not isinstance(head, Mapping):
-                raise ConfigurationError(f"headers #{i} must be a mapping or None")
-            jsons.append(None if head is None else Jsonb(dict(head)))
-
+        if not rows:
+            return []
         with self._conn(connection) as conn:
-            if n >= COPY_THRESHOLD and all(k is None for k in keys):
-                return self._enqueue_copy(conn, entrypoints, blobs, priorities, ats, delays, jsons)
-            with conn.cursor(row_factory=tuple_row) as cur:
-                cur.execute(
-                    self._sql.enqueue,
-                    self._params(
-                        priorities=priorities,
-                        entrypoints=entrypoints,
-                        payloads=blobs,
-                        ats=ats,
-                        delays=delays,
-                        dedupe_keys=keys,
-                        headers=jsons,
-                    ),
-                )
-                return [row[0] for row in cur.fetchall()]
+            keyed = any(k is not None for k in rows.dedupe_keys)
+            if keyed and on_conflict == "skip":
+                return self._enqueue_skipping(conn, rows)
+            if keyed:
+                return self._enqueue_unique(conn, rows)
+            if len(rows) >= COPY_THRESHOLD:
+                return self._enqueue_copy(conn, rows)
+            return self._enqueue_insert(conn, rows)
 
-    def _enqueue_copy(
-        self,
-        conn: Connection,
-        entrypoints: list[str],
-        payloads: list[bytes | None],
-        priorities: list[int],
-        ats: list[datetime | None],
-        delays: list[timedelta | None],
-        headers: list[Jsonb | None],
-    ) -> list[JobId]:
-        n = len(entrypoints)
+    def _enqueue_insert(self, conn: Connection, rows: Rows) -> list[JobId]:
+        with conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(self._sql.enqueue, self._params(**rows.params()))
+            return [row[0] for row in cur.fetchall()]
+
+    def _enqueue_unique(self, conn: Connection, rows: Rows) -> list[JobId]:
+        try:
+            # A savepoint inside the caller's transaction: a duplicate must not abort it.
+            with conn.transaction():
+                return self._enqueue_insert(conn, rows)
+        except psycopg.errors.UniqueViolation as exc:
+            detail = exc.diag.message_detail or ""
+            match = _DUPLICATE_KEY.search(detail)
+            keys = [match.group(1)] if match else [k for k in rows.dedupe_keys if k]
+            raise DuplicateJobError(
+                f"a job with dedupe_key {keys[0]!r} is already queued or running (pass "
+                "on_conflict='skip' to get its id instead)",
+                keys,
+            ) from exc
+
+    def _enqueue_skipping(self, conn: Connection, rows: Rows) -> list[JobId]:
+        with conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(self._sql.enqueue_skip_duplicates, self._params(**rows.params()))
+            inserted = cur.fetchall()
+            by_key = {key: job_id for job_id, key in inserted if key is not None}
+            unkeyed = iter([job_id for job_id, key in inserted if key is None])
+            taken = sorted({k for k in rows.dedupe_keys if k is not None and k not in by_key})
+            if taken:
+                cur.execute(self._sql.jobs_by_dedupe_key, {"keys": taken})
+                by_key.update({key: job_id for job_id, key in cur.fetchall()})
+        ids: list[JobId] = []
+        for key in rows.dedupe_keys:
+            ids.append(next(unkeyed) if key is None else by_key[key])
+        return ids
+
+    def _enqueue_copy(self, conn: Connection, rows: Rows) -> list[JobId]:
+        n = len(rows)
         with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
             cur.execute(
-                self._sql.reserve_ids,
-                self._params(sequence=self._jobs_sequence(conn), count=n),
+                self._sql.reserve_ids, self._params(sequence=self._jobs_sequence(conn), count=n)
             )
-            rows = cur.fetchall()
-            now: datetime = rows[0][0]
-            ids: list[JobId] = [row[1] for row in rows]
+            reserved = cur.fetchall()
+            now: datetime = reserved[0][0]
+            ids: list[JobId] = [row[1] for row in reserved]
             with cur.copy(self._sql.copy_jobs) as copy:
                 copy.set_types(["int8", "int4", "text", "bytea", "timestamptz", "text", "jsonb"])
                 for i in range(n):
-                    at = ats[i]
+                    at = rows.ats[i]
                     if at is None:
-                        delay = delays[i]
+                        delay = rows.delays[i]
                         at = now if delay is None else now + delay
                     copy.write_row(
-                        (ids[i], priorities[i], entrypoints[i], payloads[i], at, None, headers[i])
+                        (
+                            ids[i],
+                            rows.priorities[i],
+                            rows.entrypoints[i],
+                            rows.payloads[i],
+                            at,
+                            None,
+                            rows.headers[i],
+                        )
                     )
         return ids
 
@@ -325,49 +344,76 @@ class Queries:
                 self._sequence = str(row[0])
         return self._sequence
 
-    def _check_entrypoints(self, entrypoints: list[str]) -> None:
-        for name in set(entrypoints):
-            validate_entrypoint(name)
-        if self._known_entrypoints is None:
-            return
-        known = self._known_entrypoints()
-        if not known:
-            return
-        unknown = sorted(set(entrypoints) - set(known))
-        if unknown:
-            raise UnknownEntrypointError(
-                f"no handler is registered for entrypoint(s) {', '.join(map(repr, unknown))}; "
-                f"known: {', '.join(sorted(known))}. Register it with @qm.entrypoint(...), or "
-                "create the QueueManager with check_entrypoints=False to enqueue for other "
-                "services"
-            )
+    # -- control -------------------------------------------------------------------------
 
-    def _check_payload(self, payload: object, index: int) -> bytes | None:
-        if payload is None:
-            return None
-        if isinstance(payload, bytes):
-            blob = payload
-        elif isinstance(payload, (bytearray, memoryview)):
-            blob = bytes(payload)
-        else:
-            hint = " (encode it, e.g. text.encode())" if isinstance(payload, str) else ""
-            raise InvalidPayloadError(
-                f"payload #{index} must be bytes, bytearray, memoryview or None, "
-                f"not {type(payload).__name__}{hint}"
-            )
-        limit = self.settings.max_payload_bytes
-        if len(blob) > limit:
-            raise PayloadTooLargeError(
-                f"payload #{index} is {len(blob)} bytes, over the limit of {limit} bytes "
-                "(Settings.max_payload_bytes / PGQUEUE_MAX_PAYLOAD_BYTES); store large data "
-                "elsewhere and enqueue a reference to it"
-            )
-        return blob
+    def cancel(self, job_ids: Collection[JobId]) -> CancelResult:
+        """Cancel jobs: queued (and failed) ones at once; running ones are asked to stop.
+
+        A running job's handler sees ``ctx.cancelled`` set (threads cannot be killed); if it
+        stops by calling ``ctx.check()`` the job ends ``canceled``.
+        """
+        canceled, requested, _, _ = self._row(self._sql.cancel, ids=sorted(set(job_ids)))
+        return CancelResult(sorted(canceled or []), sorted(requested or []))
+
+    def requeue(self, job_ids: Collection[JobId]) -> list[JobId]:
+        """Put ``failed`` jobs back in the queue with a fresh count of attempts."""
+        requeued, _ = self._row(self._sql.requeue, ids=sorted(set(job_ids)))
+        return sorted(requeued or [])
+
+    def wait_for(
+        self, job_ids: Sequence[JobId], timeout: timedelta | float | None = None
+    ) -> list[JobResult]:
+        """Block until these jobs have finished; return their results, in the same order.
+
+        Woken by NOTIFY when outcomes are written (no polling). Raises JobNotFoundError for
+        an id that is neither queued nor logged, and WaitTimeoutError (with the jobs that
+        did finish) when ``timeout`` runs out.
+        """
+        ids = list(dict.fromkeys(job_ids))
+        deadline = None if timeout is None else time.monotonic() + _seconds(timeout)
+        done: dict[JobId, JobResult] = {}
+        with translate_errors(schema=self.settings.schema):
+            conn = self.driver.connect("wait")
+            try:
+                conn.execute(self._sql.listen)
+                found = {row[0] for row in conn.execute(self._sql.known_ids, {"ids": ids})}
+                if len(found) < len(ids):
+                    missing = sorted(set(ids) - found)
+                    raise JobNotFoundError(f"no job with id(s) {missing} in the queue or log")
+                while True:
+                    pending = [i for i in ids if i not in done]
+                    with conn.cursor(row_factory=dict_row) as cur:
+                        cur.execute(self._sql.results, {"ids": pending})
+                        for row in cur.fetchall():
+                            done[row["job_id"]] = JobResult.from_entry(LogEntry.from_row(row))
+                    if len(done) == len(ids):
+                        return [done[i] for i in ids]
+                    remaining = 30.0 if deadline is None else deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise WaitTimeoutError(
+                            f"{len(ids) - len(done)} of {len(ids)} job(s) still unfinished",
+                            dict(done),
+                        )
+                    self._wait_done_event(conn, set(pending), min(remaining, 30.0))
+            finally:
+                conn.close()
+
+    def _wait_done_event(self, conn: Connection, pending: set[JobId], timeout: float) -> None:
+        for notify in conn.notifies(timeout=timeout):
+            try:
+                event = json.loads(notify.payload)
+            except ValueError:
+                return
+            if not isinstance(event, dict) or event.get("type") != "done":
+                continue
+            ids = event.get("ids")
+            if ids is None or pending.intersection(ids):
+                return
 
     # -- inspection ----------------------------------------------------------------------
 
     def queue_size(self) -> list[QueueStatistic]:
-        """How many jobs are queued, picked (or failed), per entrypoint and status."""
+        """How many jobs are queued, picked or failed, per entrypoint and status."""
         with self._conn() as conn, conn.cursor(row_factory=dict_row) as cur:
             cur.execute(self._sql.queue_size)
             return [
@@ -384,6 +430,33 @@ class Queries:
             )
             return cur.rowcount
 
+    def history(
+        self,
+        limit: int = 100,
+        *,
+        entrypoint: str | Sequence[str] | None = None,
+        status: JobStatus | str | Sequence[JobStatus | str] | None = None,
+        job_ids: Sequence[JobId] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[LogEntry]:
+        """Recorded outcomes, newest first, filtered by entrypoint, status, job, or time."""
+        names = [entrypoint] if isinstance(entrypoint, str) else entrypoint
+        statuses = [status] if isinstance(status, (str, JobStatus)) else status
+        with self._conn() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                self._sql.history,
+                {
+                    "limit": limit,
+                    "entrypoints": None if names is None else list(names),
+                    "statuses": None if statuses is None else [str(JobStatus(s)) for s in statuses],
+                    "job_ids": None if job_ids is None else list(job_ids),
+                    "since": since,
+                    "until": until,
+                },
+            )
+            return [LogEntry.from_row(row) for row in cur.fetchall()]
+
     def log(
         self,
         limit: int = 100,
@@ -391,30 +464,34 @@ class Queries:
         entrypoint: str | Sequence[str] | None = None,
         status: JobStatus | str | Sequence[JobStatus | str] | None = None,
         job_ids: Sequence[JobId] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[LogEntry]:
-        """The most recent recorded outcomes, newest first, optionally filtered."""
-        names = [entrypoint] if isinstance(entrypoint, str) else entrypoint
-        statuses = [status] if isinstance(status, (str, JobStatus)) else status
-        with self._conn() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(
-                self._sql.log_tail,
-                {
-                    "limit": limit,
-                    "entrypoints": None if names is None else list(names),
-                    "statuses": None if statuses is None else [str(JobStatus(s)) for s in statuses],
-                    "job_ids": None if job_ids is None else list(job_ids),
-                },
-            )
-            return [LogEntry.from_row(row) for row in cur.fetchall()]
+        """The same as :meth:`history`."""
+        return self.history(
+            limit, entrypoint=entrypoint, status=status, job_ids=job_ids, since=since, until=until
+        )
 
-    def get_jobs(self, ids: Sequence[JobId]) -> list[Job]:
-        """The jobs still in the queue table among ``ids`` (finished jobs are in the log)."""
+    def get_jobs(self, job_ids: Collection[JobId]) -> list[Job]:
+        """The jobs still in the queue table among ``job_ids`` (finished ones are logged)."""
         with self._conn() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(self._sql.get_jobs, {"ids": list(ids)})
+            cur.execute(self._sql.get_jobs, {"ids": list(job_ids)})
             return [Job.from_row(row) for row in cur.fetchall()]
 
+    def prune_log(self, older_than: timedelta, batch_size: int = 10_000) -> int:
+        """Delete log rows older than ``older_than``, in batches; return how many."""
+        total = 0
+        while True:
+            with self._conn() as conn, conn.cursor() as cur:
+                cur.execute(
+                    self._sql.prune_log, self._params(older_than=older_than, batch=batch_size)
+                )
+                total += cur.rowcount
+                if cur.rowcount < batch_size:
+                    return total
+
     def notify(self, payload: str) -> None:
-        """Send one event on the queue's channel (workers poll on any unknown event)."""
+        """Send one event on the queue's channel."""
         with self._conn() as conn:
             conn.execute(self._sql.notify, {"payload": payload})
 
@@ -431,13 +508,25 @@ class Queries:
 
         Also re-claims jobs left ``picked`` whose heartbeat is older than ``retry_timer``.
         """
-        if batch_size <= 0 or not entrypoints:
+        return self._dequeue(None, batch_size, batch_size, entrypoints, worker_id, retry_timer)
+
+    def _dequeue(
+        self,
+        conn: Connection | None,
+        limit: int,
+        fresh_limit: int,
+        entrypoints: Sequence[str],
+        worker_id: uuid.UUID,
+        retry_timer: timedelta | None,
+    ) -> list[Job]:
+        if limit <= 0 or not entrypoints:
             return []
-        with self._conn() as conn, conn.cursor(row_factory=dict_row) as cur:
+        with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
             cur.execute(
                 self._sql.dequeue,
                 self._params(
-                    limit=batch_size,
+                    limit=limit,
+                    fresh_limit=fresh_limit,
                     entrypoints=list(entrypoints),
                     worker_id=worker_id,
                     retry_timer=retry_timer,
@@ -447,58 +536,110 @@ class Queries:
         jobs.sort(key=lambda j: (-j.priority, j.execute_after, j.id))
         return jobs
 
+    def ensure_limit_rows(self, entrypoints: Sequence[str]) -> None:
+        """Create the shared-state rows of globally limited entrypoints."""
+        with self._conn() as conn:
+            conn.execute(self._sql.ensure_limit_rows, self._params(entrypoints=list(entrypoints)))
+
+    def dequeue_limited(
+        self,
+        entrypoint: str,
+        want: int,
+        worker_id: uuid.UUID,
+        retry_timer: timedelta | None,
+        *,
+        concurrency_limit: int | None,
+        requests_per_second: float | None,
+    ) -> LimitedClaim:
+        """Claim up to ``want`` jobs of one entrypoint within its global limits.
+
+        The entrypoint's row is locked for the transaction, so the count of its running
+        jobs cannot change under the claim: two workers never exceed the limit together.
+        """
+        with self._conn() as conn, conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(self._sql.lock_limit_row, self._params(entrypoint=entrypoint))
+            state = cur.fetchone()
+            if state is None:
+                raise SchemaNotInstalledError(f"no limit row for entrypoint {entrypoint!r}")
+            tokens, elapsed = float(state[0]), max(0.0, float(state[1] or 0.0))
+            fresh = want
+            at_limit = False
+            if concurrency_limit is not None:
+                cur.execute(self._sql.count_picked, {"entrypoint": entrypoint})
+                row = cur.fetchone()
+                running = int(row[0]) if row else 0
+                fresh = min(fresh, max(0, concurrency_limit - running))
+                at_limit = fresh == 0
+            if requests_per_second is not None:
+                burst = max(1.0, requests_per_second)
+                tokens = min(burst, tokens + elapsed * requests_per_second)
+                fresh = min(fresh, max(0, math.floor(tokens)))
+            jobs = self._dequeue(conn, want, fresh, [entrypoint], worker_id, retry_timer)
+            rate_wait = None
+            if requests_per_second is not None:
+                tokens -= len(jobs)
+                cur.execute(
+                    self._sql.set_tokens, self._params(entrypoint=entrypoint, tokens=tokens)
+                )
+                if tokens < 1:
+                    rate_wait = (1 - tokens) / requests_per_second
+        return LimitedClaim(jobs, at_limit, rate_wait)
+
     def next_due(self, entrypoints: Sequence[str]) -> float | None:
         """Seconds until the earliest queued job of these entrypoints is due (<= 0: one is
         due now; None: none is queued)."""
-        with self._conn() as conn, conn.cursor(row_factory=tuple_row) as cur:
-            cur.execute(self._sql.next_due, self._params(entrypoints=list(entrypoints)))
-            row = cur.fetchone()
-            return None if row is None or row[0] is None else float(row[0])
+        if not entrypoints:
+            return None
+        (due,) = self._row(self._sql.next_due, entrypoints=list(entrypoints))
+        return None if due is None else float(due)
 
-    def complete(self, worker_id: uuid.UUID, outcomes: Sequence[Outcome]) -> set[JobId]:
-        """Record outcomes in one statement; return the ids that were recorded.
+    def complete(self, worker_id: uuid.UUID, outcomes: Sequence[Outcome]) -> Completed:
+        """Record outcomes in one statement; return what was recorded.
 
         An outcome whose job is no longer held by ``worker_id`` at that attempt (the job was
         re-picked after this worker was presumed dead) is fenced out and not recorded.
         """
         if not outcomes:
-            return set()
+            return Completed(set(), set())
         ordered = sorted(outcomes, key=lambda o: o.job_id)
-        with self._conn() as conn, conn.cursor(row_factory=tuple_row) as cur:
-            cur.execute(
-                self._sql.complete,
-                self._params(
-                    worker_id=worker_id,
-                    ids=[o.job_id for o in ordered],
-                    attempts=[o.attempt for o in ordered],
-                    statuses=[o.status.value for o in ordered],
-                    durations=[o.duration for o in ordered],
-                    tracebacks=[o.traceback for o in ordered],
-                    results=[o.result for o in ordered],
-                ),
-            )
-            return {row[0] for row in cur.fetchall()}
+        finished, retried, _, _ = self._row(
+            self._sql.complete,
+            worker_id=worker_id,
+            ids=[o.job_id for o in ordered],
+            attempts=[o.attempt for o in ordered],
+            statuses=[o.status.value for o in ordered],
+            durations=[o.duration for o in ordered],
+            tracebacks=[o.traceback for o in ordered],
+            results=[o.result for o in ordered],
+            values=[Jsonb(o.value) if o.has_value else None for o in ordered],
+            delays=[o.delay for o in ordered],
+        )
+        return Completed(set(finished or ()), set(retried or ()))
 
-    def heartbeat(self, worker_id: uuid.UUID, ids: Collection[JobId]) -> set[JobId]:
-        """Refresh the heartbeat of the jobs ``worker_id`` holds; return those still held."""
-        if not ids:
-            return set()
+    def heartbeat(self, worker_id: uuid.UUID, job_ids: Collection[JobId]) -> dict[JobId, bool]:
+        """Refresh the heartbeat of jobs ``worker_id`` holds.
+
+        Returns the jobs still held, each with whether its cancellation was requested.
+        """
+        if not job_ids:
+            return {}
         with self._conn() as conn, conn.cursor(row_factory=tuple_row) as cur:
-            cur.execute(self._sql.heartbeat, self._params(worker_id=worker_id, ids=sorted(ids)))
-            return {row[0] for row in cur.fetchall()}
+            cur.execute(self._sql.heartbeat, self._params(worker_id=worker_id, ids=sorted(job_ids)))
+            return {row[0]: bool(row[1]) for row in cur.fetchall()}
 
     def release(
         self,
         worker_id: uuid.UUID,
-        ids: Collection[JobId],
+        job_ids: Collection[JobId],
         unstarted: Collection[JobId] = (),
     ) -> set[JobId]:
         """Put held jobs back to ``queued`` at once (unstarted ones keep their attempt count)."""
-        if not ids:
+        if not job_ids:
             return set()
-        with self._conn() as conn, conn.cursor(row_factory=tuple_row) as cur:
-            cur.execute(
-                self._sql.release,
-                self._params(worker_id=worker_id, ids=sorted(ids), unstarted=sorted(unstarted)),
-            )
-            return {row[0] for row in cur.fetchall()}
+        released, _ = self._row(
+            self._sql.release,
+            worker_id=worker_id,
+            ids=sorted(job_ids),
+            unstarted=sorted(unstarted),
+        )
+        return set(released or ())

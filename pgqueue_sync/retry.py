@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
 
 import tenacity
 
 from .errors import ConnectError, ConnectionLostError
 
-__all__ = ["CONNECTION_ERRORS", "reconnecting"]
+__all__ = ["CONNECTION_ERRORS", "RetryPolicy", "RetryRequested", "reconnecting"]
 
 logger = logging.getLogger("pgqueue_sync")
 
@@ -56,3 +59,60 @@ def reconnecting(
         before_sleep=_log_retry(what),
         reraise=True,
     )
+
+
+class RetryRequested(Exception):
+    """Raise it in a handler to run the job again after ``delay`` (an attempt is used)."""
+
+    def __init__(self, delay: timedelta | float = 0.0, reason: str = "") -> None:
+        seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+        if seconds < 0:
+            raise ValueError("a retry delay must not be negative")
+        super().__init__(reason or f"retry requested in {seconds:g} s")
+        self.delay = seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """When and how soon a failed job runs again, in tenacity's vocabulary.
+
+    ::
+
+        RetryPolicy(
+            stop=tenacity.stop_after_attempt(5),
+            wait=tenacity.wait_exponential(multiplier=2, max=300) + tenacity.wait_random(0, 1),
+            retry=tenacity.retry_if_exception_type(ConnectionError),
+        )
+
+    The wait is not slept in a worker thread: the job goes back to the queue with
+    ``execute_after`` set that far ahead. When ``retry`` declines the exception or ``stop``
+    says so, the job ends ``failed`` and stays in the queue table (see ``requeue``).
+    ``stop_after_delay`` counts from the job's creation.
+    """
+
+    stop: Any = dataclasses.field(default_factory=lambda: tenacity.stop_after_attempt(3))
+    wait: Any = dataclasses.field(
+        default_factory=lambda: tenacity.wait_exponential(multiplier=1, min=1, max=300)
+    )
+    retry: Any = dataclasses.field(
+        default_factory=lambda: tenacity.retry_if_exception_type(Exception)
+    )
+
+    def next_delay(self, attempt: int, error: BaseException, age: float) -> float | None:
+        """Seconds until the next attempt, or None if the job should fail now.
+
+        ``attempt`` is the attempt that just failed (1 for the first run); ``age`` the
+        seconds since the job was created.
+        """
+        state = tenacity.RetryCallState(retry_object=_RETRYING, fn=None, args=(), kwargs={})
+        state.attempt_number = max(1, attempt)
+        state.outcome = tenacity.Future.construct(state.attempt_number, error, True)
+        state.outcome_timestamp = state.start_time + max(0.0, age)
+        if isinstance(error, RetryRequested):
+            return None if self.stop(state) else error.delay
+        if not self.retry(state) or self.stop(state):
+            return None
+        return max(0.0, float(self.wait(state)))
+
+
+_RETRYING = tenacity.Retrying()

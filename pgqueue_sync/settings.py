@@ -101,6 +101,7 @@ class Settings:
             "dedupe_idx": f"{p}pgqueue_jobs_dedupe_idx",
             "log_job_idx": f"{p}pgqueue_log_job_id_idx",
             "log_created_idx": f"{p}pgqueue_log_created_idx",
+            "limits": f"{p}pgqueue_limits",
         }
         object.__setattr__(self, "_names", names)
 

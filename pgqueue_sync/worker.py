@@ -12,129 +12,32 @@ test can drive a worker one step at a time without threads.
 
 from __future__ import annotations
 
-import contextvars
+import collections
 import dataclasses
 import logging
 import threading
-import traceback
 import uuid
-from collections.abc import Callable, Mapping
-from datetime import timedelta
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any
 
 from .buffer import BufferClosed, CompletionBuffer, JobBuffer, Mailbox
 from .clock import Clock
 from .db import Driver, ManagedConnection
 from .errors import ConfigurationError, PgQueueError
+from .execution import Entrypoint, execute
 from .listener import Listener
 from .models import Context, Job, JobId, JobStatus
+from .options import RunOptions
 from .queries import Outcome, Queries
 from .retry import CONNECTION_ERRORS, reconnecting
 from .settings import Settings
 from .sql import statements
 
-__all__ = ["Entrypoint", "RunOptions", "Worker", "current_context"]
+__all__ = ["Worker", "WorkerStats"]
 
 logger = logging.getLogger("pgqueue_sync")
 
-_current_context: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
-    "pgqueue_sync_context", default=None
-)
-
-
-def current_context() -> Context:
-    """The Context of the job the calling handler thread is running."""
-    ctx = _current_context.get()
-    if ctx is None:
-        raise LookupError("current_context() is only available inside a job handler")
-    return ctx
-
-
-Mode = Literal["continuous", "drain"]
-
-
-@dataclasses.dataclass(frozen=True)
-class Entrypoint:
-    """A registered handler."""
-
-    name: str
-    func: Callable[..., object]
-    takes_context: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class RunOptions:
-    """The knobs of one ``run()``, validated."""
-
-    dequeue_timeout: float = 30.0
-    batch_size: int = 10
-    retry_timer: timedelta | None = timedelta(minutes=1)
-    workers: int = 4
-    buffer_size: int = 20
-    shutdown_timeout: float | None = None
-    mode: Mode = "continuous"
-    heartbeat_interval: float = 10.0
-
-    @classmethod
-    def build(
-        cls,
-        *,
-        dequeue_timeout: timedelta | float,
-        batch_size: int,
-        retry_timer: timedelta | float | None,
-        workers: int,
-        buffer_size: int | None,
-        shutdown_timeout: timedelta | float | None,
-        mode: str,
-        heartbeat_interval: timedelta | float | None,
-    ) -> RunOptions:
-        def seconds(value: timedelta | float, name: str) -> float:
-            secs = value.total_seconds() if isinstance(value, timedelta) else float(value)
-            if secs < 0:
-                raise ConfigurationError(f"{name} must not be negative")
-            return secs
-
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigurationError("batch_size must be a positive int")
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ConfigurationError("workers must be a positive int")
-        if buffer_size is None:
-            buffer_size = 2 * max(batch_size, workers)
-        elif isinstance(buffer_size, bool) or not isinstance(buffer_size, int) or buffer_size < 1:
-            raise ConfigurationError("buffer_size must be a positive int")
-        if mode not in ("continuous", "drain"):
-            raise ConfigurationError(f"mode must be 'continuous' or 'drain', not {mode!r}")
-        retry: timedelta | None = None
-        if retry_timer is not None:
-            retry_secs = seconds(retry_timer, "retry_timer")
-            retry = timedelta(seconds=retry_secs) if retry_secs > 0 else None
-        if heartbeat_interval is None:
-            # Several beats fit in retry_timer, so a live worker is never presumed dead.
-            beat = 10.0 if retry is None else min(10.0, retry.total_seconds() / 5)
-        else:
-            beat = seconds(heartbeat_interval, "heartbeat_interval")
-        if retry is not None and beat * 2 > retry.total_seconds():
-            raise ConfigurationError(
-                "heartbeat_interval must be well inside retry_timer (at most half of it), or "
-                "live workers would have their jobs re-picked"
-            )
-        return cls(
-            dequeue_timeout=max(0.01, seconds(dequeue_timeout, "dequeue_timeout")),
-            batch_size=batch_size,
-            retry_timer=retry,
-            workers=workers,
-            buffer_size=buffer_size,
-            shutdown_timeout=None
-            if shutdown_timeout is None
-            else seconds(shutdown_timeout, "shutdown_timeout"),
-            mode=mode,  # type: ignore[arg-type]
-            heartbeat_interval=max(0.01, beat),
-        )
-
-    @property
-    def claim_size(self) -> int:
-        """How many jobs one claim asks for (never more than the buffer holds)."""
-        return min(self.batch_size, self.buffer_size)
+PRUNE_INTERVAL = 60.0
 
 
 @dataclasses.dataclass
@@ -145,13 +48,6 @@ class WorkerStats:
     recorded: int = 0
     fenced: int = 0
     released: int = 0
-
-
-@dataclasses.dataclass
-class _Running:
-    job: Job
-    started: float
-    context: Context
 
 
 class Worker:
@@ -177,6 +73,8 @@ class Worker:
         self.clock = clock
         self.registry = dict(registry)
         self.entrypoints = sorted(registry)
+        self.unlimited = [name for name in self.entrypoints if not registry[name].limited]
+        self.limited = [registry[name] for name in self.entrypoints if registry[name].limited]
         self.shutdown_event = shutdown
         self.mailbox = mailbox
         self.settings = settings
@@ -194,11 +92,17 @@ class Worker:
         self.stats = WorkerStats()
         self._lock = threading.Lock()
         self._held: dict[JobId, Job] = {}
-        self._running: dict[JobId, _Running] = {}
+        self._held_by_entrypoint: collections.Counter[str] = collections.Counter()
+        self._contexts: dict[JobId, Context] = {}
+        self._running: dict[JobId, float] = {}
+        # Limited entrypoints whose last claim was held back, and when to try them again.
+        self._blocked: set[str] = set()
+        self._rate_wait: float | None = None
         self._threads: list[threading.Thread] = []
         self._flusher: threading.Thread | None = None
         self._hard_stop = threading.Event()
         self._next_beat = clock.monotonic() + options.heartbeat_interval
+        self._next_prune = clock.monotonic()
 
     # -- observation ---------------------------------------------------------------------
 
@@ -209,66 +113,104 @@ class Worker:
 
     def running(self) -> list[Job]:
         with self._lock:
-            return [r.job for r in self._running.values()]
+            return [self._held[i] for i in self._running if i in self._held]
 
     # -- steps ---------------------------------------------------------------------------
 
     def fetch_once(self, limit: int | None = None) -> list[Job]:
         """Claim as many jobs as fit (at most ``claim_size``) into the buffer."""
-        room = self.buffer.room()
-        want = min(self.options.claim_size if limit is None else limit, room)
-        if want <= 0:
-            return []
-        jobs = self.fetch_queries.dequeue(want, self.entrypoints, self.id, self.options.retry_timer)
-        if jobs:
-            with self._lock:
-                for job in jobs:
-                    self._held[job.id] = job
-                self.stats.claimed += len(jobs)
-            self.buffer.put_many(jobs)
+        want = min(self.options.claim_size if limit is None else limit, self.buffer.room())
+        jobs: list[Job] = []
+        if want > 0 and self.unlimited:
+            jobs += self.fetch_queries.dequeue(
+                want, self.unlimited, self.id, self.options.retry_timer
+            )
+        self._rate_wait = None
+        for entry in self.limited:
+            room = want - len(jobs)
+            if room <= 0:
+                break
+            jobs += self._claim_limited(entry, room)
+        self._hold(jobs)
         return jobs
+
+    def _claim_limited(self, entry: Entrypoint, room: int) -> list[Job]:
+        with self._lock:
+            held = self._held_by_entrypoint[entry.name]
+        want = room
+        if entry.per_worker_limit is not None:
+            want = min(want, entry.per_worker_limit - held)
+        if want <= 0:
+            self._blocked.add(entry.name)
+            return []
+        if not entry.globally_limited:
+            jobs = self.fetch_queries.dequeue(want, [entry.name], self.id, self.options.retry_timer)
+            self._blocked.discard(entry.name)
+            return jobs
+        claim = self.fetch_queries.dequeue_limited(
+            entry.name,
+            want,
+            self.id,
+            self.options.retry_timer,
+            concurrency_limit=entry.concurrency_limit,
+            requests_per_second=entry.requests_per_second,
+        )
+        if claim.at_limit:
+            self._blocked.add(entry.name)
+        else:
+            self._blocked.discard(entry.name)
+        if claim.rate_wait is not None:
+            self._rate_wait = min(self._rate_wait or claim.rate_wait, claim.rate_wait)
+        return claim.jobs
+
+    def _hold(self, jobs: list[Job]) -> None:
+        if not jobs:
+            return
+        with self._lock:
+            for job in jobs:
+                self._held[job.id] = job
+                self._held_by_entrypoint[job.entrypoint] += 1
+                ctx = Context(job=job, worker_id=self.id)
+                if job.cancel_requested:
+                    ctx.cancelled.set()
+                self._contexts[job.id] = ctx
+            self.stats.claimed += len(jobs)
+        self.buffer.put_many(jobs)
+
+    def _forget(self, job_ids: list[JobId]) -> bool:
+        """Stop holding jobs; return True if the worker now holds none."""
+        with self._lock:
+            for job_id in job_ids:
+                job = self._held.pop(job_id, None)
+                if job is not None:
+                    self._held_by_entrypoint[job.entrypoint] -= 1
+                self._contexts.pop(job_id, None)
+            return not self._held
 
     def run_job(self, job: Job) -> Outcome:
         """Run the handler of one job and queue its outcome for writing."""
-        entry = self.registry.get(job.entrypoint)
-        ctx = Context(job=job, worker_id=self.id)
-        started = self.clock.monotonic()
         with self._lock:
-            self._running[job.id] = _Running(job, started, ctx)
-        token = _current_context.set(ctx)
-        result: object = None
+            ctx = self._contexts.get(job.id) or Context(job=job, worker_id=self.id)
+            self._running[job.id] = self.clock.monotonic()
         try:
-            if entry is None:  # pragma: no cover - only registered entrypoints are claimed
-                raise LookupError(f"no handler for entrypoint {job.entrypoint!r}")
-            result = entry.func(job, ctx) if entry.takes_context else entry.func(job)
-        except BaseException as exc:
-            status = JobStatus.EXCEPTION
-            tb: str | None = traceback.format_exc()
-            logger.warning(
-                "job %d (%s) raised %s: %s", job.id, job.entrypoint, type(exc).__name__, exc
+            outcome = execute(
+                self.registry.get(job.entrypoint),
+                job,
+                ctx,
+                self.clock,
+                max_result_bytes=self.settings.max_payload_bytes,
             )
-        else:
-            status = JobStatus.SUCCESSFUL
-            tb = None
         finally:
-            _current_context.reset(token)
-            duration = max(0.0, self.clock.monotonic() - started)
             with self._lock:
                 self._running.pop(job.id, None)
-        outcome = Outcome(
-            job_id=job.id,
-            attempt=job.attempts,
-            status=status,
-            duration=duration,
-            traceback=tb,
-            result=result if isinstance(result, bytes) else None,
-        )
         with self._lock:
-            if status is JobStatus.SUCCESSFUL:
+            if outcome.status is JobStatus.SUCCESSFUL:
                 self.stats.succeeded += 1
             else:
                 self.stats.failed += 1
         self.completions.add(outcome)
+        if job.entrypoint in self._blocked:
+            self.mailbox.post(Mailbox.WAKE)
         return outcome
 
     def flush(self, outcomes: list[Outcome] | None = None) -> set[JobId]:
@@ -289,7 +231,7 @@ class Worker:
             batch = [o for o in outcomes if o.job_id in self._held]
         if not batch:
             return set()
-        recorded = self.complete_queries.complete(self.id, batch)
+        recorded = self.complete_queries.complete(self.id, batch).recorded
         fenced = [o.job_id for o in batch if o.job_id not in recorded]
         for job_id in fenced:
             logger.warning(
@@ -297,43 +239,59 @@ class Worker:
                 "this worker's heartbeat lapsed (retry_timer); its result there stands",
                 job_id,
             )
+        idle = self._forget([o.job_id for o in batch])
         with self._lock:
-            for o in batch:
-                self._held.pop(o.job_id, None)
             self.stats.recorded += len(recorded)
             self.stats.fenced += len(fenced)
-            idle = not self._held
         if idle:
             self.mailbox.post(Mailbox.IDLE)
         return recorded
 
-    def beat(self) -> set[JobId]:
-        """Refresh the heartbeat of every held job; return the ids still held in the table."""
+    def beat(self) -> dict[JobId, bool]:
+        """Refresh the heartbeat of every held job; pass on cancellation requests.
+
+        Returns the jobs still held in the table, each with its cancel-requested flag.
+        """
         ids = set(self.held())
         if not ids:
-            return set()
+            return {}
         alive = self.complete_queries.heartbeat(self.id, ids)
+        self.cancel([job_id for job_id, requested in alive.items() if requested])
         with self._lock:
-            lost = [i for i in ids - alive if i in self._held]
+            lost = [i for i in ids - alive.keys() if i in self._held]
         for job_id in lost:
             logger.warning(
-                "job %d is no longer held by this worker (re-picked after retry_timer, or "
-                "cancelled); its outcome here will be discarded",
+                "job %d is no longer held by this worker (re-picked after retry_timer); its "
+                "outcome here will be discarded",
                 job_id,
             )
         return alive
 
-    def release(self, ids: set[JobId], unstarted: set[JobId]) -> set[JobId]:
-        """Give held jobs back to the queue at once; forget them."""
-        if not ids:
-            return set()
-        released = self.complete_queries.release(self.id, ids, unstarted)
+    def cancel(self, job_ids: list[JobId]) -> None:
+        """Tell the handlers of these jobs (running or buffered) that they are cancelled."""
         with self._lock:
-            for job_id in ids:
-                self._held.pop(job_id, None)
+            contexts = [self._contexts[i] for i in job_ids if i in self._contexts]
+        for ctx in contexts:
+            if not ctx.cancelled.is_set():
+                logger.info("job %d: cancellation requested", ctx.job.id)
+                ctx.cancelled.set()
+
+    def release(self, job_ids: set[JobId], unstarted: set[JobId]) -> set[JobId]:
+        """Give held jobs back to the queue at once; forget them."""
+        if not job_ids:
+            return set()
+        released = self.complete_queries.release(self.id, job_ids, unstarted)
+        self._forget(list(job_ids))
+        with self._lock:
             self.stats.released += len(released)
         logger.info("released %d job(s) back to the queue", len(released))
         return released
+
+    def prune(self) -> int:
+        """Delete log rows older than ``log_retention`` (if set)."""
+        if self.options.log_retention is None:
+            return 0
+        return self.complete_queries.prune_log(self.options.log_retention)
 
     # -- threads -------------------------------------------------------------------------
 
@@ -362,11 +320,7 @@ class Worker:
                         if pending:
                             self.flush(pending)
                             pending = []
-                        if self.clock.monotonic() >= self._next_beat:
-                            self.beat()
-                            self._next_beat = (
-                                self.clock.monotonic() + self.options.heartbeat_interval
-                            )
+                        self._periodic()
             except PgQueueError as exc:
                 if self._hard_stop.is_set():
                     logger.error(
@@ -382,6 +336,19 @@ class Worker:
             if self.completions.closed and not pending and not len(self.completions):
                 return
 
+    def _periodic(self) -> None:
+        now = self.clock.monotonic()
+        if now >= self._next_beat:
+            self.beat()
+            self._next_beat = self.clock.monotonic() + self.options.heartbeat_interval
+        if self.options.log_retention is not None and now >= self._next_prune:
+            pruned = self.prune()
+            if pruned:
+                logger.info(
+                    "pruned %d log row(s) older than %s", pruned, self.options.log_retention
+                )
+            self._next_prune = self.clock.monotonic() + PRUNE_INTERVAL
+
     # -- the run -------------------------------------------------------------------------
 
     def run(self) -> None:
@@ -396,6 +363,9 @@ class Worker:
         try:
             self.fetch_queries.verify()
             self._complete_conn.raw()  # open it now: a bad DSN fails here, not mid-run
+            limited = [e.name for e in self.limited if e.globally_limited]
+            if limited:
+                self.fetch_queries.ensure_limit_rows(limited)
             listener.start()
             self._start_threads()
             try:
@@ -434,6 +404,18 @@ class Worker:
         )
 
     def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "cancel":
+            ids = event.get("ids")
+            if isinstance(ids, list):
+                self.cancel([i for i in ids if isinstance(i, int)])
+            return
+        if kind == "done":
+            # Someone's job finished: only interesting if it frees a limited entrypoint.
+            names = event.get("entrypoints")
+            if self._blocked and (not isinstance(names, list) or self._blocked.intersection(names)):
+                self.mailbox.post(Mailbox.WAKE)
+            return
         self.mailbox.post(Mailbox.WAKE)
 
     def _stopping(self) -> bool:
@@ -468,14 +450,18 @@ class Worker:
             self.mailbox.wait(idle_for)
 
     def _idle_timeout(self) -> float:
+        """How long to sleep after an empty claim (NOTIFY ends the sleep sooner)."""
         timeout = self.options.dequeue_timeout
         if self.options.retry_timer is not None:
             timeout = min(timeout, self.options.retry_timer.total_seconds())
-        due = self.fetch_queries.next_due(self.entrypoints)
+        if self._rate_wait is not None:
+            timeout = min(timeout, self._rate_wait)
+        open_entrypoints = [name for name in self.entrypoints if name not in self._blocked]
+        due = self.fetch_queries.next_due(open_entrypoints)
         if due is not None:
             # <= 0: a due job was skipped because another worker is claiming it.
             timeout = min(timeout, max(due, 0.1))
-        return timeout
+        return max(0.0, timeout)
 
     def _shutdown(self) -> None:
         timeout = self.options.shutdown_timeout

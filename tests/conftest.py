@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -71,6 +72,17 @@ def qm(driver: PsycopgDriver, settings: Settings) -> QueueManager:
     manager = QueueManager(driver, settings=settings)
     manager.queries.install()
     return manager
+
+
+def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Wait for state outside this process (e.g. the server ending a closed session's
+    backend) that no event reports; True once ``predicate()`` holds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 class Runner:

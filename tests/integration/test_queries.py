@@ -150,13 +150,18 @@ def test_complete_is_fenced_by_worker_and_attempt(q: Queries) -> None:
     w1 = uuid.uuid4()
     [job] = q.dequeue(1, ["a"], w1)
     assert (
-        q.complete(uuid.uuid4(), [Outcome(job_id, job.attempts, JobStatus.SUCCESSFUL, 0.1)])
+        q.complete(
+            uuid.uuid4(), [Outcome(job_id, job.attempts, JobStatus.SUCCESSFUL, 0.1)]
+        ).recorded
         == set()
     )
-    assert q.complete(w1, [Outcome(job_id, job.attempts + 1, JobStatus.SUCCESSFUL, 0.1)]) == set()
+    assert (
+        q.complete(w1, [Outcome(job_id, job.attempts + 1, JobStatus.SUCCESSFUL, 0.1)]).recorded
+        == set()
+    )
     assert q.complete(
         w1, [Outcome(job_id, job.attempts, JobStatus.SUCCESSFUL, 0.1, result=b"r")]
-    ) == {job_id}
+    ).recorded == {job_id}
     assert q.get_jobs([job_id]) == []
     [entry] = q.log(job_ids=[job_id])
     assert entry.status is JobStatus.SUCCESSFUL
@@ -164,7 +169,9 @@ def test_complete_is_fenced_by_worker_and_attempt(q: Queries) -> None:
     assert entry.worker_id == w1
     assert entry.duration == timedelta(seconds=0.1)
     # A second completion of the same attempt changes nothing.
-    assert q.complete(w1, [Outcome(job_id, job.attempts, JobStatus.EXCEPTION, 0.1)]) == set()
+    assert (
+        q.complete(w1, [Outcome(job_id, job.attempts, JobStatus.EXCEPTION, 0.1)]).recorded == set()
+    )
     assert len(q.log(job_ids=[job_id])) == 1
 
 
@@ -185,8 +192,13 @@ def test_stale_picked_jobs_are_repicked_only_after_retry_timer(
     assert again.attempts == first.attempts + 1
     assert again.worker_id == alive
     # The presumed-dead worker comes back: its outcome is fenced out.
-    assert q.complete(dead, [Outcome(job_id, first.attempts, JobStatus.SUCCESSFUL, 1)]) == set()
-    assert q.complete(alive, [Outcome(job_id, again.attempts, JobStatus.SUCCESSFUL, 1)]) == {job_id}
+    assert (
+        q.complete(dead, [Outcome(job_id, first.attempts, JobStatus.SUCCESSFUL, 1)]).recorded
+        == set()
+    )
+    assert q.complete(
+        alive, [Outcome(job_id, again.attempts, JobStatus.SUCCESSFUL, 1)]
+    ).recorded == {job_id}
 
 
 def test_heartbeat_keeps_held_jobs_from_being_repicked(
@@ -200,9 +212,9 @@ def test_heartbeat_keeps_held_jobs_from_being_repicked(
     q.dequeue(1, ["a"], worker, timedelta(seconds=30))
     for _ in range(5):
         clock.advance(20)
-        assert q.heartbeat(worker, {job_id}) == {job_id}
+        assert q.heartbeat(worker, {job_id}) == {job_id: False}
         assert q.dequeue(1, ["a"], uuid.uuid4(), timedelta(seconds=30)) == []
-    assert q.heartbeat(uuid.uuid4(), {job_id}) == set()
+    assert q.heartbeat(uuid.uuid4(), {job_id}) == {}
 
 
 def test_release_requeues_and_keeps_attempts_of_unstarted_jobs(q: Queries) -> None:

@@ -14,7 +14,7 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from pgqueue_sync import Job, JobStatus, ManualClock, PsycopgDriver, QueueManager, Settings
-from tests.conftest import Runner
+from tests.conftest import Runner, eventually
 
 Start = Callable[..., Runner]
 
@@ -233,7 +233,7 @@ def test_every_kind_of_driver_source_works_and_worker_connections_close(
             "pgqueue-sync:fetch": 1,
             "pgqueue-sync:complete": 1,
         }
-        assert _roles(conn) == Counter()
+        assert eventually(lambda: _roles(conn) == Counter())
         assert [e.status for e in qm.queries.log()] == [JobStatus.SUCCESSFUL]
     finally:
         for close in closers:

@@ -7,7 +7,7 @@ import pytest
 
 from pgqueue_sync import ConfigurationError, Job, QueueManager
 from pgqueue_sync.db import PsycopgDriver
-from pgqueue_sync.worker import RunOptions
+from pgqueue_sync.options import RunOptions
 
 BASE: dict[str, Any] = {
     "dequeue_timeout": timedelta(seconds=30),

@@ -1,0 +1,196 @@
+"""Checking and shaping the arguments of ``Queries.enqueue`` (no database here).
+
+Everything a user can get wrong is refused with a typed error before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from psycopg.types.json import Jsonb
+
+from .errors import (
+    ConfigurationError,
+    InvalidPayloadError,
+    PayloadTooLargeError,
+    UnknownEntrypointError,
+)
+from .settings import validate_entrypoint
+
+__all__ = ["MAX_DEDUPE_KEY_LENGTH", "OnConflict", "Payload", "Rows", "When", "build_rows"]
+
+Payload = bytes | bytearray | memoryview | None
+When = datetime | timedelta | None
+OnConflict = Literal["raise", "skip"]
+
+_INT32 = (-(2**31), 2**31 - 1)
+MAX_DEDUPE_KEY_LENGTH = 512
+
+
+@dataclasses.dataclass
+class Rows:
+    """The columns of the jobs to insert, one list per column, in the caller's order."""
+
+    entrypoints: list[str]
+    payloads: list[bytes | None]
+    priorities: list[int]
+    ats: list[datetime | None]
+    delays: list[timedelta | None]
+    dedupe_keys: list[str | None]
+    headers: list[Jsonb | None]
+
+    def __len__(self) -> int:
+        return len(self.entrypoints)
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "entrypoints": self.entrypoints,
+            "payloads": self.payloads,
+            "priorities": self.priorities,
+            "ats": self.ats,
+            "delays": self.delays,
+            "dedupe_keys": self.dedupe_keys,
+            "headers": self.headers,
+        }
+
+
+def _as_list(value: Any, n: int, what: str) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ConfigurationError(
+                f"enqueue got {n} entrypoints but {len(value)} {what}: the lists must be "
+                "the same length"
+            )
+        return list(value)
+    return [value] * n
+
+
+def build_rows(
+    entrypoint: str | Sequence[str],
+    payload: Any,
+    priority: Any,
+    execute_after: Any,
+    dedupe_key: Any,
+    headers: Any,
+    *,
+    known: Collection[str] | None,
+    max_payload_bytes: int,
+) -> Rows:
+    """Validate enqueue's arguments (scalars or parallel lists) and return the rows."""
+    if isinstance(entrypoint, str):
+        if isinstance(payload, (list, tuple)):
+            raise ConfigurationError(
+                "enqueue got one entrypoint and a list of payloads: pass a list of entrypoints too"
+            )
+        entrypoints = [entrypoint]
+        payloads = [payload]
+    elif isinstance(entrypoint, (list, tuple)):
+        entrypoints = list(entrypoint)
+        payloads = _as_list(payload, len(entrypoints), "payloads")
+    else:
+        raise ConfigurationError(
+            f"entrypoint must be a str or a list of str, not {type(entrypoint).__name__}"
+        )
+    n = len(entrypoints)
+    _check_entrypoints(entrypoints, known)
+    rows = Rows(
+        entrypoints=entrypoints,
+        payloads=[_payload(p, i, max_payload_bytes) for i, p in enumerate(payloads)],
+        priorities=[_priority(p, i) for i, p in enumerate(_as_list(priority, n, "priorities"))],
+        ats=[],
+        delays=[],
+        dedupe_keys=[_key(k, i) for i, k in enumerate(_as_list(dedupe_key, n, "dedupe keys"))],
+        headers=[_headers(h, i) for i, h in enumerate(_as_list(headers, n, "headers"))],
+    )
+    for i, when in enumerate(_as_list(execute_after, n, "execute_after values")):
+        at, delay = _when(when, i)
+        rows.ats.append(at)
+        rows.delays.append(delay)
+    return rows
+
+
+def _check_entrypoints(entrypoints: list[str], known: Collection[str] | None) -> None:
+    for name in set(entrypoints):
+        validate_entrypoint(name)
+    if not known:
+        return
+    unknown = sorted(set(entrypoints) - set(known))
+    if unknown:
+        raise UnknownEntrypointError(
+            f"no handler is registered for entrypoint(s) {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(sorted(known))}. Register it with @qm.entrypoint(...), or "
+            "create the QueueManager with check_entrypoints=False to enqueue for other "
+            "services"
+        )
+
+
+def _payload(payload: object, index: int, limit: int) -> bytes | None:
+    if payload is None:
+        return None
+    if isinstance(payload, bytes):
+        blob = payload
+    elif isinstance(payload, (bytearray, memoryview)):
+        blob = bytes(payload)
+    else:
+        hint = " (encode it, e.g. text.encode())" if isinstance(payload, str) else ""
+        raise InvalidPayloadError(
+            f"payload #{index} must be bytes, bytearray, memoryview or None, "
+            f"not {type(payload).__name__}{hint}"
+        )
+    if len(blob) > limit:
+        raise PayloadTooLargeError(
+            f"payload #{index} is {len(blob)} bytes, over the limit of {limit} bytes "
+            "(Settings.max_payload_bytes / PGQUEUE_MAX_PAYLOAD_BYTES); store large data "
+            "elsewhere and enqueue a reference to it"
+        )
+    return blob
+
+
+def _priority(priority: object, index: int) -> int:
+    if (
+        isinstance(priority, bool)
+        or not isinstance(priority, int)
+        or not _INT32[0] <= priority <= _INT32[1]
+    ):
+        raise ConfigurationError(f"priority #{index} must be a 32-bit int, got {priority!r}")
+    return priority
+
+
+def _when(when: object, index: int) -> tuple[datetime | None, timedelta | None]:
+    if when is None:
+        return None, None
+    if isinstance(when, datetime):
+        if when.tzinfo is None or when.utcoffset() is None:
+            raise ConfigurationError(
+                f"execute_after #{index} is a naive datetime: pass an aware one "
+                "(e.g. datetime.now(timezone.utc) + ...) or a timedelta"
+            )
+        return when, None
+    if isinstance(when, timedelta):
+        return None, when
+    raise ConfigurationError(
+        f"execute_after #{index} must be a timedelta, an aware datetime or None, "
+        f"not {type(when).__name__}"
+    )
+
+
+def _key(key: object, index: int) -> str | None:
+    if key is None:
+        return None
+    if not isinstance(key, str) or not 0 < len(key) <= MAX_DEDUPE_KEY_LENGTH:
+        raise ConfigurationError(
+            f"dedupe_key #{index} must be a non-empty str of at most "
+            f"{MAX_DEDUPE_KEY_LENGTH} characters"
+        )
+    return key
+
+
+def _headers(headers: object, index: int) -> Jsonb | None:
+    if headers is None:
+        return None
+    if not isinstance(headers, Mapping):
+        raise ConfigurationError(f"headers #{index} must be a mapping or None")
+    return Jsonb(dict(headers))

@@ -1,0 +1,155 @@
+"""Running one handler: the registry entry, and how an attempt's end becomes an Outcome."""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import json
+import logging
+import traceback
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from .clock import Clock
+from .models import Context, Job, JobCancelled, JobStatus
+from .queries import Outcome
+from .retry import RetryPolicy, RetryRequested
+
+__all__ = ["Entrypoint", "current_context", "execute"]
+
+logger = logging.getLogger("pgqueue_sync")
+
+_current_context: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
+    "pgqueue_sync_context", default=None
+)
+
+
+def current_context() -> Context:
+    """The Context of the job that the calling handler thread is running."""
+    ctx = _current_context.get()
+    if ctx is None:
+        raise LookupError("current_context() is only available inside a job handler")
+    return ctx
+
+
+@dataclasses.dataclass(frozen=True)
+class Entrypoint:
+    """A registered handler and its policies."""
+
+    name: str
+    func: Callable[..., object]
+    takes_context: bool = False
+    retry: RetryPolicy | None = None
+    concurrency_limit: int | None = None
+    per_worker_limit: int | None = None
+    requests_per_second: float | None = None
+    timeout: float | None = None
+
+    @property
+    def globally_limited(self) -> bool:
+        return self.concurrency_limit is not None or self.requests_per_second is not None
+
+    @property
+    def limited(self) -> bool:
+        return self.globally_limited or self.per_worker_limit is not None
+
+
+def _age(job: Job, now: datetime | None) -> float:
+    reference = now if now is not None else datetime.now(job.created.tzinfo)
+    return max(0.0, (reference - job.created).total_seconds())
+
+
+def _encode_result(job: Job, value: object, limit: int) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        blob = bytes(value)
+        if len(blob) <= limit:
+            return {"result": blob}
+        logger.warning("job %d: result of %d bytes not kept (limit %d)", job.id, len(blob), limit)
+        return {}
+    try:
+        size = len(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        logger.warning(
+            "job %d: result of type %s not kept: not bytes or JSON-serialisable (%s)",
+            job.id,
+            type(value).__name__,
+            exc,
+        )
+        return {}
+    if size > limit:
+        logger.warning("job %d: result of %d bytes not kept (limit %d)", job.id, size, limit)
+        return {}
+    return {"value": value, "has_value": True}
+
+
+def execute(
+    entry: Entrypoint | None,
+    job: Job,
+    ctx: Context,
+    clock: Clock,
+    *,
+    max_result_bytes: int,
+) -> Outcome:
+    """Run the handler of ``job`` and describe how the attempt ended.
+
+    Never raises: an exception (SystemExit and KeyboardInterrupt included) fails the
+    attempt; with a retry policy the job is retried after its backoff, or ends ``failed``.
+    """
+    started = clock.monotonic()
+
+    def outcome(status: JobStatus, **extra: Any) -> Outcome:
+        duration = max(0.0, clock.monotonic() - started)
+        return Outcome(job.id, job.attempts, status, duration, **extra)
+
+    if ctx.cancelled.is_set():
+        return outcome(JobStatus.CANCELED)
+    token = _current_context.set(ctx)
+    try:
+        if entry is None:
+            raise LookupError(f"no handler for entrypoint {job.entrypoint!r}")
+        value = entry.func(job, ctx) if entry.takes_context else entry.func(job)
+    except JobCancelled:
+        return outcome(JobStatus.CANCELED, traceback=traceback.format_exc())
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt fail the job, not the worker
+        text = traceback.format_exc()
+        policy = entry.retry if entry is not None else None
+        if policy is None and isinstance(exc, RetryRequested):
+            policy = _ALWAYS
+        if policy is not None:
+            delay = policy.next_delay(job.attempts, exc, _age(job, clock.now()))
+            if delay is not None:
+                logger.info(
+                    "job %d (%s) attempt %d raised %s; retrying in %.3g s",
+                    job.id,
+                    job.entrypoint,
+                    job.attempts,
+                    type(exc).__name__,
+                    delay,
+                )
+                return outcome(JobStatus.QUEUED, traceback=text, delay=delay)
+            logger.warning(
+                "job %d (%s) failed after %d attempt(s): %s: %s",
+                job.id,
+                job.entrypoint,
+                job.attempts,
+                type(exc).__name__,
+                exc,
+            )
+            return outcome(JobStatus.FAILED, traceback=text)
+        logger.warning("job %d (%s) raised %s: %s", job.id, job.entrypoint, type(exc).__name__, exc)
+        return outcome(JobStatus.EXCEPTION, traceback=text)
+    finally:
+        _current_context.reset(token)
+    return outcome(JobStatus.SUCCESSFUL, **_encode_result(job, value, max_result_bytes))
+
+
+class _NeverStop:
+    def __call__(self, state: object) -> bool:
+        return False
+
+
+# RetryRequested without a policy: always honoured.
+_ALWAYS = RetryPolicy(stop=_NeverStop())

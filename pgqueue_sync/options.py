@@ -1,0 +1,93 @@
+"""The knobs of one ``QueueManager.run()``, validated in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from typing import Literal
+
+from .errors import ConfigurationError
+
+__all__ = ["Mode", "RunOptions"]
+
+Mode = Literal["continuous", "drain"]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """The knobs of one ``run()``, validated."""
+
+    dequeue_timeout: float = 30.0
+    batch_size: int = 10
+    retry_timer: timedelta | None = timedelta(minutes=1)
+    workers: int = 4
+    buffer_size: int = 20
+    shutdown_timeout: float | None = None
+    mode: Mode = "continuous"
+    heartbeat_interval: float = 10.0
+    log_retention: timedelta | None = None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        dequeue_timeout: timedelta | float,
+        batch_size: int,
+        retry_timer: timedelta | float | None,
+        workers: int,
+        buffer_size: int | None,
+        shutdown_timeout: timedelta | float | None,
+        mode: str,
+        heartbeat_interval: timedelta | float | None,
+        log_retention: timedelta | float | None = None,
+    ) -> RunOptions:
+        def seconds(value: timedelta | float, name: str) -> float:
+            secs = value.total_seconds() if isinstance(value, timedelta) else float(value)
+            if secs < 0:
+                raise ConfigurationError(f"{name} must not be negative")
+            return secs
+
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigurationError("batch_size must be a positive int")
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ConfigurationError("workers must be a positive int")
+        if buffer_size is None:
+            buffer_size = 2 * max(batch_size, workers)
+        elif isinstance(buffer_size, bool) or not isinstance(buffer_size, int) or buffer_size < 1:
+            raise ConfigurationError("buffer_size must be a positive int")
+        if mode not in ("continuous", "drain"):
+            raise ConfigurationError(f"mode must be 'continuous' or 'drain', not {mode!r}")
+        retry: timedelta | None = None
+        if retry_timer is not None:
+            retry_secs = seconds(retry_timer, "retry_timer")
+            retry = timedelta(seconds=retry_secs) if retry_secs > 0 else None
+        if heartbeat_interval is None:
+            # Several beats fit in retry_timer, so a live worker is never presumed dead.
+            beat = 10.0 if retry is None else min(10.0, retry.total_seconds() / 5)
+        else:
+            beat = seconds(heartbeat_interval, "heartbeat_interval")
+        if retry is not None and beat * 2 > retry.total_seconds():
+            raise ConfigurationError(
+                "heartbeat_interval must be well inside retry_timer (at most half of it), or "
+                "live workers would have their jobs re-picked"
+            )
+        return cls(
+            dequeue_timeout=max(0.01, seconds(dequeue_timeout, "dequeue_timeout")),
+            batch_size=batch_size,
+            retry_timer=retry,
+            workers=workers,
+            buffer_size=buffer_size,
+            shutdown_timeout=None
+            if shutdown_timeout is None
+            else seconds(shutdown_timeout, "shutdown_timeout"),
+            mode=mode,  # type: ignore[arg-type]
+            heartbeat_interval=max(0.01, beat),
+            log_retention=None
+            if log_retention is None
+            else timedelta(seconds=seconds(log_retention, "log_retention")),
+        )
+
+    @property
+    def claim_size(self) -> int:
+        """How many jobs one claim asks for (never more than the buffer holds)."""
+        return min(self.batch_size, self.buffer_size)

@@ -1,0 +1,114 @@
+"""The queue's schema: DDL of the current version, and the migrations that reach it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing_extensions import LiteralString
+
+__all__ = ["DDL", "MIGRATIONS", "SCHEMA_VERSION", "UNINSTALL"]
+
+# Bump when the DDL changes, and add the step that gets there to MIGRATIONS.
+SCHEMA_VERSION = 1
+
+DDL: LiteralString = """
+CREATE SCHEMA IF NOT EXISTS {schema};
+
+CREATE TYPE {status} AS ENUM (
+    'queued', 'picked', 'successful', 'exception', 'canceled', 'failed'
+);
+
+CREATE TABLE {jobs} (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    priority         integer NOT NULL DEFAULT 0,
+    created          timestamptz NOT NULL DEFAULT now(),
+    updated          timestamptz NOT NULL DEFAULT now(),
+    heartbeat        timestamptz NOT NULL DEFAULT now(),
+    execute_after    timestamptz NOT NULL DEFAULT now(),
+    status           {status} NOT NULL DEFAULT 'queued',
+    entrypoint       text NOT NULL,
+    payload          bytea,
+    attempts         integer NOT NULL DEFAULT 0,
+    worker_id        uuid,
+    dedupe_key       text,
+    headers          jsonb,
+    last_error       text,
+    cancel_requested boolean NOT NULL DEFAULT false
+) WITH (
+    fillfactor = 80,
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_threshold = 1000,
+    autovacuum_analyze_scale_factor = 0.02
+);
+
+-- The claim walks this index in order and stops after batch_size rows: its cost does not
+-- grow with the backlog. Only queued rows are in it.
+CREATE INDEX {dequeue_idx} ON {jobs} (priority DESC, execute_after, id)
+    WHERE status = 'queued';
+
+-- Held jobs: few rows (bounded by workers x buffer). Serves the stale-heartbeat rescue and
+-- per-entrypoint counts of running jobs. heartbeat is not indexed, so heartbeats are HOT.
+CREATE INDEX {picked_idx} ON {jobs} (entrypoint) WHERE status = 'picked';
+
+-- Unique jobs: one queued-or-running job per dedupe_key.
+CREATE UNIQUE INDEX {dedupe_idx} ON {jobs} (dedupe_key)
+    WHERE dedupe_key IS NOT NULL AND status IN ('queued', 'picked');
+
+-- One row per terminal outcome of a job.
+CREATE TABLE {log} (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id      bigint NOT NULL,
+    entrypoint  text NOT NULL,
+    status      {status} NOT NULL,
+    priority    integer NOT NULL,
+    attempts    integer NOT NULL,
+    worker_id   uuid,
+    duration    interval,
+    traceback   text,
+    result      bytea,
+    result_json jsonb,
+    headers     jsonb,
+    enqueued    timestamptz,
+    created     timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX {log_job_idx} ON {log} (job_id);
+CREATE INDEX {log_created_idx} ON {log} (created);
+
+-- Shared state of entrypoints with a global concurrency or rate limit: claimers of such an
+-- entrypoint lock its row, so limits hold exactly across workers.
+CREATE TABLE {limits} (
+    entrypoint text PRIMARY KEY,
+    tokens     double precision NOT NULL DEFAULT 0,
+    refilled   timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE {version} (
+    version   integer NOT NULL,
+    installed timestamptz NOT NULL DEFAULT now()
+);
+
+-- One small wake-up per INSERT statement (COPY included), never one per row.
+CREATE FUNCTION {notify_fn}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM pg_notify({channel}, {insert_event});
+    RETURN NULL;
+END
+$fn$;
+
+CREATE TRIGGER {notify_trigger} AFTER INSERT ON {jobs}
+    FOR EACH STATEMENT EXECUTE FUNCTION {notify_fn}();
+"""
+
+# version -> DDL that upgrades the schema from version - 1 to version.
+MIGRATIONS: dict[int, LiteralString] = {}
+
+UNINSTALL: LiteralString = """
+DROP TRIGGER IF EXISTS {notify_trigger} ON {jobs};
+DROP FUNCTION IF EXISTS {notify_fn}();
+DROP TABLE IF EXISTS {jobs};
+DROP TABLE IF EXISTS {log};
+DROP TABLE IF EXISTS {limits};
+DROP TABLE IF EXISTS {version};
+DROP TYPE IF EXISTS {status};
+"""
