@@ -122,9 +122,10 @@ WHERE status = 'queued' AND entrypoint = ANY(%(entrypoints)s::text[])
 
 # Entrypoints with a global limit: claimers lock the entrypoint's row first (the count of
 # running jobs is then exact), in one transaction with the claim.
+# A new bucket starts full (refilled long ago).
 ENSURE_LIMIT_ROWS: LiteralString = """
 INSERT INTO {limits} (entrypoint, tokens, refilled)
-SELECT e, 0, {now} FROM unnest(%(entrypoints)s::text[]) AS e
+SELECT e, 0, timestamptz '2000-01-01 00:00+00' FROM unnest(%(entrypoints)s::text[]) AS e
 ON CONFLICT (entrypoint) DO NOTHING
 """
 
