@@ -119,3 +119,28 @@ def test_flask_example_view_enqueues_and_the_worker_runs_it(
         assert client.get("/queue").get_json() == []
     finally:
         flask_app.pool.close()
+
+
+def test_outbox_example_commits_order_and_job_together(
+    dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PGQUEUE_DSN", dsn)
+    monkeypatch.setenv("PGQUEUE_SCHEMA", schema)
+    app = load("outbox_flask").create_app()
+    pool = app.extensions["pgqueue_pool"]
+    qm = app.extensions["pgqueue"]
+    try:
+        client = app.test_client()
+        ok = client.post("/orders", json={"item": "book"})
+        assert ok.status_code == 201
+        bad = client.post("/orders", json={"item": ""})
+        assert bad.status_code == 400
+        with pool.connection() as conn:
+            rows = conn.execute(f'SELECT id, item FROM "{schema}".orders').fetchall()
+        assert rows == [(ok.get_json()["order_id"], "book")]
+        jobs = qm.queries.get_jobs(range(1, 100))
+        assert [j.payload for j in jobs] == [str(rows[0][0]).encode()]
+        qm.run(mode="drain")
+        assert [e.status for e in qm.queries.history()] == [JobStatus.SUCCESSFUL]
+    finally:
+        pool.close()
