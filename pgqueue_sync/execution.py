@@ -16,7 +16,7 @@ from .models import Context, Job, JobCancelled, JobStatus
 from .queries import Outcome
 from .retry import RetryPolicy, RetryRequested
 
-__all__ = ["Entrypoint", "current_context", "execute"]
+__all__ = ["Entrypoint", "current_context", "execute", "failure"]
 
 logger = logging.getLogger("pgqueue_sync")
 
@@ -114,36 +114,50 @@ def execute(
     except JobCancelled:
         return outcome(JobStatus.CANCELED, traceback=traceback.format_exc())
     except BaseException as exc:  # SystemExit and KeyboardInterrupt fail the job, not the worker
-        text = traceback.format_exc()
-        policy = entry.retry if entry is not None else None
-        if policy is None and isinstance(exc, RetryRequested):
-            policy = _ALWAYS
-        if policy is not None:
-            delay = policy.next_delay(job.attempts, exc, _age(job, clock.now()))
-            if delay is not None:
-                logger.info(
-                    "job %d (%s) attempt %d raised %s; retrying in %.3g s",
-                    job.id,
-                    job.entrypoint,
-                    job.attempts,
-                    type(exc).__name__,
-                    delay,
-                )
-                return outcome(JobStatus.QUEUED, traceback=text, delay=delay)
-            logger.warning(
-                "job %d (%s) failed after %d attempt(s): %s: %s",
-                job.id,
-                job.entrypoint,
-                job.attempts,
-                type(exc).__name__,
-                exc,
-            )
-            return outcome(JobStatus.FAILED, traceback=text)
-        logger.warning("job %d (%s) raised %s: %s", job.id, job.entrypoint, type(exc).__name__, exc)
-        return outcome(JobStatus.EXCEPTION, traceback=text)
+        duration = max(0.0, clock.monotonic() - started)
+        return failure(entry, job, exc, traceback.format_exc(), duration, clock)
     finally:
         _current_context.reset(token)
     return outcome(JobStatus.SUCCESSFUL, **_encode_result(job, value, max_result_bytes))
+
+
+def failure(
+    entry: Entrypoint | None,
+    job: Job,
+    exc: BaseException,
+    text: str,
+    duration: float,
+    clock: Clock,
+) -> Outcome:
+    """The outcome of an attempt that raised ``exc``: retried after the backoff of the
+    entrypoint's policy, ``failed`` once the policy gives up, or ``exception`` without one."""
+    policy = entry.retry if entry is not None else None
+    if policy is None and isinstance(exc, RetryRequested):
+        policy = _ALWAYS
+    name = type(exc).__name__
+    if policy is None:
+        logger.warning("job %d (%s) raised %s: %s", job.id, job.entrypoint, name, exc)
+        return Outcome(job.id, job.attempts, JobStatus.EXCEPTION, duration, traceback=text)
+    delay = policy.next_delay(job.attempts, exc, _age(job, clock.now()))
+    if delay is None:
+        logger.warning(
+            "job %d (%s) failed after %d attempt(s): %s: %s",
+            job.id,
+            job.entrypoint,
+            job.attempts,
+            name,
+            exc,
+        )
+        return Outcome(job.id, job.attempts, JobStatus.FAILED, duration, traceback=text)
+    logger.info(
+        "job %d (%s) attempt %d raised %s; retrying in %.3g s",
+        job.id,
+        job.entrypoint,
+        job.attempts,
+        name,
+        delay,
+    )
+    return Outcome(job.id, job.attempts, JobStatus.QUEUED, duration, traceback=text, delay=delay)
 
 
 class _NeverStop:

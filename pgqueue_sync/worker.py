@@ -78,9 +78,12 @@ class Worker:
         self.shutdown_event = shutdown
         self.mailbox = mailbox
         self.settings = settings
-        self._fetch_conn = ManagedConnection(driver, "fetch")
-        self._complete_conn = ManagedConnection(driver, "complete")
-        self._listen_conn = ManagedConnection(driver, "listen")
+        # application_name: pgqueue-sync:<role>:<worker id prefix>, to find them in
+        # pg_stat_activity next to this worker's logs.
+        tag = self.id.hex[:8]
+        self._fetch_conn = ManagedConnection(driver, f"fetch:{tag}")
+        self._complete_conn = ManagedConnection(driver, f"complete:{tag}")
+        self._listen_conn = ManagedConnection(driver, f"listen:{tag}")
         self.fetch_queries = Queries(self._fetch_conn, settings, clock=clock)
         self.complete_queries = Queries(self._complete_conn, settings, clock=clock)
         self.buffer = JobBuffer(

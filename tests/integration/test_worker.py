@@ -13,7 +13,15 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
-from pgqueue_sync import Job, JobStatus, ManualClock, PsycopgDriver, QueueManager, Settings
+from pgqueue_sync import (
+    Context,
+    Job,
+    JobStatus,
+    ManualClock,
+    PsycopgDriver,
+    QueueManager,
+    Settings,
+)
 from tests.conftest import Runner, eventually
 
 Start = Callable[..., Runner]
@@ -189,13 +197,12 @@ def test_deferred_jobs_run_when_due_without_a_notify(qm: QueueManager, runner: S
     r.stop()
 
 
-def _roles(conn: psycopg.Connection[Any]) -> Counter[str]:
+def _roles(conn: psycopg.Connection[Any], worker_id: uuid.UUID) -> Counter[str]:
     rows = conn.execute(
-        "SELECT application_name FROM pg_stat_activity "
-        "WHERE application_name IN "
-        "('pgqueue-sync:listen', 'pgqueue-sync:fetch', 'pgqueue-sync:complete')"
+        "SELECT application_name FROM pg_stat_activity WHERE application_name LIKE %s",
+        (f"pgqueue-sync:%:{worker_id.hex[:8]}",),
     ).fetchall()
-    return Counter(row[0] for row in rows)
+    return Counter(row[0].split(":")[1] for row in rows)
 
 
 @pytest.mark.parametrize("kind", ["autocommit", "transactional", "pool", "dsn"])
@@ -218,22 +225,20 @@ def test_every_kind_of_driver_source_works_and_worker_connections_close(
         qm.queries.install()
         seen = threading.Event()
         roles: list[Counter[str]] = []
+        workers: list[uuid.UUID] = []
 
         @qm.entrypoint("k")
-        def handler(job: Job) -> None:
-            roles.append(_roles(conn))
+        def handler(job: Job, ctx: Context) -> None:
+            workers.append(ctx.worker_id)
+            roles.append(_roles(conn, ctx.worker_id))
             seen.set()
 
         qm.queries.enqueue("k", b"")
         r = runner(qm)
         assert seen.wait(30)
         r.stop()
-        assert roles[0] == {
-            "pgqueue-sync:listen": 1,
-            "pgqueue-sync:fetch": 1,
-            "pgqueue-sync:complete": 1,
-        }
-        assert eventually(lambda: _roles(conn) == Counter())
+        assert roles[0] == {"listen": 1, "fetch": 1, "complete": 1}
+        assert eventually(lambda: _roles(conn, workers[0]) == Counter())
         assert [e.status for e in qm.queries.log()] == [JobStatus.SUCCESSFUL]
     finally:
         for close in closers:
