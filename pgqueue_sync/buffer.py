@@ -118,6 +118,11 @@ class CompletionBuffer:
             self._items.append(outcome)
             self._cond.notify()
 
+    def poke(self) -> None:
+        """Wake a waiting taker without adding anything (it has a new deadline to watch)."""
+        with self._cond:
+            self._cond.notify_all()
+
     def put_back(self, outcomes: list[Outcome]) -> None:
         """Return outcomes that could not be written, ahead of newer ones."""
         with self._cond:

@@ -169,6 +169,12 @@ class QueueManager:
     def entrypoints(self) -> dict[str, Entrypoint]:
         return dict(self._registry)
 
+    @property
+    def stuck_threads(self) -> int:
+        """Handler threads of the current run still busy with a job that timed out."""
+        worker = self._worker
+        return 0 if worker is None else worker.stuck_threads
+
     # -- alive ---------------------------------------------------------------------------
 
     @property

@@ -616,6 +616,22 @@ class Queries:
         )
         return Completed(set(finished or ()), set(retried or ()))
 
+    def recorded(self, worker_id: uuid.UUID, outcomes: Sequence[Outcome]) -> set[JobId]:
+        """Which of these outcomes are in the log, written by ``worker_id`` (to settle a
+        completion whose commit was lost with its connection)."""
+        if not outcomes:
+            return set()
+        with self._conn() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(
+                self._sql.recorded,
+                {
+                    "worker_id": worker_id,
+                    "ids": [o.job_id for o in outcomes],
+                    "attempts": [o.attempt for o in outcomes],
+                },
+            )
+            return {row[0] for row in cur.fetchall()}
+
     def heartbeat(self, worker_id: uuid.UUID, job_ids: Collection[JobId]) -> dict[JobId, bool]:
         """Refresh the heartbeat of jobs ``worker_id`` holds.
 

@@ -36,7 +36,7 @@ def reconnecting(
     sleep: Callable[[float], object],
     should_stop: Callable[[], bool],
     initial: float = 0.05,
-    max_delay: float = 5.0,
+    max_delay: float = 2.0,
 ) -> tenacity.Retrying:
     """Retry a block while it fails with a connection error, until ``should_stop()``.
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import sys
 import threading
+import traceback
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -23,8 +25,8 @@ from typing import Any
 from .buffer import BufferClosed, CompletionBuffer, JobBuffer, Mailbox
 from .clock import Clock
 from .db import Driver, ManagedConnection
-from .errors import ConfigurationError, PgQueueError
-from .execution import Entrypoint, execute
+from .errors import ConfigurationError, JobTimeoutError, PgQueueError
+from .execution import Entrypoint, execute, failure
 from .listener import Listener
 from .models import Context, Job, JobId, JobStatus
 from .options import RunOptions
@@ -48,6 +50,13 @@ class WorkerStats:
     recorded: int = 0
     fenced: int = 0
     released: int = 0
+    timed_out: int = 0
+
+
+@dataclasses.dataclass
+class _Running:
+    started: float
+    thread: int
 
 
 class Worker:
@@ -97,7 +106,10 @@ class Worker:
         self._held: dict[JobId, Job] = {}
         self._held_by_entrypoint: collections.Counter[str] = collections.Counter()
         self._contexts: dict[JobId, Context] = {}
-        self._running: dict[JobId, float] = {}
+        self._running: dict[JobId, _Running] = {}
+        # (job id, attempt) of handlers that ran past their timeout: their threads cannot be
+        # killed, so they are abandoned and whatever they return later is dropped.
+        self._abandoned: set[tuple[JobId, int]] = set()
         # Limited entrypoints whose last claim was held back, and when to try them again.
         self._blocked: set[str] = set()
         self._rate_wait: float | None = None
@@ -117,6 +129,12 @@ class Worker:
     def running(self) -> list[Job]:
         with self._lock:
             return [self._held[i] for i in self._running if i in self._held]
+
+    @property
+    def stuck_threads(self) -> int:
+        """Handler threads still running a job that was failed for exceeding its timeout."""
+        with self._lock:
+            return len(self._abandoned)
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -194,10 +212,13 @@ class Worker:
         """Run the handler of one job and queue its outcome for writing."""
         with self._lock:
             ctx = self._contexts.get(job.id) or Context(job=job, worker_id=self.id)
-            self._running[job.id] = self.clock.monotonic()
+            self._running[job.id] = _Running(self.clock.monotonic(), threading.get_ident())
+        entry = self.registry.get(job.entrypoint)
+        if entry is not None and entry.timeout is not None:
+            self.completions.poke()  # the flusher watches timeouts: a new one starts now
         try:
             outcome = execute(
-                self.registry.get(job.entrypoint),
+                entry,
                 job,
                 ctx,
                 self.clock,
@@ -207,6 +228,16 @@ class Worker:
             with self._lock:
                 self._running.pop(job.id, None)
         with self._lock:
+            if (job.id, job.attempts) in self._abandoned:
+                self._abandoned.discard((job.id, job.attempts))
+                logger.warning(
+                    "job %d: its handler returned %.1f s after its timeout; the outcome it "
+                    "reports (%s) is dropped",
+                    job.id,
+                    outcome.duration,
+                    outcome.status,
+                )
+                return outcome
             if outcome.status is JobStatus.SUCCESSFUL:
                 self.stats.succeeded += 1
             else:
@@ -216,25 +247,37 @@ class Worker:
             self.mailbox.post(Mailbox.WAKE)
         return outcome
 
-    def flush(self, outcomes: list[Outcome] | None = None) -> set[JobId]:
+    def flush(
+        self, outcomes: list[Outcome] | None = None, *, uncertain: bool = False
+    ) -> set[JobId]:
         """Write outcomes (by default all pending ones) in one statement; return the ids
-        recorded. Pending outcomes that fail to be written stay pending."""
+        recorded. Pending outcomes that fail to be written stay pending.
+
+        ``uncertain``: an earlier attempt to write these was cut off with its connection and
+        may have committed; outcomes found already written count as recorded.
+        """
         if outcomes is not None:
-            return self._write(outcomes)
+            return self._write(outcomes, uncertain)
         batch = self.completions.take_all(0)
         try:
-            return self._write(batch)
+            return self._write(batch, uncertain)
         except BaseException:
             self.completions.put_back(batch)
             raise
 
-    def _write(self, outcomes: list[Outcome]) -> set[JobId]:
+    def _write(self, outcomes: list[Outcome], uncertain: bool = False) -> set[JobId]:
         with self._lock:
             # A job released at the shutdown deadline is no longer ours to finish.
             batch = [o for o in outcomes if o.job_id in self._held]
         if not batch:
             return set()
         recorded = self.complete_queries.complete(self.id, batch).recorded
+        missing = [o for o in batch if o.job_id not in recorded]
+        if uncertain and missing:
+            # The first try may have committed before its connection died.
+            recorded |= self.complete_queries.recorded(self.id, missing)
+            # A retry leaves no log row; either way the job is no longer this worker's.
+            recorded |= {o.job_id for o in missing if o.status is JobStatus.QUEUED}
         fenced = [o.job_id for o in batch if o.job_id not in recorded]
         for job_id in fenced:
             logger.warning(
@@ -279,6 +322,46 @@ class Worker:
                 logger.info("job %d: cancellation requested", ctx.job.id)
                 ctx.cancelled.set()
 
+    def check_timeouts(self) -> float | None:
+        """Fail the jobs whose handler has run past its entrypoint's ``timeout``.
+
+        Their threads cannot be killed: they are abandoned (``stuck_threads``), their
+        context is cancelled, and the job is failed (or retried) with a JobTimeoutError.
+        Returns the seconds until the next running job's timeout, if any.
+        """
+        now = self.clock.monotonic()
+        expired: list[tuple[Job, Entrypoint, _Running]] = []
+        next_in: float | None = None
+        with self._lock:
+            for job_id, run in self._running.items():
+                job = self._held.get(job_id)
+                entry = self.registry.get(job.entrypoint) if job is not None else None
+                if job is None or entry is None or entry.timeout is None:
+                    continue
+                if (job_id, job.attempts) in self._abandoned:
+                    continue
+                left = run.started + entry.timeout - now
+                if left <= 0:
+                    expired.append((job, entry, run))
+                    self._abandoned.add((job_id, job.attempts))
+                    self.stats.timed_out += 1
+                else:
+                    next_in = left if next_in is None else min(next_in, left)
+            contexts = [self._contexts.get(job.id) for job, _, _ in expired]
+        frames = sys._current_frames()
+        for (job, entry, run), ctx in zip(expired, contexts, strict=True):
+            if ctx is not None:
+                ctx.cancelled.set()
+            error = JobTimeoutError(
+                f"job {job.id} ran longer than its timeout of {entry.timeout:g} s; its "
+                "handler thread was abandoned (threads cannot be killed)"
+            )
+            frame = frames.get(run.thread)
+            stack = "".join(traceback.format_stack(frame)) if frame is not None else ""
+            text = f"Handler stack at the timeout:\n{stack}JobTimeoutError: {error}\n"
+            self.completions.add(failure(entry, job, error, text, now - run.started, self.clock))
+        return next_in
+
     def release(self, job_ids: set[JobId], unstarted: set[JobId]) -> set[JobId]:
         """Give held jobs back to the queue at once; forget them."""
         if not job_ids:
@@ -314,15 +397,24 @@ class Worker:
             should_stop=self._hard_stop.is_set,
         )
         pending: list[Outcome] = []
+        uncertain = False
         while True:
+            timeout_in = self.check_timeouts()
             wait = 0.0 if pending else max(0.0, self._next_beat - self.clock.monotonic())
+            if timeout_in is not None:
+                wait = min(wait, timeout_in)
             pending += self.completions.take_all(wait)
             try:
                 for attempt in retrying:
                     with attempt:
                         if pending:
-                            self.flush(pending)
+                            try:
+                                self.flush(pending, uncertain=uncertain)
+                            except CONNECTION_ERRORS:
+                                uncertain = True
+                                raise
                             pending = []
+                            uncertain = False
                         self._periodic()
             except PgQueueError as exc:
                 if self._hard_stop.is_set():
@@ -362,6 +454,7 @@ class Worker:
             on_event=self._on_event,
             on_connect=lambda: self.mailbox.post(Mailbox.WAKE),
             clock=self.clock,
+            probe_interval=self.options.heartbeat_interval,
         )
         try:
             self.fetch_queries.verify()
@@ -480,6 +573,9 @@ class Worker:
             unstarted = {job.id for job in self.buffer.drain()}
             with self._lock:
                 running = set(self._running)
+                self._abandoned.update(
+                    (i, self._held[i].attempts) for i in running if i in self._held
+                )
             try:
                 self.release(unstarted | running, unstarted)
             except PgQueueError as exc:

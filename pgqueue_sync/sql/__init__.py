@@ -88,6 +88,7 @@ class Statements:
         self.complete = c(dml.COMPLETE)
         self.heartbeat = c(dml.HEARTBEAT)
         self.release = c(dml.RELEASE)
+        self.recorded = c(dml.RECORDED)
         # control and inspection
         self.cancel = c(dml.CANCEL)
         self.requeue = c(dml.REQUEUE)

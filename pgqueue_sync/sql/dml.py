@@ -218,6 +218,14 @@ SELECT
     (SELECT pg_notify({channel}, {requeue_event}) FROM released HAVING count(*) > 0) AS notified
 """
 
+# After a lost connection: which of these outcomes did this worker write after all?
+RECORDED: LiteralString = """
+SELECT l.job_id FROM {log} l
+JOIN unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS o(id, attempt)
+  ON o.id = l.job_id AND o.attempt = l.attempts
+WHERE l.worker_id = %(worker_id)s
+"""
+
 # -- control -------------------------------------------------------------------------------
 
 # Queued and failed jobs are cancelled at once; running ones are asked to stop (the flag

@@ -1,0 +1,75 @@
+"""Handlers that misbehave: hang past their timeout, cancel themselves, exit."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import tenacity
+
+from pgqueue_sync import Job, JobStatus, QueueManager, RetryPolicy
+from tests.conftest import Runner, eventually
+
+Start = Callable[..., Runner]
+
+
+def test_a_hung_handler_is_failed_at_its_timeout_and_the_worker_keeps_serving(
+    qm: QueueManager, runner: Start
+) -> None:
+    gate = threading.Event()
+    late = threading.Event()
+    ok_done = threading.Event()
+    ok_count = 0
+
+    @qm.entrypoint("hang", timeout=0.3)
+    def hang(job: Job) -> str:
+        gate.wait(60)
+        late.set()
+        return "too late"
+
+    @qm.entrypoint("ok")
+    def ok(job: Job) -> None:
+        nonlocal ok_count
+        ok_count += 1
+        if ok_count == 5:
+            ok_done.set()
+
+    [hung] = qm.queries.enqueue("hang", None)
+    r = runner(qm, workers=2)
+    [result] = qm.queries.wait_for([hung], timeout=30)
+    assert result.status is JobStatus.EXCEPTION
+    assert "JobTimeoutError" in (result.traceback or "")
+    assert "gate.wait" in (result.traceback or "")  # where the handler was stuck
+    assert qm.stuck_threads == 1
+    qm.queries.enqueue(["ok"] * 5, [None] * 5)  # the other thread keeps serving
+    assert ok_done.wait(30)
+    gate.set()
+    assert late.wait(30)
+    assert eventually(lambda: qm.stuck_threads == 0)
+    r.stop()
+    assert [e.status for e in qm.queries.history(job_ids=[hung])] == [JobStatus.EXCEPTION]
+    assert qm.last_stats is not None
+    assert qm.last_stats.timed_out == 1
+
+
+def test_a_timeout_counts_as_a_failed_attempt_for_the_retry_policy(
+    qm: QueueManager, runner: Start
+) -> None:
+    release = threading.Event()
+
+    @qm.entrypoint(
+        "slow",
+        timeout=0.2,
+        retry=RetryPolicy(stop=tenacity.stop_after_attempt(2), wait=tenacity.wait_fixed(0)),
+    )
+    def slow(job: Job) -> None:
+        release.wait(60)
+
+    [job_id] = qm.queries.enqueue("slow", None)
+    r = runner(qm, workers=3)
+    [result] = qm.queries.wait_for([job_id], timeout=30)
+    release.set()
+    r.stop()
+    assert result.status is JobStatus.FAILED
+    [job] = qm.queries.get_jobs([job_id])
+    assert job.attempts == 2
