@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
 
@@ -89,7 +92,9 @@ class PsycopgDriver:
     - With a ``ConnectionPool``, each call borrows a connection.
     - With a string, the driver opens (and reopens after a failure) a connection of its own.
 
-    Workers always open their own connections, from the same conninfo.
+    Workers always open their own connections, from the same conninfo. ``stall_timeout``:
+    a worker statement that has waited this long for the server is presumed stuck on a dead
+    link; its connection is cut and the statement retried on a new one.
     """
 
     def __init__(
@@ -97,9 +102,13 @@ class PsycopgDriver:
         source: Connection | ConnectionPool[Any] | str,
         *,
         connect_timeout: float = 10.0,
+        stall_timeout: float = 60.0,
     ) -> None:
+        if not connect_timeout > 0 or not stall_timeout > 0:
+            raise ConfigurationError("connect_timeout and stall_timeout must be positive")
         self._lock = threading.RLock()
         self._connect_timeout = connect_timeout
+        self.stall_timeout = stall_timeout
         self._owned: Connection | None = None
         self._conn: Connection | None = None
         self._pool: ConnectionPool[Any] | None = None
@@ -180,6 +189,8 @@ class ManagedConnection:
         self.role = role
         self._conn: Connection | None = None
         self._lock = threading.Lock()
+        self._busy_since: float | None = None
+        self.stall_timeout = float(getattr(driver, "stall_timeout", 60.0))
 
     @property
     def is_open(self) -> bool:
@@ -206,12 +217,35 @@ class ManagedConnection:
     def connection(self) -> Iterator[Connection]:
         with self._lock:
             conn = self._ensure()
+            self._busy_since = time.monotonic()
             try:
                 yield conn
             except (psycopg.OperationalError, psycopg.InterfaceError):
                 if conn.broken or conn.closed:
                     self._discard()
                 raise
+            finally:
+                self._busy_since = None
+
+    def abort_if_stalled(self) -> bool:
+        """Cut the connection if a statement has waited on it longer than ``stall_timeout``.
+
+        Shutting the socket down makes the blocked call fail at once, so the caller's
+        reconnect logic takes over. Safe to call from any thread.
+        """
+        since, conn = self._busy_since, self._conn
+        if since is None or conn is None or time.monotonic() - since < self.stall_timeout:
+            return False
+        logger.warning(
+            "%s connection stalled for %.1f s: cutting it", self.role, time.monotonic() - since
+        )
+        with contextlib.suppress(OSError, psycopg.Error):
+            sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            finally:
+                sock.close()
+        return True
 
     def _discard(self) -> None:
         conn, self._conn = self._conn, None

@@ -10,7 +10,7 @@ from typing import Any
 
 from .clock import Clock
 from .db import ManagedConnection
-from .errors import translate_errors
+from .errors import ConnectionLostError, translate_errors
 from .retry import reconnecting
 from .sql import Statements
 
@@ -24,8 +24,13 @@ class Listener:
 
     Every event is handed to ``on_event`` as a dict. After (re)connecting it calls
     ``on_connect``: notifications sent while it was away are gone, so the fetcher must
-    poll once. While idle it probes its connection every ``probe_interval`` seconds, so a
-    silently dead link is noticed and replaced.
+    poll once.
+
+    Liveness: its worker sends a probe event (``{"type": "probe", "worker": probe_id}``)
+    every ``probe_interval`` seconds from another connection. A listener that has not heard
+    its own probe for ``3 * probe_interval`` is deaf (a half-open or black-holed link that
+    TCP has not noticed yet): it drops the connection and listens anew. ``watch`` is called
+    on every turn of its loop (a few times a second), for the worker's other checks.
     """
 
     def __init__(
@@ -36,7 +41,9 @@ class Listener:
         on_event: Callable[[dict[str, Any]], None],
         on_connect: Callable[[], None],
         clock: Clock,
-        probe_interval: float = 15.0,
+        probe_id: str | None = None,
+        probe_interval: float = 10.0,
+        watch: Callable[[], None] | None = None,
         poll_interval: float = 0.25,
     ) -> None:
         self._conn = connection
@@ -44,11 +51,14 @@ class Listener:
         self._on_event = on_event
         self._on_connect = on_connect
         self._clock = clock
-        self._probe_interval = probe_interval
+        self._probe_id = probe_id
+        self._deaf_after = 3 * probe_interval
+        self._watch = watch
         self._poll_interval = poll_interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._listening = False
+        self._last_probe = clock.monotonic()
         self.reconnects = 0
 
     def start(self) -> None:
@@ -67,6 +77,7 @@ class Listener:
         with translate_errors(), self._conn.connection() as conn:
             conn.execute(self._sql.listen)
         self._listening = True
+        self._last_probe = self._clock.monotonic()
 
     def _run(self) -> None:
         retrying = reconnecting(
@@ -91,25 +102,20 @@ class Listener:
             self.reconnects += 1
             logger.info("listener reconnected; polling once for jobs missed meanwhile")
             self._on_connect()
-        last_activity = self._clock.monotonic()
         try:
             with translate_errors():
                 while not self._stop.is_set():
                     conn = self._conn.raw()
-                    got = False
                     for notify in conn.notifies(timeout=self._poll_interval):
-                        got = True
                         self._dispatch(notify.payload)
-                    now = self._clock.monotonic()
-                    if got:
-                        last_activity = now
-                    elif now - last_activity >= self._probe_interval:
-                        with self._conn.connection() as probe:
-                            probe.execute(b"SELECT 1")
-                        last_activity = now
-                        # An event that arrived during the probe may not reach notifies()
-                        # on every psycopg version: poll once to be sure.
-                        self._on_connect()
+                    if self._watch is not None:
+                        self._watch()
+                    silent = self._clock.monotonic() - self._last_probe
+                    if self._probe_id is not None and silent > self._deaf_after:
+                        raise ConnectionLostError(
+                            f"the listener heard nothing for {silent:.1f} s (its link is "
+                            "half-open or black-holed)"
+                        )
         except BaseException:
             self._listening = False
             self._conn.close()
@@ -122,6 +128,10 @@ class Listener:
             event = {}
         if not isinstance(event, dict):
             event = {}
+        if event.get("type") == "probe":
+            if event.get("worker") == self._probe_id:
+                self._last_probe = self._clock.monotonic()
+            return
         try:
             self._on_event(event)
         except Exception:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import logging
 import sys
 import threading
@@ -117,6 +118,7 @@ class Worker:
         self._flusher: threading.Thread | None = None
         self._hard_stop = threading.Event()
         self._next_beat = clock.monotonic() + options.heartbeat_interval
+        self._probe = json.dumps({"type": "probe", "worker": str(self.id)})
         self._next_prune = clock.monotonic()
 
     # -- observation ---------------------------------------------------------------------
@@ -348,7 +350,9 @@ class Worker:
                 else:
                     next_in = left if next_in is None else min(next_in, left)
             contexts = [self._contexts.get(job.id) for job, _, _ in expired]
-        frames = sys._current_frames()
+        if not expired:
+            return next_in
+        frames = sys._current_frames()  # where each stuck handler is now
         for (job, entry, run), ctx in zip(expired, contexts, strict=True):
             if ctx is not None:
                 ctx.cancelled.set()
@@ -431,10 +435,16 @@ class Worker:
             if self.completions.closed and not pending and not len(self.completions):
                 return
 
+    def _watch_connections(self) -> None:
+        self._fetch_conn.abort_if_stalled()
+        self._complete_conn.abort_if_stalled()
+
     def _periodic(self) -> None:
         now = self.clock.monotonic()
         if now >= self._next_beat:
             self.beat()
+            # Proves to this worker's listener that its LISTEN still delivers.
+            self.complete_queries.notify(self._probe)
             self._next_beat = self.clock.monotonic() + self.options.heartbeat_interval
         if self.options.log_retention is not None and now >= self._next_prune:
             pruned = self.prune()
@@ -454,7 +464,9 @@ class Worker:
             on_event=self._on_event,
             on_connect=lambda: self.mailbox.post(Mailbox.WAKE),
             clock=self.clock,
+            probe_id=str(self.id),
             probe_interval=self.options.heartbeat_interval,
+            watch=self._watch_connections,
         )
         try:
             self.fetch_queries.verify()
