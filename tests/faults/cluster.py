@@ -84,7 +84,7 @@ class PrivateCluster:
     def _options(self) -> str:
         return (
             f"-p {self.port} -h 127.0.0.1 -k {self.root} -c fsync=off -c full_page_writes=off "
-            "-c synchronous_commit=off -c max_connections=200"
+            "-c max_connections=200"
         )
 
     def start(self) -> None:

@@ -20,6 +20,8 @@ class Proxy:
         self.port = int(self.server.getsockname()[1])
         self._lock = threading.Lock()
         self._pairs: list[tuple[socket.socket, socket.socket, threading.Event]] = []
+        self._sockets: list[socket.socket] = []
+        self._pumps: list[threading.Thread] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
@@ -35,9 +37,12 @@ class Proxy:
                 return
             upstream = socket.create_connection(self.target)
             dead = threading.Event()
+            pump = threading.Thread(target=self._pump, args=(client, upstream, dead), daemon=True)
             with self._lock:
                 self._pairs.append((client, upstream, dead))
-            threading.Thread(target=self._pump, args=(client, upstream, dead), daemon=True).start()
+                self._sockets += [client, upstream]
+                self._pumps.append(pump)
+            pump.start()
 
     def _pump(self, a: socket.socket, b: socket.socket, dead: threading.Event) -> None:
         sel = selectors.DefaultSelector()
@@ -60,9 +65,6 @@ class Proxy:
                     key.data.sendall(data)
         finally:
             sel.close()
-            if not dead.is_set():
-                a.close()
-                b.close()
 
     def blackhole(self) -> int:
         """Silently kill every open connection; return how many."""
@@ -77,3 +79,9 @@ class Proxy:
         self._stop.set()
         self.server.close()
         self._thread.join(2)
+        with self._lock:
+            pumps, sockets = list(self._pumps), list(self._sockets)
+        for pump in pumps:
+            pump.join(2)
+        for sock in sockets:
+            sock.close()

@@ -1,0 +1,78 @@
+"""Worker processes killed (SIGKILL) or frozen (SIGSTOP): nothing lost, one outcome each."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from collections.abc import Callable
+
+import psycopg
+
+from pgqueue_sync import PsycopgDriver, Queries, Settings
+from tests.conftest import eventually
+from tests.faults.conftest import Ledger, Workers
+
+
+def enqueue(dsn: str, schema: str, n: int) -> list[int]:
+    queries = Queries(PsycopgDriver(dsn), Settings(schema=schema))
+    try:
+        return queries.enqueue(["ledger"] * n, [None] * n)
+    finally:
+        queries.driver.close()
+
+
+def test_sigkilled_workers_lose_nothing(
+    fdsn: str, fschema: str, workers: Callable[..., Workers], ledger: Ledger
+) -> None:
+    n = 3000
+    enqueue(fdsn, fschema, n)
+    pool = workers(threads=2, work_ms=10, retry_timer=2)
+    for _ in range(3):
+        pool.start()
+    kills = 0
+    deadline = time.monotonic() + 240
+    rng = random.Random(7)
+    while ledger.count() < n:
+        assert time.monotonic() < deadline, ledger.report(n, pool.killed)
+        time.sleep(1.5)  # the fault schedule: a kill every ~1.5 s
+        if ledger.count() >= n:
+            break
+        pool.kill(rng.choice(pool.alive()))
+        kills += 1
+        pool.start()
+    results = pool.stop_all()
+    report = ledger.report(n, pool.killed)
+    print(f"\n{kills} workers SIGKILLed: {report}")
+    assert [code for code, _, _ in results] == [0] * len(results)  # SIGTERM: a clean exit
+    assert kills >= 3
+    assert report["lost"] == 0
+    assert report["successful"] == n
+    assert report["left_picked"] == report["left_queued"] == 0
+    assert report["unexplained_duplicates"] == 0
+
+
+def test_a_frozen_worker_cannot_overwrite_the_outcome_of_the_worker_that_reran_its_job(
+    fdsn: str, fschema: str, workers: Callable[..., Workers], ledger: Ledger
+) -> None:
+    [job_id] = enqueue(fdsn, fschema, 1)
+    pool = workers(threads=1, work_ms=2000, retry_timer=2)
+    frozen = pool.start()
+    assert eventually(lambda: bool(ledger._query("SELECT 1 FROM {s}.ledger")), 30)
+    os.kill(frozen.pid, signal.SIGSTOP)
+    pool.start()  # re-picks the job once the frozen worker's heartbeat is retry_timer old
+    assert eventually(lambda: ledger.count() == 1, 60)
+    os.kill(frozen.pid, signal.SIGCONT)
+    outputs = pool.stop_all()  # the frozen worker first: it finishes its run, then exits
+    assert [code for code, _, _ in outputs] == [0, 0]
+    assert "outcome discarded" in outputs[0][2]
+    with psycopg.connect(fdsn) as conn:
+        rows = conn.execute(
+            f'SELECT status::text, attempts FROM "{fschema}".pgqueue_log WHERE job_id = %s',
+            (job_id,),
+        ).fetchall()
+    assert rows == [("successful", 2)]  # exactly one terminal outcome: the second run's
+    report = ledger.report(1, {frozen.pid})
+    assert report["duplicates"] == 1
+    assert report["unexplained_duplicates"] == 0
