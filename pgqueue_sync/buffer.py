@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from .models import Job
-from .queries import Outcome
+from .worker_queries import Outcome
 
 __all__ = ["BufferClosed", "CompletionBuffer", "JobBuffer", "Mailbox"]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from .clock import Clock
 from .models import Context, Job, JobCancelled, JobStatus
-from .queries import Outcome
+from .worker_queries import Outcome
 from .retry import RetryPolicy, RetryRequested
 
 __all__ = ["Entrypoint", "current_context", "execute", "failure"]
