@@ -216,50 +216,59 @@ class AsyncQueueManager:
         fetching, lets held jobs finish (past ``shutdown_timeout`` it releases them and
         cancels async handlers still running), then re-raises the cancellation.
         """
-        engine = partial(
-            self.sync.run,
-            dequeue_timeout=dequeue_timeout,
-            batch_size=batch_size,
-            retry_timer=retry_timer,
-            workers=workers,
-            buffer_size=buffer_size,
-            shutdown_timeout=shutdown_timeout,
-            mode=mode,
-            heartbeat_interval=heartbeat_interval,
-        )
         if self._running:
             raise RuntimeError("run() is already running on this AsyncQueueManager")
         self._running = True
-        self._token = current_token()
+        self._token = token = current_token()
         self._abandoning = False
-        errors: list[Exception] = []
         finished = anyio.Event()
+        # "pending" until the engine thread starts; a cancellation that comes first makes
+        # it "skipped" (anyio may still start the thread, which then returns at once).
+        state = ["pending"]
+        state_lock = threading.Lock()
 
-        async def run_engine() -> None:
+        def engine() -> None:
+            with state_lock:
+                if state[0] != "pending":
+                    return
+                state[0] = "running"
             try:
-                # Not abandoned on cancellation: the thread runs until the engine has shut
-                # down, while this loop keeps serving the handlers it hands over.
-                await anyio.to_thread.run_sync(engine, limiter=anyio.CapacityLimiter(1))
-            except Exception as exc:
-                errors.append(exc)
+                self.sync.run(
+                    dequeue_timeout=dequeue_timeout,
+                    batch_size=batch_size,
+                    retry_timer=retry_timer,
+                    workers=workers,
+                    buffer_size=buffer_size,
+                    shutdown_timeout=shutdown_timeout,
+                    mode=mode,
+                    heartbeat_interval=heartbeat_interval,
+                )
             finally:
-                with anyio.CancelScope(shield=True):
-                    await self._abandon_handlers()
-                finished.set()
+                with contextlib.suppress(anyio.RunFinishedError):
+                    anyio.from_thread.run_sync(finished.set, token=token)
 
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(run_engine)
-                try:
-                    await finished.wait()
-                except BaseException:
-                    self.sync.alive = False  # cancelled (or interrupted): shut down gracefully
-                    raise
+            # abandon_on_cancel only lets this task see a cancellation at once; the engine
+            # thread is never left behind: it is waited for below.
+            await anyio.to_thread.run_sync(
+                engine, abandon_on_cancel=True, limiter=anyio.CapacityLimiter(1)
+            )
+        except BaseException:
+            with state_lock:
+                if state[0] == "pending":
+                    state[0] = "skipped"
+            if state[0] == "running" and not finished.is_set():
+                self.sync.alive = False  # cancelled (or interrupted): shut down gracefully
+            raise
         finally:
+            if state[0] == "running":
+                # Shielded, and awaited: the loop keeps running the async handlers that the
+                # engine still hands over while it shuts down.
+                with anyio.CancelScope(shield=True):
+                    await finished.wait()
+                    await self._abandon_handlers()
             self._token = None
             self._running = False
-        if errors:
-            raise errors[0]
 
     async def _abandon_handlers(self) -> None:
         """Cancel async handlers that outlived the engine (it released their jobs at
