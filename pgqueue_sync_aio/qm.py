@@ -257,7 +257,7 @@ class AsyncQueueManager:
             with state_lock:
                 if state[0] == "pending":
                     state[0] = "skipped"
-            if state[0] == "running" and not finished.is_set():
+            if not finished.is_set():
                 self.sync.alive = False  # cancelled (or interrupted): shut down gracefully
             raise
         finally:

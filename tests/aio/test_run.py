@@ -318,7 +318,7 @@ async def test_cancelled_before_the_engine_starts(aqm: AsyncQueueManager) -> Non
         scope.cancel()
         await aqm.run()
     assert scope.cancelled_caught
-    # The manager is usable afterwards.
+    assert aqm.alive is False  # as after any cancellation
     await aqm.queries.enqueue("x", None)
     aqm.alive = True
     with anyio.fail_after(HANG_GUARD):
