@@ -75,6 +75,7 @@ class AsyncQueueManager:
 
     Cancelling ``await qm.run()`` shuts down as ``qm.alive = False`` does (stop fetching,
     finish held jobs, or release them past ``shutdown_timeout``), then re-raises.
+    ``qm.sync`` is the wrapped :class:`pgqueue_sync.QueueManager`.
     """
 
     def __init__(
