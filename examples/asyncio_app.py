@@ -8,6 +8,7 @@ Run `pgq-sync install` once first. The connection comes from libpq's environment
 """
 
 import asyncio
+import signal
 import sys
 
 import anyio
@@ -22,6 +23,13 @@ async def some_async_io(payload: bytes | None) -> None:
     await anyio.sleep(0.001)  # stands in for an HTTP call, a database query, ...
 
 
+async def stop_on_signal(qm: AsyncQueueManager) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            qm.alive = False  # graceful shutdown
+            return
+
+
 async def main() -> None:
     qm = AsyncQueueManager(PsycopgDriver(psycopg.connect(autocommit=True)))
 
@@ -34,16 +42,14 @@ async def main() -> None:
     await qm.queries.enqueue(
         ["fetch"] * N, [f"this is from me: {n}".encode() for n in range(N)], [0] * N
     )
-    # Until qm.alive = False. Ctrl-C cancels it (asyncio) or interrupts it (trio): either
-    # way it stops fetching, finishes the jobs it holds, then lets the exception through.
-    await qm.run()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stop_on_signal, qm)
+        await qm.run()  # until qm.alive = False
+        tg.cancel_scope.cancel()
 
 
 if __name__ == "__main__":
-    try:
-        if "--trio" in sys.argv[1:]:
-            anyio.run(main, backend="trio")
-        else:
-            asyncio.run(main())
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
+    if "--trio" in sys.argv[1:]:
+        anyio.run(main, backend="trio")
+    else:
+        asyncio.run(main())

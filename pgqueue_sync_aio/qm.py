@@ -97,6 +97,7 @@ class AsyncQueueManager:
         # Touched only on the event loop thread.
         self._scopes: set[anyio.CancelScope] = set()
         self._abandoning = False
+        self._interrupted = False
         # Handler threads waiting for an async handler (any thread).
         self._waiting_lock = threading.Lock()
         self._waiting: set[threading.Thread] = set()
@@ -171,19 +172,26 @@ class AsyncQueueManager:
         return call
 
     async def _run_handler(self, func: Callable[..., Any], args: tuple[Any, ...]) -> _Result:
-        with anyio.CancelScope() as scope:
-            if self._abandoning:
-                scope.cancel()
-            self._scopes.add(scope)
-            try:
-                return _Result(value=await func(*args))
-            except anyio.get_cancelled_exc_class():
-                raise
-            except BaseException as exc:
-                # Even SystemExit or KeyboardInterrupt: it fails the job, never the loop.
-                return _Result(error=exc)
-            finally:
-                self._scopes.discard(scope)
+        try:
+            with anyio.CancelScope() as scope:
+                if self._abandoning:
+                    scope.cancel()
+                self._scopes.add(scope)
+                try:
+                    return _Result(value=await func(*args))
+                except (anyio.get_cancelled_exc_class(), KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    # SystemExit too: it fails the job, never the loop.
+                    return _Result(error=exc)
+                finally:
+                    self._scopes.discard(scope)
+        except KeyboardInterrupt as exc:
+            # On the loop's thread this is how trio, or asyncio outside asyncio.run(),
+            # delivers Ctrl-C: the job fails, and run() stops gracefully, then raises it.
+            self._interrupted = True
+            self.sync.alive = False
+            return _Result(error=exc)
         return _Result(error=HandlerAbandoned("cancelled: still running past shutdown_timeout"))
 
     # -- alive ---------------------------------------------------------------------------
@@ -215,13 +223,16 @@ class AsyncQueueManager:
         The parameters are those of :meth:`pgqueue_sync.QueueManager.run`. The engine runs in
         threads; the event loop only runs the ``async def`` handlers. On cancellation it stops
         fetching, lets held jobs finish (past ``shutdown_timeout`` it releases them and
-        cancels async handlers still running), then re-raises the cancellation.
+        cancels async handlers still running), then re-raises the cancellation. A
+        ``KeyboardInterrupt`` in an async handler (Ctrl-C on trio) fails that job and ends
+        ``run()`` the same way, then is raised by it.
         """
         if self._running:
             raise RuntimeError("run() is already running on this AsyncQueueManager")
         self._running = True
         self._token = token = current_token()
         self._abandoning = False
+        self._interrupted = False
         finished = anyio.Event()
         # "pending" until the engine thread starts; a cancellation that comes first makes
         # it "skipped" (anyio may still start the thread, which then returns at once).
@@ -270,6 +281,8 @@ class AsyncQueueManager:
                     await self._abandon_handlers()
             self._token = None
             self._running = False
+        if self._interrupted:
+            raise KeyboardInterrupt
 
     async def _abandon_handlers(self) -> None:
         """Cancel async handlers that outlived the engine (it released their jobs at
