@@ -30,12 +30,17 @@ def test_asyncio_example_runs_as_written(
     )
     assert proc.stdout is not None
     processed = 0
-    for line in proc.stdout:
-        processed += line.count("Processed message: Job(")
-        if processed >= 1000:
-            break
-    proc.send_signal(signal.SIGINT)  # the user's stop condition
-    out, err = proc.communicate(timeout=60)
+    try:
+        for line in proc.stdout:
+            processed += line.count("Processed message: Job(")
+            if processed >= 1000:
+                break
+        proc.send_signal(signal.SIGINT)  # the user's stop condition
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # a hang fails the test, and leaves no worker behind
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 0, err
     assert processed + out.count("Processed message:") == 1000
     log = q.log(limit=2000)
