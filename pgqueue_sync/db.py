@@ -146,6 +146,12 @@ class PsycopgDriver:
     def connect_timeout(self) -> float:
         return self._connect_timeout
 
+    @property
+    def max_connections(self) -> int:
+        """How many producer calls can use the database at once: the pool's ``max_size``,
+        else 1 (one connection, shared). The async shim sizes its thread limiter with it."""
+        return self._pool.max_size if self._pool is not None else 1
+
     def __repr__(self) -> str:
         return f"PsycopgDriver({redact_conninfo(self._conninfo)!r})"
 

@@ -1,0 +1,304 @@
+"""AsyncQueueManager: the sync engine, awaited, with ``async def`` handlers on the caller's loop.
+
+There is one engine, :class:`pgqueue_sync.QueueManager`'s. ``await qm.run()`` runs it in a
+worker thread; its handler threads hand ``async def`` handlers over to the event loop that
+awaits ``run()`` (``anyio.from_thread.run``) and wait for them, so a handler can use the
+application's async clients. ``workers`` bounds how many handlers run at once, async or not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import inspect
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from functools import partial
+from typing import Any, TypeVar
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+from anyio.lowlevel import EventLoopToken, current_token
+
+from pgqueue_sync.clock import Clock
+from pgqueue_sync.db import Driver
+from pgqueue_sync.errors import PgQueueError
+from pgqueue_sync.qm import QueueManager
+from pgqueue_sync.settings import Settings
+from pgqueue_sync.worker import Entrypoint, Mode, WorkerStats
+
+from .queries import AsyncQueries
+
+__all__ = ["AsyncQueueManager", "HandlerAbandoned"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# How long run() waits for a handler thread to return once its async handler was cancelled
+# past shutdown_timeout (it only has bookkeeping left to do).
+_ABANDON_JOIN_TIMEOUT = 5.0
+
+
+class HandlerAbandoned(PgQueueError):
+    """An async handler still running past ``shutdown_timeout`` was cancelled; its job had
+    already gone back to the queue."""
+
+
+def _is_async(func: object) -> bool:
+    call = getattr(func, "__call__", None)  # noqa: B004 - async __call__ on instances
+    return inspect.iscoroutinefunction(func) or (
+        not inspect.isfunction(func) and call is not None and inspect.iscoroutinefunction(call)
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Result:
+    """How an async handler ended, carried back to its handler thread."""
+
+    value: object = None
+    error: BaseException | None = None
+
+
+class AsyncQueueManager:
+    """:class:`pgqueue_sync.QueueManager` for asyncio and trio applications.
+
+    ::
+
+        qm = AsyncQueueManager(PsycopgDriver(psycopg.connect(autocommit=True)))
+
+        @qm.entrypoint("fetch")
+        async def fetch(job: Job) -> None: ...   # runs on this event loop
+
+        await qm.queries.enqueue("fetch", b"payload")
+        await qm.run()                # until qm.alive = False, or cancelled
+
+    Cancelling ``await qm.run()`` shuts down as ``qm.alive = False`` does (stop fetching,
+    finish held jobs, or release them past ``shutdown_timeout``), then re-raises.
+    ``qm.sync`` is the wrapped :class:`pgqueue_sync.QueueManager`.
+    """
+
+    def __init__(
+        self,
+        driver: Driver,
+        *,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+        check_entrypoints: bool = True,
+    ) -> None:
+        self.sync = QueueManager(
+            driver, settings=settings, clock=clock, check_entrypoints=check_entrypoints
+        )
+        self.queries = AsyncQueries(self.sync.queries)
+        self._handlers: dict[str, Callable[..., Any]] = {}
+        # Set by run() for the handler threads: the loop that async handlers run on.
+        self._token: EventLoopToken | None = None
+        self._running = False
+        # Touched only on the event loop thread.
+        self._scopes: set[anyio.CancelScope] = set()
+        self._abandoning = False
+        self._interrupted = False
+        # Handler threads waiting for an async handler (any thread).
+        self._waiting_lock = threading.Lock()
+        self._waiting: set[threading.Thread] = set()
+
+    @property
+    def driver(self) -> Driver:
+        return self.sync.driver
+
+    @property
+    def settings(self) -> Settings:
+        return self.sync.settings
+
+    @property
+    def clock(self) -> Clock:
+        return self.sync.clock
+
+    @property
+    def last_stats(self) -> WorkerStats | None:
+        """The counters of the last ``run()``."""
+        return self.sync.last_stats
+
+    # -- registry ------------------------------------------------------------------------
+
+    def entrypoint(self, name: str) -> Callable[[F], F]:
+        """Register a handler for jobs of entrypoint ``name``: ``async def`` handlers run on
+        the event loop awaiting ``run()``, plain ``def`` ones in the handler threads.
+
+        The handler is called as ``handler(job)``, or ``handler(job, context)`` if it takes
+        two positional parameters. Its return value, if ``bytes``, is kept in the log.
+        """
+        register = self.sync.entrypoint(name)  # validates the name now, as the sync one does
+
+        def decorate(func: F) -> F:
+            register(self._on_loop(func) if _is_async(func) else func)
+            self._handlers[name] = func
+            return func
+
+        return decorate
+
+    @property
+    def entrypoints(self) -> dict[str, Entrypoint]:
+        return {
+            name: dataclasses.replace(entry, func=self._handlers.get(name, entry.func))
+            for name, entry in self.sync.entrypoints.items()
+        }
+
+    def _on_loop(self, func: Callable[..., Any]) -> Callable[..., object]:
+        """A plain function for the sync engine that runs ``func`` on the event loop and
+        waits for it, from a handler thread."""
+
+        def call(*args: Any) -> object:
+            token = self._token
+            if token is None:
+                raise RuntimeError("async handlers run only inside AsyncQueueManager.run()")
+            thread = threading.current_thread()
+            with self._waiting_lock:
+                self._waiting.add(thread)
+            try:
+                result = anyio.from_thread.run(self._run_handler, func, args, token=token)
+            finally:
+                with self._waiting_lock:
+                    self._waiting.discard(thread)
+            if result.error is not None:
+                raise result.error  # the handler's own traceback goes to the log
+            return result.value
+
+        # The engine calls handler(job, context) when the handler takes two parameters.
+        with contextlib.suppress(TypeError, ValueError):
+            call.__signature__ = inspect.signature(func)  # type: ignore[attr-defined]
+        call.__name__ = getattr(func, "__name__", call.__name__)
+        call.__qualname__ = getattr(func, "__qualname__", call.__qualname__)
+        return call
+
+    async def _run_handler(self, func: Callable[..., Any], args: tuple[Any, ...]) -> _Result:
+        try:
+            with anyio.CancelScope() as scope:
+                if self._abandoning:
+                    scope.cancel()
+                self._scopes.add(scope)
+                try:
+                    return _Result(value=await func(*args))
+                except (anyio.get_cancelled_exc_class(), KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    # SystemExit too: it fails the job, never the loop.
+                    return _Result(error=exc)
+                finally:
+                    self._scopes.discard(scope)
+        except KeyboardInterrupt as exc:
+            # On the loop's thread this is how trio, or asyncio outside asyncio.run(),
+            # delivers Ctrl-C: the job fails, and run() stops gracefully, then raises it.
+            self._interrupted = True
+            self.sync.alive = False
+            return _Result(error=exc)
+        return _Result(error=HandlerAbandoned("cancelled: still running past shutdown_timeout"))
+
+    # -- alive ---------------------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        """True until a shutdown is requested. Set it to False to stop ``run()``."""
+        return self.sync.alive
+
+    @alive.setter
+    def alive(self, value: bool) -> None:
+        self.sync.alive = value
+
+    # -- run -----------------------------------------------------------------------------
+
+    async def run(
+        self,
+        dequeue_timeout: timedelta | float = timedelta(seconds=30),
+        batch_size: int = 10,
+        retry_timer: timedelta | float | None = timedelta(minutes=1),
+        workers: int | None = None,
+        buffer_size: int | None = None,
+        shutdown_timeout: timedelta | float | None = None,
+        mode: Mode = "continuous",
+        heartbeat_interval: timedelta | float | None = None,
+    ) -> None:
+        """Fetch and run jobs until ``qm.alive`` is set to False, or the task is cancelled.
+
+        The parameters are those of :meth:`pgqueue_sync.QueueManager.run`. The engine runs in
+        threads; the event loop only runs the ``async def`` handlers. On cancellation it stops
+        fetching, lets held jobs finish (past ``shutdown_timeout`` it releases them and
+        cancels async handlers still running), then re-raises the cancellation. A
+        ``KeyboardInterrupt`` in an async handler (Ctrl-C on trio) fails that job and ends
+        ``run()`` the same way, then is raised by it.
+        """
+        if self._running:
+            raise RuntimeError("run() is already running on this AsyncQueueManager")
+        self._running = True
+        self._token = token = current_token()
+        self._abandoning = False
+        self._interrupted = False
+        finished = anyio.Event()
+        # "pending" until the engine thread starts; a cancellation that comes first makes
+        # it "skipped" (anyio may still start the thread, which then returns at once).
+        state = ["pending"]
+        state_lock = threading.Lock()
+
+        def engine() -> None:
+            with state_lock:
+                if state[0] != "pending":
+                    return
+                state[0] = "running"
+            try:
+                self.sync.run(
+                    dequeue_timeout=dequeue_timeout,
+                    batch_size=batch_size,
+                    retry_timer=retry_timer,
+                    workers=workers,
+                    buffer_size=buffer_size,
+                    shutdown_timeout=shutdown_timeout,
+                    mode=mode,
+                    heartbeat_interval=heartbeat_interval,
+                )
+            finally:
+                with contextlib.suppress(anyio.RunFinishedError):
+                    anyio.from_thread.run_sync(finished.set, token=token)
+
+        try:
+            # abandon_on_cancel only lets this task see a cancellation at once; the engine
+            # thread is never left behind: it is waited for below.
+            await anyio.to_thread.run_sync(
+                engine, abandon_on_cancel=True, limiter=anyio.CapacityLimiter(1)
+            )
+        except BaseException:
+            with state_lock:
+                if state[0] == "pending":
+                    state[0] = "skipped"
+            if not finished.is_set():
+                self.sync.alive = False  # cancelled (or interrupted): shut down gracefully
+            raise
+        finally:
+            if state[0] == "running":
+                # Shielded, and awaited: the loop keeps running the async handlers that the
+                # engine still hands over while it shuts down.
+                with anyio.CancelScope(shield=True):
+                    await finished.wait()
+                    await self._abandon_handlers()
+            self._token = None
+            self._running = False
+        if self._interrupted:
+            raise KeyboardInterrupt
+
+    async def _abandon_handlers(self) -> None:
+        """Cancel async handlers that outlived the engine (it released their jobs at
+        ``shutdown_timeout``), then wait for their threads, so none is left running."""
+        self._abandoning = True
+        for scope in list(self._scopes):
+            scope.cancel()
+        with self._waiting_lock:
+            threads = list(self._waiting)
+        if threads:
+            await anyio.to_thread.run_sync(
+                partial(_join_all, threads, _ABANDON_JOIN_TIMEOUT),
+                limiter=anyio.CapacityLimiter(1),
+            )
+
+
+def _join_all(threads: list[threading.Thread], timeout: float) -> None:
+    for thread in threads:
+        thread.join(timeout)

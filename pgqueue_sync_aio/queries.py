@@ -1,0 +1,183 @@
+"""AsyncQueries: each method of :class:`pgqueue_sync.Queries`, awaitable.
+
+Every call runs the sync method in a worker thread (``anyio.to_thread.run_sync``) under a
+``CapacityLimiter`` sized to the connections the driver can use at once, so callers queue on
+the event loop instead of filling threads that would only wait for a connection. A cancelled
+call still lets its statement finish in the thread (a connection is never left mid-query),
+then raises the cancellation.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import timedelta
+from functools import partial
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+from anyio.lowlevel import EventLoopToken, current_token
+
+from pgqueue_sync.clock import Clock
+from pgqueue_sync.db import Connection, Driver, PsycopgDriver
+from pgqueue_sync.models import Job, JobId, JobStatus, LogEntry, QueueStatistic
+from pgqueue_sync.queries import Outcome, Payload, Queries, When
+from pgqueue_sync.settings import Settings
+
+__all__ = ["AsyncQueries", "connections_of"]
+
+T = TypeVar("T")
+
+
+def connections_of(driver: Driver) -> int:
+    """How many calls ``driver`` serves at once (a pool's size; else one connection)."""
+    return driver.max_connections if isinstance(driver, PsycopgDriver) else 1
+
+
+class LoopLimiter:
+    """A ``CapacityLimiter`` of ``total`` tokens for the running event loop.
+
+    An anyio limiter belongs to one event loop; this makes a fresh one when it is first used
+    from another loop (a module-level manager reused across ``anyio.run`` calls, tests).
+    """
+
+    def __init__(self, total: int) -> None:
+        if total < 1:
+            raise ValueError("a limiter needs at least one token")
+        self.total = total
+        self._token: EventLoopToken | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    def get(self) -> anyio.CapacityLimiter:
+        token = current_token()
+        if self._limiter is None or self._token != token:
+            self._limiter = anyio.CapacityLimiter(self.total)
+            self._token = token
+        return self._limiter
+
+
+class AsyncQueries:
+    """The queue's database operations, awaitable. ``AsyncQueueManager.queries`` is one.
+
+    ``AsyncQueries(Queries(driver, settings))`` gives a producer-only async client.
+    """
+
+    def __init__(self, queries: Queries, *, max_threads: int | None = None) -> None:
+        self.sync = queries
+        self._limiter = LoopLimiter(
+            connections_of(queries.driver) if max_threads is None else max_threads
+        )
+
+    @property
+    def driver(self) -> Driver:
+        return self.sync.driver
+
+    @property
+    def settings(self) -> Settings:
+        return self.sync.settings
+
+    @property
+    def clock(self) -> Clock:
+        return self.sync.clock
+
+    @property
+    def limiter(self) -> anyio.CapacityLimiter:
+        """The limiter of the running event loop's calls."""
+        return self._limiter.get()
+
+    async def _run(self, call: Callable[[], T]) -> T:
+        return await anyio.to_thread.run_sync(call, limiter=self._limiter.get())
+
+    # -- schema --------------------------------------------------------------------------
+
+    async def install(self) -> int:
+        return await self._run(self.sync.install)
+
+    async def uninstall(self) -> None:
+        return await self._run(self.sync.uninstall)
+
+    async def verify(self) -> int:
+        return await self._run(self.sync.verify)
+
+    # -- producers -----------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        entrypoint: str | Sequence[str],
+        payload: Payload | Sequence[Payload] = None,
+        priority: int | Sequence[int] = 0,
+        execute_after: When | Sequence[When] = None,
+        *,
+        dedupe_key: str | Sequence[str | None] | None = None,
+        headers: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
+        connection: Connection | None = None,
+    ) -> list[JobId]:
+        return await self._run(
+            partial(
+                self.sync.enqueue,
+                entrypoint,
+                payload,
+                priority,
+                execute_after,
+                dedupe_key=dedupe_key,
+                headers=headers,
+                connection=connection,
+            )
+        )
+
+    # -- inspection ----------------------------------------------------------------------
+
+    async def queue_size(self) -> list[QueueStatistic]:
+        return await self._run(self.sync.queue_size)
+
+    async def clear_queue(self, entrypoint: str | Sequence[str] | None = None) -> int:
+        return await self._run(partial(self.sync.clear_queue, entrypoint))
+
+    async def log(
+        self,
+        limit: int = 100,
+        *,
+        entrypoint: str | Sequence[str] | None = None,
+        status: JobStatus | str | Sequence[JobStatus | str] | None = None,
+        job_ids: Sequence[JobId] | None = None,
+    ) -> list[LogEntry]:
+        return await self._run(
+            partial(self.sync.log, limit, entrypoint=entrypoint, status=status, job_ids=job_ids)
+        )
+
+    async def get_jobs(self, ids: Sequence[JobId]) -> list[Job]:
+        return await self._run(partial(self.sync.get_jobs, ids))
+
+    async def notify(self, payload: str) -> None:
+        return await self._run(partial(self.sync.notify, payload))
+
+    # -- the worker side -----------------------------------------------------------------
+
+    async def dequeue(
+        self,
+        batch_size: int,
+        entrypoints: Sequence[str],
+        worker_id: uuid.UUID,
+        retry_timer: timedelta | None = None,
+    ) -> list[Job]:
+        return await self._run(
+            partial(self.sync.dequeue, batch_size, entrypoints, worker_id, retry_timer)
+        )
+
+    async def next_due(self, entrypoints: Sequence[str]) -> float | None:
+        return await self._run(partial(self.sync.next_due, entrypoints))
+
+    async def complete(self, worker_id: uuid.UUID, outcomes: Sequence[Outcome]) -> set[JobId]:
+        return await self._run(partial(self.sync.complete, worker_id, outcomes))
+
+    async def heartbeat(self, worker_id: uuid.UUID, ids: Collection[JobId]) -> set[JobId]:
+        return await self._run(partial(self.sync.heartbeat, worker_id, ids))
+
+    async def release(
+        self,
+        worker_id: uuid.UUID,
+        ids: Collection[JobId],
+        unstarted: Collection[JobId] = (),
+    ) -> set[JobId]:
+        return await self._run(partial(self.sync.release, worker_id, ids, unstarted))
