@@ -13,8 +13,8 @@ from typing import Any
 
 from .clock import Clock
 from .models import Context, Job, JobCancelled, JobStatus
-from .worker_queries import Outcome
 from .retry import RetryPolicy, RetryRequested
+from .worker_queries import Outcome
 
 __all__ = ["Entrypoint", "current_context", "execute", "failure"]
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
+import logging
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +25,8 @@ __all__ = [
 ]
 
 JobId = int
+
+logger = logging.getLogger("pgqueue_sync")
 
 
 class JobStatus(str, enum.Enum):
@@ -173,15 +177,17 @@ class JobCancelled(Exception):
 class Context:
     """What a running handler can know about its job beyond the Job itself.
 
-    Threads cannot be killed: when the job is cancelled while it runs, ``cancelled`` is set
-    and a long handler should look at it, or call :meth:`check`, between steps. A handler
-    gets its Context as a second parameter (``def handler(job, ctx)``) or from
-    ``pgqueue_sync.current_context()``.
+    Threads cannot be killed: when the job is cancelled (or runs past its timeout) while it
+    runs, ``cancelled`` is set and a long handler should look at it, or call :meth:`check`,
+    between steps. A handler gets its Context as a second parameter (``def handler(job,
+    ctx)``) or from ``pgqueue_sync.current_context()``.
     """
 
     job: Job
     worker_id: uuid.UUID
     cancelled: threading.Event = dataclasses.field(default_factory=threading.Event)
+    _callbacks: list[Callable[[], object]] = dataclasses.field(default_factory=list, repr=False)
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
 
     @property
     def attempt(self) -> int:
@@ -192,3 +198,31 @@ class Context:
         """Raise :class:`JobCancelled` if the job was cancelled; the job ends ``canceled``."""
         if self.cancelled.is_set():
             raise JobCancelled(f"job {self.job.id} was cancelled")
+
+    def cancel(self) -> None:
+        """Mark the job cancelled and run the callbacks registered with :meth:`on_cancel`."""
+        with self._lock:
+            if self.cancelled.is_set():
+                return
+            self.cancelled.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                logger.exception("cancel callback of job %d failed", self.job.id)
+
+    def on_cancel(self, callback: Callable[[], object]) -> Callable[[], None]:
+        """Call ``callback`` (from another thread) when the job is cancelled; at once if it
+        already is. Returns a function that unregisters it."""
+        with self._lock:
+            if not self.cancelled.is_set():
+                self._callbacks.append(callback)
+
+                def remove() -> None:
+                    with self._lock, contextlib.suppress(ValueError):
+                        self._callbacks.remove(callback)
+
+                return remove
+        callback()
+        return lambda: None

@@ -195,7 +195,7 @@ class Worker:
                 self._held_by_entrypoint[job.entrypoint] += 1
                 ctx = Context(job=job, worker_id=self.id)
                 if job.cancel_requested:
-                    ctx.cancelled.set()
+                    ctx.cancel()
                 self._contexts[job.id] = ctx
             self.stats.claimed += len(jobs)
         self.buffer.put_many(jobs)
@@ -322,7 +322,7 @@ class Worker:
         for ctx in contexts:
             if not ctx.cancelled.is_set():
                 logger.info("job %d: cancellation requested", ctx.job.id)
-                ctx.cancelled.set()
+                ctx.cancel()
 
     def check_timeouts(self) -> float | None:
         """Fail the jobs whose handler has run past its entrypoint's ``timeout``.
@@ -355,7 +355,7 @@ class Worker:
         frames = sys._current_frames()  # where each stuck handler is now
         for (job, entry, run), ctx in zip(expired, contexts, strict=True):
             if ctx is not None:
-                ctx.cancelled.set()
+                ctx.cancel()
             error = JobTimeoutError(
                 f"job {job.id} ran longer than its timeout of {entry.timeout:g} s; its "
                 "handler thread was abandoned (threads cannot be killed)"

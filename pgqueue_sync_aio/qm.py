@@ -25,9 +25,13 @@ from anyio.lowlevel import EventLoopToken, current_token
 from pgqueue_sync.clock import Clock
 from pgqueue_sync.db import Driver
 from pgqueue_sync.errors import PgQueueError
+from pgqueue_sync.execution import Entrypoint, current_context
+from pgqueue_sync.models import Context, JobCancelled
+from pgqueue_sync.options import Mode
 from pgqueue_sync.qm import QueueManager
+from pgqueue_sync.retry import RetryPolicy
 from pgqueue_sync.settings import Settings
-from pgqueue_sync.worker import Entrypoint, Mode, WorkerStats
+from pgqueue_sync.worker import WorkerStats
 
 from .queries import AsyncQueries
 
@@ -119,16 +123,40 @@ class AsyncQueueManager:
         """The counters of the last ``run()``."""
         return self.sync.last_stats
 
+    @property
+    def stuck_threads(self) -> int:
+        """Handler threads of the current run still busy with a job that timed out."""
+        return self.sync.stuck_threads
+
     # -- registry ------------------------------------------------------------------------
 
-    def entrypoint(self, name: str) -> Callable[[F], F]:
+    def entrypoint(
+        self,
+        name: str,
+        *,
+        retry: RetryPolicy | None = None,
+        concurrency_limit: int | None = None,
+        per_worker_limit: int | None = None,
+        requests_per_second: float | None = None,
+        timeout: timedelta | float | None = None,
+    ) -> Callable[[F], F]:
         """Register a handler for jobs of entrypoint ``name``: ``async def`` handlers run on
         the event loop awaiting ``run()``, plain ``def`` ones in the handler threads.
 
         The handler is called as ``handler(job)``, or ``handler(job, context)`` if it takes
-        two positional parameters. Its return value, if ``bytes``, is kept in the log.
+        two positional parameters; its return value is kept in the log. The policies are
+        those of :meth:`pgqueue_sync.QueueManager.entrypoint`. When the job is cancelled (or
+        times out), an async handler is cancelled, and its job ends ``canceled``.
         """
-        register = self.sync.entrypoint(name)  # validates the name now, as the sync one does
+        # Validates now, as the sync one does.
+        register = self.sync.entrypoint(
+            name,
+            retry=retry,
+            concurrency_limit=concurrency_limit,
+            per_worker_limit=per_worker_limit,
+            requests_per_second=requests_per_second,
+            timeout=timeout,
+        )
 
         def decorate(func: F) -> F:
             register(self._on_loop(func) if _is_async(func) else func)
@@ -152,11 +180,14 @@ class AsyncQueueManager:
             token = self._token
             if token is None:
                 raise RuntimeError("async handlers run only inside AsyncQueueManager.run()")
+            ctx = current_context()
             thread = threading.current_thread()
             with self._waiting_lock:
                 self._waiting.add(thread)
             try:
-                result = anyio.from_thread.run(self._run_handler, func, args, token=token)
+                result = anyio.from_thread.run(
+                    self._run_handler, func, args, ctx, token, token=token
+                )
             finally:
                 with self._waiting_lock:
                     self._waiting.discard(thread)
@@ -171,12 +202,29 @@ class AsyncQueueManager:
         call.__qualname__ = getattr(func, "__qualname__", call.__qualname__)
         return call
 
-    async def _run_handler(self, func: Callable[..., Any], args: tuple[Any, ...]) -> _Result:
+    async def _run_handler(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        ctx: Context,
+        token: EventLoopToken,
+    ) -> _Result:
+        loop_thread = threading.get_ident()
+
+        def cancel_soon(scope: anyio.CancelScope) -> None:
+            # ctx.cancel() comes from the engine's threads (listener, flusher).
+            if threading.get_ident() == loop_thread:
+                scope.cancel()
+            else:
+                with contextlib.suppress(anyio.RunFinishedError):
+                    anyio.from_thread.run_sync(scope.cancel, token=token)
+
         try:
             with anyio.CancelScope() as scope:
-                if self._abandoning:
+                if self._abandoning or ctx.cancelled.is_set():
                     scope.cancel()
                 self._scopes.add(scope)
+                forget = ctx.on_cancel(partial(cancel_soon, scope))
                 try:
                     return _Result(value=await func(*args))
                 except (anyio.get_cancelled_exc_class(), KeyboardInterrupt):
@@ -185,6 +233,7 @@ class AsyncQueueManager:
                     # SystemExit too: it fails the job, never the loop.
                     return _Result(error=exc)
                 finally:
+                    forget()
                     self._scopes.discard(scope)
         except KeyboardInterrupt as exc:
             # On the loop's thread this is how trio, or asyncio outside asyncio.run(),
@@ -192,6 +241,9 @@ class AsyncQueueManager:
             self._interrupted = True
             self.sync.alive = False
             return _Result(error=exc)
+        if ctx.cancelled.is_set() and not self._abandoning:
+            # The job was cancelled (or timed out): the handler was cancelled with it.
+            return _Result(error=JobCancelled(f"job {ctx.job.id} was cancelled"))
         return _Result(error=HandlerAbandoned("cancelled: still running past shutdown_timeout"))
 
     # -- alive ---------------------------------------------------------------------------
@@ -217,6 +269,7 @@ class AsyncQueueManager:
         shutdown_timeout: timedelta | float | None = None,
         mode: Mode = "continuous",
         heartbeat_interval: timedelta | float | None = None,
+        log_retention: timedelta | float | None = None,
     ) -> None:
         """Fetch and run jobs until ``qm.alive`` is set to False, or the task is cancelled.
 
@@ -254,6 +307,7 @@ class AsyncQueueManager:
                     shutdown_timeout=shutdown_timeout,
                     mode=mode,
                     heartbeat_interval=heartbeat_interval,
+                    log_retention=log_retention,
                 )
             finally:
                 with contextlib.suppress(anyio.RunFinishedError):

@@ -11,19 +11,30 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
+import psycopg
 from anyio.lowlevel import EventLoopToken, current_token
 
 from pgqueue_sync.clock import Clock
 from pgqueue_sync.db import Connection, Driver, PsycopgDriver
-from pgqueue_sync.models import Job, JobId, JobStatus, LogEntry, QueueStatistic
-from pgqueue_sync.queries import Outcome, Payload, Queries, When
+from pgqueue_sync.enqueue import OnConflict, Payload, When
+from pgqueue_sync.models import (
+    CancelResult,
+    Job,
+    JobId,
+    JobResult,
+    JobStatus,
+    LogEntry,
+    QueueStatistic,
+)
+from pgqueue_sync.queries import Queries
 from pgqueue_sync.settings import Settings
+from pgqueue_sync.worker_queries import Completed, LimitedClaim, Outcome
 
 __all__ = ["AsyncQueries", "connections_of"]
 
@@ -110,8 +121,9 @@ class AsyncQueries:
         execute_after: When | Sequence[When] = None,
         *,
         dedupe_key: str | Sequence[str | None] | None = None,
+        on_conflict: OnConflict = "raise",
         headers: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
-        connection: Connection | None = None,
+        connection: Connection | psycopg.Cursor[Any] | None = None,
     ) -> list[JobId]:
         return await self._run(
             partial(
@@ -121,9 +133,27 @@ class AsyncQueries:
                 priority,
                 execute_after,
                 dedupe_key=dedupe_key,
+                on_conflict=on_conflict,
                 headers=headers,
                 connection=connection,
             )
+        )
+
+    # -- control -------------------------------------------------------------------------
+
+    async def cancel(self, job_ids: Collection[JobId]) -> CancelResult:
+        return await self._run(partial(self.sync.cancel, job_ids))
+
+    async def requeue(self, job_ids: Collection[JobId]) -> list[JobId]:
+        return await self._run(partial(self.sync.requeue, job_ids))
+
+    async def wait_for(
+        self, job_ids: Sequence[JobId], timeout: timedelta | float | None = None
+    ) -> list[JobResult]:
+        """As the sync one; it waits on a connection of its own, outside the limiter. If
+        the awaiting task is cancelled, the thread stops at ``timeout`` at the latest."""
+        return await anyio.to_thread.run_sync(
+            partial(self.sync.wait_for, job_ids, timeout), abandon_on_cancel=True
         )
 
     # -- inspection ----------------------------------------------------------------------
@@ -134,6 +164,28 @@ class AsyncQueries:
     async def clear_queue(self, entrypoint: str | Sequence[str] | None = None) -> int:
         return await self._run(partial(self.sync.clear_queue, entrypoint))
 
+    async def history(
+        self,
+        limit: int = 100,
+        *,
+        entrypoint: str | Sequence[str] | None = None,
+        status: JobStatus | str | Sequence[JobStatus | str] | None = None,
+        job_ids: Sequence[JobId] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[LogEntry]:
+        return await self._run(
+            partial(
+                self.sync.history,
+                limit,
+                entrypoint=entrypoint,
+                status=status,
+                job_ids=job_ids,
+                since=since,
+                until=until,
+            )
+        )
+
     async def log(
         self,
         limit: int = 100,
@@ -141,13 +193,26 @@ class AsyncQueries:
         entrypoint: str | Sequence[str] | None = None,
         status: JobStatus | str | Sequence[JobStatus | str] | None = None,
         job_ids: Sequence[JobId] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[LogEntry]:
         return await self._run(
-            partial(self.sync.log, limit, entrypoint=entrypoint, status=status, job_ids=job_ids)
+            partial(
+                self.sync.log,
+                limit,
+                entrypoint=entrypoint,
+                status=status,
+                job_ids=job_ids,
+                since=since,
+                until=until,
+            )
         )
 
-    async def get_jobs(self, ids: Sequence[JobId]) -> list[Job]:
-        return await self._run(partial(self.sync.get_jobs, ids))
+    async def get_jobs(self, job_ids: Collection[JobId]) -> list[Job]:
+        return await self._run(partial(self.sync.get_jobs, job_ids))
+
+    async def prune_log(self, older_than: timedelta, batch_size: int = 10_000) -> int:
+        return await self._run(partial(self.sync.prune_log, older_than, batch_size))
 
     async def notify(self, payload: str) -> None:
         return await self._run(partial(self.sync.notify, payload))
@@ -165,19 +230,49 @@ class AsyncQueries:
             partial(self.sync.dequeue, batch_size, entrypoints, worker_id, retry_timer)
         )
 
+    async def ensure_limit_rows(self, entrypoints: Sequence[str]) -> None:
+        return await self._run(partial(self.sync.ensure_limit_rows, entrypoints))
+
+    async def dequeue_limited(
+        self,
+        entrypoint: str,
+        want: int,
+        worker_id: uuid.UUID,
+        retry_timer: timedelta | None,
+        *,
+        concurrency_limit: int | None,
+        requests_per_second: float | None,
+    ) -> LimitedClaim:
+        return await self._run(
+            partial(
+                self.sync.dequeue_limited,
+                entrypoint,
+                want,
+                worker_id,
+                retry_timer,
+                concurrency_limit=concurrency_limit,
+                requests_per_second=requests_per_second,
+            )
+        )
+
     async def next_due(self, entrypoints: Sequence[str]) -> float | None:
         return await self._run(partial(self.sync.next_due, entrypoints))
 
-    async def complete(self, worker_id: uuid.UUID, outcomes: Sequence[Outcome]) -> set[JobId]:
+    async def complete(self, worker_id: uuid.UUID, outcomes: Sequence[Outcome]) -> Completed:
         return await self._run(partial(self.sync.complete, worker_id, outcomes))
 
-    async def heartbeat(self, worker_id: uuid.UUID, ids: Collection[JobId]) -> set[JobId]:
-        return await self._run(partial(self.sync.heartbeat, worker_id, ids))
+    async def recorded(self, worker_id: uuid.UUID, outcomes: Sequence[Outcome]) -> set[JobId]:
+        return await self._run(partial(self.sync.recorded, worker_id, outcomes))
+
+    async def heartbeat(
+        self, worker_id: uuid.UUID, job_ids: Collection[JobId]
+    ) -> dict[JobId, bool]:
+        return await self._run(partial(self.sync.heartbeat, worker_id, job_ids))
 
     async def release(
         self,
         worker_id: uuid.UUID,
-        ids: Collection[JobId],
+        job_ids: Collection[JobId],
         unstarted: Collection[JobId] = (),
     ) -> set[JobId]:
-        return await self._run(partial(self.sync.release, worker_id, ids, unstarted))
+        return await self._run(partial(self.sync.release, worker_id, job_ids, unstarted))

@@ -67,7 +67,9 @@ def engine_threads(before: set[threading.Thread]) -> list[str]:
 
 def _sessions(conn: psycopg.Connection[Any], pids: list[int]) -> int:
     row = conn.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s) AND application_name = ANY(%s)",
+        "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s) "
+        "AND split_part(application_name, ':', 1) || ':' || split_part(application_name, ':', 2)"
+        " = ANY(%s)",
         (pids, list(WORKER_ROLES)),
     ).fetchone()
     assert row is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -138,17 +139,30 @@ async def test_every_method_round_trips(
     worker = uuid.uuid4()
     claimed = await queries.dequeue(2, ["a"], worker)
     assert [j.payload for j in claimed] == [b"2", b"1"]  # priority first
-    assert await queries.heartbeat(worker, {j.id for j in claimed}) == {j.id for j in claimed}
+    assert await queries.heartbeat(worker, {j.id for j in claimed}) == {
+        j.id: False for j in claimed
+    }
     done, back = claimed
-    recorded = await queries.complete(
-        worker, [Outcome(done.id, done.attempts, JobStatus.SUCCESSFUL, 0.01, result=b"r")]
-    )
-    assert recorded == {done.id}
+    outcome = Outcome(done.id, done.attempts, JobStatus.SUCCESSFUL, 0.01, result=b"r")
+    completed = await queries.complete(worker, [outcome])
+    assert completed.finished == {done.id}
+    assert await queries.recorded(worker, [outcome]) == {done.id}
     assert await queries.release(worker, {back.id}, {back.id}) == {back.id}
     [entry] = await queries.log(entrypoint="a", status=JobStatus.SUCCESSFUL, job_ids=[done.id])
     assert entry.result == b"r"
+    [result] = await queries.wait_for([done.id], timeout=5)
+    assert result.result == b"r"
+    assert (await queries.history(job_ids=[done.id]))[0].job_id == done.id
+    assert (await queries.cancel([back.id])).canceled == [back.id]
+    assert await queries.requeue([back.id]) == []
+    assert await queries.prune_log(timedelta(days=1)) == 0
+    await queries.ensure_limit_rows(["a"])
+    claim = await queries.dequeue_limited(
+        "a", 5, worker, None, concurrency_limit=1, requests_per_second=None
+    )
+    assert claim.jobs == []
 
     assert await queries.clear_queue("b") == 2
     assert in_tx not in {j.id for j in await queries.get_jobs([in_tx])}
-    assert await queries.clear_queue() == 1
+    assert await queries.clear_queue() == 0  # the released job was cancelled above
     await queries.uninstall()

@@ -339,3 +339,46 @@ async def test_cancelled_before_the_engine_starts(aqm: AsyncQueueManager) -> Non
     with anyio.fail_after(HANG_GUARD):
         await aqm.run(mode="drain")
     assert len(await aqm.queries.log()) == 1
+
+
+async def test_cancelling_a_job_cancels_its_async_handler(aqm: AsyncQueueManager) -> None:
+    started = anyio.Event()
+    unwound: list[str] = []
+
+    @aqm.entrypoint("long")
+    async def long(job: Job) -> None:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            unwound.append("cleanup ran")
+
+    [job_id] = await aqm.queries.enqueue("long", None)
+    with anyio.fail_after(HANG_GUARD):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(aqm.run)
+            await started.wait()
+            result = await aqm.queries.cancel([job_id])
+            assert result.requested == [job_id]
+            [final] = await aqm.queries.wait_for([job_id], timeout=HANG_GUARD)
+            aqm.alive = False
+    assert final.status is JobStatus.CANCELED
+    assert unwound == ["cleanup ran"]
+
+
+async def test_an_async_handler_past_its_timeout_is_cancelled(aqm: AsyncQueueManager) -> None:
+    @aqm.entrypoint("slow", timeout=0.2)
+    async def slow(job: Job) -> None:
+        await anyio.sleep_forever()
+
+    [job_id] = await aqm.queries.enqueue("slow", None)
+    with anyio.fail_after(HANG_GUARD):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(aqm.run)
+            [final] = await aqm.queries.wait_for([job_id], timeout=HANG_GUARD)
+            aqm.alive = False
+    assert final.status is JobStatus.EXCEPTION
+    assert "JobTimeoutError" in (final.traceback or "")
+    # run() joins its handler threads: it returned, so the cancelled handler let its go.
+    assert aqm.last_stats is not None
+    assert aqm.last_stats.timed_out == 1
