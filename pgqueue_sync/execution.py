@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import inspect
 import json
 import logging
 import traceback
@@ -16,13 +17,21 @@ from .models import Context, Job, JobCancelled, JobStatus
 from .retry import RetryPolicy, RetryRequested
 from .worker_queries import Outcome
 
-__all__ = ["Entrypoint", "current_context", "execute", "failure"]
+__all__ = ["Entrypoint", "current_context", "execute", "failure", "is_async_callable"]
 
 logger = logging.getLogger("pgqueue_sync")
 
 _current_context: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
     "pgqueue_sync_context", default=None
 )
+
+
+def is_async_callable(func: object) -> bool:
+    """True for an ``async def`` function, or an object whose ``__call__`` is one."""
+    call = getattr(func, "__call__", None)  # noqa: B004 - async __call__ on instances
+    return inspect.iscoroutinefunction(func) or (
+        not inspect.isfunction(func) and call is not None and inspect.iscoroutinefunction(call)
+    )
 
 
 def current_context() -> Context:

@@ -14,7 +14,7 @@ from .buffer import Mailbox
 from .clock import Clock, SystemClock
 from .db import Driver
 from .errors import ConfigurationError
-from .execution import Entrypoint
+from .execution import Entrypoint, is_async_callable
 from .options import Mode, RunOptions
 from .queries import Queries
 from .retry import RetryPolicy
@@ -30,13 +30,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _default_workers() -> int:
     return min(32, (os.cpu_count() or 1) + 4)
-
-
-def _is_async(func: Callable[..., Any]) -> bool:
-    call = getattr(func, "__call__", None)  # noqa: B004 - async __call__ on instances
-    return inspect.iscoroutinefunction(func) or (
-        not inspect.isfunction(func) and call is not None and inspect.iscoroutinefunction(call)
-    )
 
 
 def _takes_context(func: Callable[..., Any]) -> bool:
@@ -145,7 +138,7 @@ class QueueManager:
         def register(func: F) -> F:
             if not callable(func):
                 raise TypeError(f"@qm.entrypoint({name!r}) must decorate a function")
-            if _is_async(func):
+            if is_async_callable(func):
                 raise TypeError(
                     f"entrypoint {name!r}: {getattr(func, '__name__', func)!r} is an async "
                     "function; QueueManager runs plain def handlers in threads. Use "

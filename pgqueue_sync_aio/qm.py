@@ -25,7 +25,7 @@ from anyio.lowlevel import EventLoopToken, current_token
 from pgqueue_sync.clock import Clock
 from pgqueue_sync.db import Driver
 from pgqueue_sync.errors import PgQueueError
-from pgqueue_sync.execution import Entrypoint, current_context
+from pgqueue_sync.execution import Entrypoint, current_context, is_async_callable
 from pgqueue_sync.models import Context, JobCancelled
 from pgqueue_sync.options import Mode
 from pgqueue_sync.qm import QueueManager
@@ -47,13 +47,6 @@ _ABANDON_JOIN_TIMEOUT = 5.0
 class HandlerAbandoned(PgQueueError):
     """An async handler still running past ``shutdown_timeout`` was cancelled; its job had
     already gone back to the queue."""
-
-
-def _is_async(func: object) -> bool:
-    call = getattr(func, "__call__", None)  # noqa: B004 - async __call__ on instances
-    return inspect.iscoroutinefunction(func) or (
-        not inspect.isfunction(func) and call is not None and inspect.iscoroutinefunction(call)
-    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,7 +152,7 @@ class AsyncQueueManager:
         )
 
         def decorate(func: F) -> F:
-            register(self._on_loop(func) if _is_async(func) else func)
+            register(self._on_loop(func) if is_async_callable(func) else func)
             self._handlers[name] = func
             return func
 
