@@ -20,7 +20,7 @@ import sys
 import threading
 import traceback
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .buffer import BufferClosed, CompletionBuffer, JobBuffer, Mailbox
@@ -111,9 +111,10 @@ class Worker:
         # (job id, attempt) of handlers that ran past their timeout: their threads cannot be
         # killed, so they are abandoned and whatever they return later is dropped.
         self._abandoned: set[tuple[JobId, int]] = set()
-        # Limited entrypoints whose last claim was held back, and when to try them again.
-        self._blocked: set[str] = set()
-        self._rate_wait: float | None = None
+        # Limited entrypoints whose last claim was held back: until when (monotonic) they are
+        # not tried again, and whether a finished job may free them ("slots") or only time
+        # ("rate"). Claims skip them, so a blocked entrypoint costs no query.
+        self._blocked: dict[str, tuple[float, str]] = {}
         self._threads: list[threading.Thread] = []
         self._flusher: threading.Thread | None = None
         self._hard_stop = threading.Event()
@@ -141,35 +142,39 @@ class Worker:
     # -- steps ---------------------------------------------------------------------------
 
     def fetch_once(self, limit: int | None = None) -> list[Job]:
-        """Claim as many jobs as fit (at most ``claim_size``) into the buffer."""
+        """Claim as many jobs as fit (at most ``claim_size``) into the buffer.
+
+        Limited entrypoints are claimed first (their limits bound them), each on its own;
+        then the others, together, with the room left.
+        """
         want = min(self.options.claim_size if limit is None else limit, self.buffer.room())
         jobs: list[Job] = []
-        if want > 0 and self.unlimited:
-            jobs += self.fetch_queries.dequeue(
-                want, self.unlimited, self.id, self.options.retry_timer
-            )
-        self._rate_wait = None
+        now = self.clock.monotonic()
         for entry in self.limited:
-            room = want - len(jobs)
-            if room <= 0:
+            if want - len(jobs) <= 0:
                 break
-            jobs += self._claim_limited(entry, room)
+            blocked = self._blocked.get(entry.name)
+            if blocked is None or blocked[0] <= now:
+                jobs += self._claim_limited(entry, want - len(jobs), now)
+        if want - len(jobs) > 0 and self.unlimited:
+            jobs += self.fetch_queries.dequeue(
+                want - len(jobs), self.unlimited, self.id, self.options.retry_timer
+            )
         self._hold(jobs)
         return jobs
 
-    def _claim_limited(self, entry: Entrypoint, room: int) -> list[Job]:
+    def _claim_limited(self, entry: Entrypoint, room: int, now: float) -> list[Job]:
+        self._blocked.pop(entry.name, None)
         with self._lock:
             held = self._held_by_entrypoint[entry.name]
         want = room
         if entry.per_worker_limit is not None:
             want = min(want, entry.per_worker_limit - held)
         if want <= 0:
-            self._blocked.add(entry.name)
+            self._block(entry.name, now, self.options.dequeue_timeout, "slots")
             return []
         if not entry.globally_limited:
-            jobs = self.fetch_queries.dequeue(want, [entry.name], self.id, self.options.retry_timer)
-            self._blocked.discard(entry.name)
-            return jobs
+            return self.fetch_queries.dequeue(want, [entry.name], self.id, self.options.retry_timer)
         claim = self.fetch_queries.dequeue_limited(
             entry.name,
             want,
@@ -178,13 +183,27 @@ class Worker:
             concurrency_limit=entry.concurrency_limit,
             requests_per_second=entry.requests_per_second,
         )
-        if claim.at_limit:
-            self._blocked.add(entry.name)
-        else:
-            self._blocked.discard(entry.name)
         if claim.rate_wait is not None:
-            self._rate_wait = min(self._rate_wait or claim.rate_wait, claim.rate_wait)
+            self._block(entry.name, now, claim.rate_wait, "rate")
+        elif claim.at_limit:
+            self._block(entry.name, now, self.options.dequeue_timeout, "slots")
         return claim.jobs
+
+    def _block(self, name: str, now: float, seconds: float, kind: str) -> None:
+        self._blocked[name] = (now + seconds, kind)
+
+    def _unblock(self, names: Iterable[str] | None = None) -> bool:
+        """Let blocked entrypoints be claimed again now a slot may be free (all of them
+        with None); True if any was blocked."""
+        blocked = dict(self._blocked)  # read and written from several threads: no iteration
+        freed = [
+            name
+            for name, (_, kind) in blocked.items()
+            if kind == "slots" and (names is None or name in names)
+        ]
+        for name in freed:
+            self._blocked.pop(name, None)
+        return bool(freed)
 
     def _hold(self, jobs: list[Job]) -> None:
         if not jobs:
@@ -245,7 +264,7 @@ class Worker:
             else:
                 self.stats.failed += 1
         self.completions.add(outcome)
-        if job.entrypoint in self._blocked:
+        if job.entrypoint in self._blocked and self._unblock([job.entrypoint]):
             self.mailbox.post(Mailbox.WAKE)
         return outcome
 
@@ -462,7 +481,7 @@ class Worker:
             self._listen_conn,
             statements(self.settings),
             on_event=self._on_event,
-            on_connect=lambda: self.mailbox.post(Mailbox.WAKE),
+            on_connect=self._on_listen,
             clock=self.clock,
             probe_id=str(self.id),
             probe_interval=self.options.heartbeat_interval,
@@ -521,9 +540,14 @@ class Worker:
         if kind == "done":
             # Someone's job finished: only interesting if it frees a limited entrypoint.
             names = event.get("entrypoints")
-            if self._blocked and (not isinstance(names, list) or self._blocked.intersection(names)):
+            if self._blocked and self._unblock(names if isinstance(names, list) else None):
                 self.mailbox.post(Mailbox.WAKE)
             return
+        self.mailbox.post(Mailbox.WAKE)
+
+    def _on_listen(self) -> None:
+        # Events sent while the listener was away are lost: poll everything once.
+        self._unblock()
         self.mailbox.post(Mailbox.WAKE)
 
     def _stopping(self) -> bool:
@@ -536,6 +560,7 @@ class Worker:
             should_stop=self._stopping,
         )
         want = self.options.claim_size
+        rechecked = False
         while not self._stopping():
             if self.buffer.room() < want:
                 self.mailbox.wait(self.options.dequeue_timeout)
@@ -551,8 +576,14 @@ class Worker:
                     return
                 raise
             if jobs:
+                rechecked = False
                 continue
             if self.options.mode == "drain" and not self.held():
+                # Entrypoints skipped as full may have room now that nothing is held: look
+                # once more before calling the queue drained.
+                if not rechecked and self._unblock():
+                    rechecked = True
+                    continue
                 logger.info("drain mode: no job is due and none is held; stopping")
                 return
             self.mailbox.wait(idle_for)
@@ -562,9 +593,11 @@ class Worker:
         timeout = self.options.dequeue_timeout
         if self.options.retry_timer is not None:
             timeout = min(timeout, self.options.retry_timer.total_seconds())
-        if self._rate_wait is not None:
-            timeout = min(timeout, self._rate_wait)
-        open_entrypoints = [name for name in self.entrypoints if name not in self._blocked]
+        now = self.clock.monotonic()
+        blocked = dict(self._blocked)
+        for until, _ in blocked.values():
+            timeout = min(timeout, max(0.0, until - now))
+        open_entrypoints = [name for name in self.entrypoints if name not in blocked]
         due = self.fetch_queries.next_due(open_entrypoints)
         if due is not None:
             # <= 0: a due job was skipped because another worker is claiming it.
