@@ -107,7 +107,9 @@ class Worker:
         self._held: dict[JobId, Job] = {}
         self._held_by_entrypoint: collections.Counter[str] = collections.Counter()
         self._contexts: dict[JobId, Context] = {}
-        self._running: dict[JobId, _Running] = {}
+        # Keyed by (job id, attempt): after its heartbeat lapsed, a worker can re-claim a job
+        # whose older attempt it still runs.
+        self._running: dict[tuple[JobId, int], _Running] = {}
         # (job id, attempt) of handlers that ran past their timeout: their threads cannot be
         # killed, so they are abandoned and whatever they return later is dropped.
         self._abandoned: set[tuple[JobId, int]] = set()
@@ -131,7 +133,7 @@ class Worker:
 
     def running(self) -> list[Job]:
         with self._lock:
-            return [self._held[i] for i in self._running if i in self._held]
+            return [self._held[i] for i, _ in self._running if i in self._held]
 
     @property
     def stuck_threads(self) -> int:
@@ -210,6 +212,21 @@ class Worker:
             return
         with self._lock:
             for job in jobs:
+                older = self._held.get(job.id)
+                if older is not None:
+                    # This worker's heartbeat lapsed and it re-claimed its own job: the older
+                    # attempt is superseded (its outcome would be fenced out anyway).
+                    logger.warning(
+                        "job %d: re-claimed as attempt %d while this worker still held attempt "
+                        "%d (its heartbeat had lapsed); the older attempt is superseded",
+                        job.id,
+                        job.attempts,
+                        older.attempts,
+                    )
+                    self._held_by_entrypoint[older.entrypoint] -= 1
+                    stale = self._contexts.get(job.id)
+                    if stale is not None:
+                        stale.cancel()
                 self._held[job.id] = job
                 self._held_by_entrypoint[job.entrypoint] += 1
                 ctx = Context(job=job, worker_id=self.id)
@@ -219,21 +236,30 @@ class Worker:
             self.stats.claimed += len(jobs)
         self.buffer.put_many(jobs)
 
-    def _forget(self, job_ids: list[JobId]) -> bool:
-        """Stop holding jobs; return True if the worker now holds none."""
+    def _holds(self, job_id: JobId, attempt: int) -> bool:
+        """Whether this worker holds that attempt of the job (call with the lock held)."""
+        held = self._held.get(job_id)
+        return held is not None and held.attempts == attempt
+
+    def _forget(self, attempts: list[tuple[JobId, int]]) -> bool:
+        """Stop holding these attempts; return True if the worker now holds none."""
         with self._lock:
-            for job_id in job_ids:
-                job = self._held.pop(job_id, None)
-                if job is not None:
+            for job_id, attempt in attempts:
+                if self._holds(job_id, attempt):
+                    job = self._held.pop(job_id)
                     self._held_by_entrypoint[job.entrypoint] -= 1
-                self._contexts.pop(job_id, None)
+                    self._contexts.pop(job_id, None)
             return not self._held
 
     def run_job(self, job: Job) -> Outcome:
         """Run the handler of one job and queue its outcome for writing."""
+        key = (job.id, job.attempts)
         with self._lock:
+            if not self._holds(*key):
+                # Superseded by a newer attempt of the same job while it waited in the buffer.
+                return Outcome(job.id, job.attempts, JobStatus.CANCELED, 0.0)
             ctx = self._contexts.get(job.id) or Context(job=job, worker_id=self.id)
-            self._running[job.id] = _Running(self.clock.monotonic(), threading.get_ident())
+            self._running[key] = _Running(self.clock.monotonic(), threading.get_ident())
         entry = self.registry.get(job.entrypoint)
         if entry is not None and entry.timeout is not None:
             self.completions.poke()  # the flusher watches timeouts: a new one starts now
@@ -247,10 +273,10 @@ class Worker:
             )
         finally:
             with self._lock:
-                self._running.pop(job.id, None)
+                self._running.pop(key, None)
         with self._lock:
-            if (job.id, job.attempts) in self._abandoned:
-                self._abandoned.discard((job.id, job.attempts))
+            if key in self._abandoned:
+                self._abandoned.discard(key)
                 logger.warning(
                     "job %d: its handler returned %.1f s after its timeout; the outcome it "
                     "reports (%s) is dropped",
@@ -289,7 +315,7 @@ class Worker:
     def _write(self, outcomes: list[Outcome], uncertain: bool = False) -> set[JobId]:
         with self._lock:
             # A job released at the shutdown deadline is no longer ours to finish.
-            batch = [o for o in outcomes if o.job_id in self._held]
+            batch = [o for o in outcomes if self._holds(o.job_id, o.attempt)]
         if not batch:
             return set()
         recorded = self.complete_queries.complete(self.id, batch).recorded
@@ -306,7 +332,7 @@ class Worker:
                 "this worker's heartbeat lapsed (retry_timer); its result there stands",
                 job_id,
             )
-        idle = self._forget([o.job_id for o in batch])
+        idle = self._forget([(o.job_id, o.attempt) for o in batch])
         with self._lock:
             self.stats.recorded += len(recorded)
             self.stats.fenced += len(fenced)
@@ -354,17 +380,17 @@ class Worker:
         expired: list[tuple[Job, Entrypoint, _Running]] = []
         next_in: float | None = None
         with self._lock:
-            for job_id, run in self._running.items():
-                job = self._held.get(job_id)
-                entry = self.registry.get(job.entrypoint) if job is not None else None
-                if job is None or entry is None or entry.timeout is None:
+            for key, run in self._running.items():
+                job = self._held.get(key[0])
+                if job is None or job.attempts != key[1] or key in self._abandoned:
                     continue
-                if (job_id, job.attempts) in self._abandoned:
+                entry = self.registry.get(job.entrypoint)
+                if entry is None or entry.timeout is None:
                     continue
                 left = run.started + entry.timeout - now
                 if left <= 0:
                     expired.append((job, entry, run))
-                    self._abandoned.add((job_id, job.attempts))
+                    self._abandoned.add(key)
                     self.stats.timed_out += 1
                 else:
                     next_in = left if next_in is None else min(next_in, left)
@@ -389,8 +415,10 @@ class Worker:
         """Give held jobs back to the queue at once; forget them."""
         if not job_ids:
             return set()
+        with self._lock:
+            attempts = [(i, self._held[i].attempts) for i in job_ids if i in self._held]
         released = self.complete_queries.release(self.id, job_ids, unstarted)
-        self._forget(list(job_ids))
+        self._forget(attempts)
         with self._lock:
             self.stats.released += len(released)
         logger.info("released %d job(s) back to the queue", len(released))
@@ -617,10 +645,8 @@ class Worker:
         if self.held():
             unstarted = {job.id for job in self.buffer.drain()}
             with self._lock:
-                running = set(self._running)
-                self._abandoned.update(
-                    (i, self._held[i].attempts) for i in running if i in self._held
-                )
+                running = {job_id for job_id, _ in self._running}
+                self._abandoned.update(self._running)
             try:
                 self.release(unstarted | running, unstarted)
             except PgQueueError as exc:
