@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -280,6 +281,16 @@ class Queries(WorkerQueries):
         an id that is neither queued nor logged, and WaitTimeoutError (with the jobs that
         did finish) when ``timeout`` runs out.
         """
+        return self._wait_for(job_ids, timeout, None)
+
+    def _wait_for(
+        self,
+        job_ids: Sequence[JobId],
+        timeout: timedelta | float | None,
+        stop: threading.Event | None,
+    ) -> list[JobResult]:
+        """``wait_for``, which also gives up (raising WaitTimeoutError) once ``stop`` is set:
+        the async shim sets it when the awaiting task is cancelled, so no thread lingers."""
         ids = list(dict.fromkeys(job_ids))
         deadline = None if timeout is None else time.monotonic() + _seconds(timeout)
         done: dict[JobId, JobResult] = {}
@@ -300,26 +311,39 @@ class Queries(WorkerQueries):
                     if len(done) == len(ids):
                         return [done[i] for i in ids]
                     remaining = 30.0 if deadline is None else deadline - time.monotonic()
-                    if remaining <= 0:
+                    if remaining <= 0 or (stop is not None and stop.is_set()):
                         raise WaitTimeoutError(
                             f"{len(ids) - len(done)} of {len(ids)} job(s) still unfinished",
                             dict(done),
                         )
-                    self._wait_done_event(conn, set(pending), min(remaining, 30.0))
+                    self._wait_done_event(conn, set(pending), min(remaining, 30.0), stop)
             finally:
                 conn.close()
 
-    def _wait_done_event(self, conn: Connection, pending: set[JobId], timeout: float) -> None:
-        for notify in conn.notifies(timeout=timeout):
-            try:
-                event = json.loads(notify.payload)
-            except ValueError:
+    def _wait_done_event(
+        self,
+        conn: Connection,
+        pending: set[JobId],
+        timeout: float,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Return when a NOTIFY may concern ``pending``, after ``timeout``, or soon after
+        ``stop`` is set (the wait is then sliced into short waits on the socket)."""
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if left <= 0 or (stop is not None and stop.is_set()):
                 return
-            if not isinstance(event, dict) or event.get("type") != "done":
-                continue
-            ids = event.get("ids")
-            if ids is None or pending.intersection(ids):
-                return
+            for notify in conn.notifies(timeout=left if stop is None else min(left, 0.1)):
+                try:
+                    event = json.loads(notify.payload)
+                except ValueError:
+                    return
+                if not isinstance(event, dict) or event.get("type") != "done":
+                    continue
+                ids = event.get("ids")
+                if ids is None or pending.intersection(ids):
+                    return
 
     # -- inspection ----------------------------------------------------------------------
 

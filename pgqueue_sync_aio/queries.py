@@ -9,6 +9,7 @@ then raises the cancellation.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -151,10 +152,15 @@ class AsyncQueries:
         self, job_ids: Sequence[JobId], timeout: timedelta | float | None = None
     ) -> list[JobResult]:
         """As the sync one; it waits on a connection of its own, outside the limiter. If
-        the awaiting task is cancelled, the thread stops at ``timeout`` at the latest."""
-        return await anyio.to_thread.run_sync(
-            partial(self.sync.wait_for, job_ids, timeout), abandon_on_cancel=True
-        )
+        the awaiting task is cancelled, the waiting thread closes its connection and ends
+        within a fraction of a second."""
+        stop = threading.Event()
+        try:
+            return await anyio.to_thread.run_sync(
+                partial(self.sync._wait_for, job_ids, timeout, stop), abandon_on_cancel=True
+            )
+        finally:
+            stop.set()
 
     # -- inspection ----------------------------------------------------------------------
 

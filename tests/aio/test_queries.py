@@ -166,3 +166,27 @@ async def test_every_method_round_trips(
     assert in_tx not in {j.id for j in await queries.get_jobs([in_tx])}
     assert await queries.clear_queue() == 0  # the released job was cancelled above
     await queries.uninstall()
+
+
+@pytest.mark.anyio
+async def test_cancelled_wait_for_closes_its_connection(
+    aqm: AsyncQueueManager, driver: Any
+) -> None:
+    [job_id] = await aqm.queries.enqueue("nobody", b"x")  # no worker: it never finishes
+    with anyio.CancelScope() as scope:
+
+        async def cancel_once_waiting() -> None:
+            with anyio.fail_after(10):
+                while not driver.opened:
+                    await anyio.sleep(0.01)
+            scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(cancel_once_waiting)
+            await aqm.queries.wait_for([job_id], timeout=600)
+    assert scope.cancelled_caught
+    [waiting] = driver.opened
+    # Without the stop signal the thread would hold this connection for the full 600 s.
+    with anyio.fail_after(10):
+        while not waiting.closed:
+            await anyio.sleep(0.01)
