@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import json
 import logging
 import sys
@@ -113,6 +114,10 @@ class Worker:
         # (job id, attempt) of handlers that ran past their timeout: their threads cannot be
         # killed, so they are abandoned and whatever they return later is dropped.
         self._abandoned: set[tuple[JobId, int]] = set()
+        # Idents of handler threads that were abandoned and replaced: if their handler ever
+        # returns, the thread ends instead of taking another job.
+        self._retired: set[int] = set()
+        self._thread_names = itertools.count()
         # Limited entrypoints whose last claim was held back: until when (monotonic) they are
         # not tried again, and whether a finished job may free them ("slots") or only time
         # ("rate"). Claims skip them, so a blocked entrypoint costs no query.
@@ -379,6 +384,7 @@ class Worker:
         now = self.clock.monotonic()
         expired: list[tuple[Job, Entrypoint, _Running]] = []
         next_in: float | None = None
+        replace = 0
         with self._lock:
             for key, run in self._running.items():
                 job = self._held.get(key[0])
@@ -392,12 +398,23 @@ class Worker:
                     expired.append((job, entry, run))
                     self._abandoned.add(key)
                     self.stats.timed_out += 1
+                    if self._threads and len(self._retired) < self.options.workers:
+                        self._retired.add(run.thread)
+                        replace += 1
                 else:
                     next_in = left if next_in is None else min(next_in, left)
             contexts = [self._contexts.get(job.id) for job, _, _ in expired]
         if not expired:
             return next_in
         frames = sys._current_frames()  # where each stuck handler is now
+        self._add_threads(replace)
+        if replace < len(expired):
+            logger.error(
+                "%d handler thread(s) stuck past their timeout and not replaced (at most %d "
+                "are): this worker now runs with fewer threads",
+                len(expired) - replace,
+                self.options.workers,
+            )
         for (job, entry, run), ctx in zip(expired, contexts, strict=True):
             if ctx is not None:
                 ctx.cancel()
@@ -433,6 +450,7 @@ class Worker:
     # -- threads -------------------------------------------------------------------------
 
     def _worker_thread(self) -> None:
+        me = threading.get_ident()
         while True:
             try:
                 job = self.buffer.take(timeout=5.0)
@@ -440,6 +458,10 @@ class Worker:
                 return
             if job is not None:
                 self.run_job(job)
+                with self._lock:
+                    if me in self._retired:  # abandoned at a timeout and replaced
+                        self._retired.discard(me)
+                        return
 
     def _flusher_thread(self) -> None:
         retrying = reconnecting(
@@ -538,13 +560,22 @@ class Worker:
             self._complete_conn.close()
             logger.info("worker %s stopped: %s", self.id, self.stats)
 
-    def _start_threads(self) -> None:
-        for n in range(self.options.workers):
+    def _add_threads(self, count: int) -> None:
+        """Start ``count`` handler threads (at the start, and to replace stuck ones)."""
+        for _ in range(count):
+            if self.buffer.closed:
+                return
             thread = threading.Thread(
-                target=self._worker_thread, name=f"pgqueue-sync-worker-{n}", daemon=True
+                target=self._worker_thread,
+                name=f"pgqueue-sync-worker-{next(self._thread_names)}",
+                daemon=True,
             )
             thread.start()
-            self._threads.append(thread)
+            with self._lock:
+                self._threads.append(thread)
+
+    def _start_threads(self) -> None:
+        self._add_threads(self.options.workers)
         self._flusher = threading.Thread(
             target=self._flusher_thread, name="pgqueue-sync-flusher", daemon=True
         )
@@ -663,7 +694,10 @@ class Worker:
                     len(running),
                 )
         self.buffer.close()
-        for thread in self._threads:
+        with self._lock:
+            # A thread stuck past its handler's timeout may never return: not waited for.
+            threads = [t for t in self._threads if t.ident not in self._retired]
+        for thread in threads:
             thread.join(None if deadline is None else max(0.1, deadline - self.clock.monotonic()))
         self.completions.close()
         if self._flusher is not None:

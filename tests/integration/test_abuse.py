@@ -73,3 +73,33 @@ def test_a_timeout_counts_as_a_failed_attempt_for_the_retry_policy(
     assert result.status is JobStatus.FAILED
     [job] = qm.queries.get_jobs([job_id])
     assert job.attempts == 2
+
+
+def test_a_stuck_thread_is_replaced_and_does_not_hold_up_shutdown(
+    qm: QueueManager, runner: Start
+) -> None:
+    gate = threading.Event()
+    ok_done = threading.Event()
+    seen = 0
+
+    @qm.entrypoint("hang", timeout=0.2)
+    def hang(job: Job) -> None:
+        gate.wait(120)
+
+    @qm.entrypoint("ok")
+    def ok(job: Job) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == 3:
+            ok_done.set()
+
+    [hung] = qm.queries.enqueue("hang", None)
+    r = runner(qm, workers=1)  # the only thread gets stuck
+    [result] = qm.queries.wait_for([hung], timeout=30)
+    assert result.status is JobStatus.EXCEPTION
+    assert qm.stuck_threads == 1
+    qm.queries.enqueue(["ok"] * 3, [None] * 3)
+    assert ok_done.wait(30)  # served by the replacement thread
+    r.stop()  # returns though the stuck handler never does (no shutdown_timeout given)
+    gate.set()
+    assert qm.queries.queue_size() == []
