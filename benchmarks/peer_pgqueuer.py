@@ -70,12 +70,20 @@ async def load(queries: Queries, jobs: int, list_size: int) -> None:
         left -= n
 
 
+async def vacuum_analyze(conn: asyncpg.Connection) -> None:
+    """VACUUM ANALYZE the peer's tables, as the pgqueue-sync side does for its own."""
+    tables = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = $1", SCHEMA)
+    for row in tables:
+        await conn.execute(f'VACUUM ANALYZE "{SCHEMA}"."{row["tablename"]}"')
+
+
 async def drain(dsn: str, jobs: int, batch_size: int) -> dict[str, Any]:
     conn = await connect(dsn)
     try:
         queries = Queries(AsyncpgDriver(conn))
         await queries.install()
         await load(queries, jobs, 1000)
+        await vacuum_analyze(conn)
     finally:
         await conn.close()
     conn = await connect(dsn)

@@ -3,7 +3,8 @@
     python -m benchmarks.throughput [--jobs 20000] [--batch-sizes 10,100] [--runs 3]
                                     [--workers 4] [--peer pgqueuer] [--json PATH]
 
-Each run installs the queue in a fresh schema, loads ``--jobs`` jobs (COPY), then times
+Each run installs the queue in a fresh schema, loads ``--jobs`` jobs (COPY), runs VACUUM
+ANALYZE (the steady state autovacuum keeps a busy queue table in), then times
 ``qm.run(mode="drain")`` from the call to its return. With ``--peer pgqueuer`` the peer
 drains the same backlog in its own process, alternating with ours run by run.
 """
@@ -19,7 +20,15 @@ import psycopg
 from pgqueue_sync import Job, PsycopgDriver, QueueManager
 
 from . import peer
-from .common import ENTRYPOINT, base_parser, emit, installed_queue, load_jobs, median
+from .common import (
+    ENTRYPOINT,
+    base_parser,
+    emit,
+    installed_queue,
+    load_jobs,
+    median,
+    vacuum_analyze,
+)
 
 DEFAULT_WORKERS = 4
 
@@ -34,6 +43,7 @@ def drain_once(
     """Drain ``jobs`` no-op jobs at ``batch_size``; the jobs/s and the seconds it took."""
     with installed_queue(dsn, "tput") as (settings, queries):
         load_jobs(queries, jobs)
+        vacuum_analyze(dsn, settings)
         with psycopg.connect(dsn, autocommit=True) as conn:
             qm = QueueManager(PsycopgDriver(conn), settings=settings)
             done = 0
