@@ -91,7 +91,12 @@ class Worker:
         # application_name: pgqueue-sync:<role>:<worker id prefix>, to find them in
         # pg_stat_activity next to this worker's logs.
         tag = self.id.hex[:8]
-        self._fetch_conn = ManagedConnection(driver, f"fetch:{tag}")
+        # Claims commit without waiting for their WAL flush: a claim lost in a server crash
+        # only puts its jobs back in the queue (at-least-once holds), and the next outcome
+        # written, committed synchronously, flushes the WAL past it anyway.
+        self._fetch_conn = ManagedConnection(
+            driver, f"fetch:{tag}", setup=[b"SET synchronous_commit = off"]
+        )
         self._complete_conn = ManagedConnection(driver, f"complete:{tag}")
         self._listen_conn = ManagedConnection(driver, f"listen:{tag}")
         self.fetch_queries = Queries(self._fetch_conn, settings, clock=clock)
