@@ -36,11 +36,22 @@ from .retry import CONNECTION_ERRORS, reconnecting
 from .settings import Settings
 from .sql import statements
 
-__all__ = ["Worker", "WorkerStats"]
+__all__ = ["FETCH_SESSION", "Worker", "WorkerStats"]
 
 logger = logging.getLogger("pgqueue_sync")
 
 PRUNE_INTERVAL = 60.0
+
+# The fetch connection's session. Claims commit without waiting for their WAL flush: a
+# claim lost in a server crash only puts its jobs back in the queue (at-least-once holds),
+# and the next outcome written, committed synchronously, flushes the WAL past it anyway.
+# The claim, prepared after a few runs, keeps one generic plan (the partial index walked
+# in order): planning it anew for every claim cost more than running it, and the planner's
+# probes of the index ends grow with the backlog.
+FETCH_SESSION: tuple[bytes, ...] = (
+    b"SET synchronous_commit = off",
+    b"SET plan_cache_mode = force_generic_plan",
+)
 
 
 @dataclasses.dataclass
@@ -91,12 +102,7 @@ class Worker:
         # application_name: pgqueue-sync:<role>:<worker id prefix>, to find them in
         # pg_stat_activity next to this worker's logs.
         tag = self.id.hex[:8]
-        # Claims commit without waiting for their WAL flush: a claim lost in a server crash
-        # only puts its jobs back in the queue (at-least-once holds), and the next outcome
-        # written, committed synchronously, flushes the WAL past it anyway.
-        self._fetch_conn = ManagedConnection(
-            driver, f"fetch:{tag}", setup=[b"SET synchronous_commit = off"]
-        )
+        self._fetch_conn = ManagedConnection(driver, f"fetch:{tag}", setup=FETCH_SESSION)
         self._complete_conn = ManagedConnection(driver, f"complete:{tag}")
         self._listen_conn = ManagedConnection(driver, f"listen:{tag}")
         self.fetch_queries = Queries(self._fetch_conn, settings, clock=clock)
