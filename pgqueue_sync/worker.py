@@ -544,7 +544,7 @@ class Worker:
             finally:
                 self._shutdown()
         finally:
-            listener.stop()
+            listener.stop(wake=lambda: self.complete_queries.notify(self._probe))
             self._fetch_conn.close()
             self._complete_conn.close()
             logger.info("worker %s stopped: %s", self.id, self.stats)
