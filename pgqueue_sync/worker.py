@@ -605,6 +605,9 @@ class Worker:
                 self.mailbox.wait(self.options.dequeue_timeout)
                 continue
             self.mailbox.drain()
+            # A job held during the claim may have gone back to the queue (a retry) after
+            # the claim looked: the queue is drained only if nothing was held then either.
+            held_during_claim = bool(self.held())
             try:
                 for attempt in retrying:
                     with attempt:
@@ -618,6 +621,8 @@ class Worker:
                 rechecked = False
                 continue
             if self.options.mode == "drain" and not self.held():
+                if held_during_claim:
+                    continue
                 # Entrypoints skipped as full may have room now that nothing is held: look
                 # once more before calling the queue drained.
                 if not rechecked and self._unblock():
