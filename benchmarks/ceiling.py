@@ -71,7 +71,7 @@ def run_once(
     dsn: str, batch: int, seconds: float, clients: int, threads: int, pgbench: str
 ) -> dict[str, Any]:
     # Enough jobs that the queue never runs dry during the run.
-    jobs = int(max(20_000, min(2_000_000, 80_000 * seconds * (1 if batch >= 50 else 0.6))))
+    jobs = int(min(2_000_000, 50_000 + 120_000 * seconds * (1 if batch >= 50 else 0.5)))
     with installed_queue(dsn, "ceil") as (settings, queries):
         load_jobs(queries, jobs, chunk=50_000)
         vacuum_analyze(dsn, settings)
