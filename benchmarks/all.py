@@ -163,7 +163,9 @@ def main() -> None:
                 drain_runs[size]["pgqueuer"].append(theirs)
             if pgbench is not None:
                 drain_runs[size]["ceiling"].append(
-                    ceiling.run_once(dsn, size, ceiling_seconds, 4, 2, pgbench)["jobs_per_s"]
+                    ceiling.run_once(
+                        dsn, size, ceiling_seconds, 4, 2, pgbench, 20_000 if quick else None
+                    )["jobs_per_s"]
                 )
             print(f"round {r + 1}: drain batch {size}: ours {ours:,.0f}, pgqueuer {theirs}")
         for size in LIST_SIZES:
