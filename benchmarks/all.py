@@ -11,6 +11,7 @@ targets, and writes the JSON report (default ``benchmarks/results/latest.json``;
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,22 @@ def _pair(
     return ours(), b
 
 
+def _drain_ours(dsn: str, jobs: int, size: int) -> float:
+    return float(throughput.drain_once(dsn, jobs, size)["jobs_per_s"])
+
+
+def _drain_peer(interpreter: str, dsn: str, jobs: int, size: int) -> float:
+    return float(peer.drain(interpreter, dsn, jobs, size)["jobs_per_s"])
+
+
+def _enqueue_ours(dsn: str, jobs: int, size: int) -> float:
+    return float(enqueue.enqueue_once(dsn, jobs, size)["jobs_per_s"])
+
+
+def _enqueue_peer(interpreter: str, dsn: str, jobs: int, size: int) -> float:
+    return float(peer.enqueue(interpreter, dsn, jobs, size)["jobs_per_s"])
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else a / b
 
@@ -55,7 +72,12 @@ def evaluate(report: dict[str, Any]) -> list[dict[str, Any]]:
         if row is None:
             continue
         ratio = _ratio(row["ours_median"], row.get("pgqueuer_median"))
-        add(f"drain batch {size} vs pgqueuer", ratio, ">= 2.0x", None if ratio is None else ratio >= 2)
+        add(
+            f"drain batch {size} vs pgqueuer",
+            ratio,
+            ">= 2.0x",
+            None if ratio is None else ratio >= 2,
+        )
     row = drain.get(100)
     if row is not None:
         ratio = _ratio(row["ours_median"], row.get("ceiling_median"))
@@ -93,7 +115,11 @@ def table(report: dict[str, Any]) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in report["drain"]:
-        ours, theirs, ceil = row["ours_median"], row.get("pgqueuer_median"), row.get("ceiling_median")
+        ours, theirs, ceil = (
+            row["ours_median"],
+            row.get("pgqueuer_median"),
+            row.get("ceiling_median"),
+        )
         lines.append(
             f"| drain, batch {row['batch_size']} (jobs/s) | {_fmt(ours)} | {_fmt(theirs)} | "
             f"{_fmt(_ratio(ours, theirs), 2)} | {_fmt(ceil)} | {_fmt(_ratio(ours, ceil), 2)} |"
@@ -151,12 +177,10 @@ def main() -> None:
         for size in BATCH_SIZES:
             ours, theirs = _pair(
                 r,
-                lambda size=size: throughput.drain_once(dsn, drain_jobs, size)["jobs_per_s"],
+                functools.partial(_drain_ours, dsn, drain_jobs, size),
                 None
                 if peer_python is None
-                else lambda size=size: peer.drain(peer_python, dsn, drain_jobs, size)[
-                    "jobs_per_s"
-                ],
+                else functools.partial(_drain_peer, peer_python, dsn, drain_jobs, size),
             )
             drain_runs[size]["ours"].append(ours)
             if theirs is not None:
@@ -171,12 +195,10 @@ def main() -> None:
         for size in LIST_SIZES:
             ours, theirs = _pair(
                 r,
-                lambda size=size: enqueue.enqueue_once(dsn, enqueue_jobs, size)["jobs_per_s"],
+                functools.partial(_enqueue_ours, dsn, enqueue_jobs, size),
                 None
                 if peer_python is None
-                else lambda size=size: peer.enqueue(peer_python, dsn, enqueue_jobs, size)[
-                    "jobs_per_s"
-                ],
+                else functools.partial(_enqueue_peer, peer_python, dsn, enqueue_jobs, size),
             )
             enqueue_runs[size]["ours"].append(ours)
             if theirs is not None:
@@ -193,7 +215,9 @@ def main() -> None:
         "quick": quick,
         "drain_jobs": drain_jobs,
         "enqueue_jobs": enqueue_jobs,
-        "peer": None if peer_python is None else {"name": "pgqueuer", "version": peer.version(peer_python)},
+        "peer": None
+        if peer_python is None
+        else {"name": "pgqueuer", "version": peer.version(peer_python)},
         "drain": [
             {
                 "batch_size": size,

@@ -6,9 +6,9 @@
 For each backlog: load it (COPY), VACUUM ANALYZE, then time ``--claims`` claims of
 ``--batch-size`` jobs with the worker's own statement (``Queries.dequeue``, in a session
 set up as a worker's fetch connection), then, untimed, write the batch's outcomes
-(``Queries.complete``) and enqueue as many jobs again, so the backlog stays the same. The claim walks the
-partial index in order and stops after the batch, so its cost should not depend on how
-many jobs wait behind it.
+(``Queries.complete``) and enqueue as many jobs again, so the backlog stays the same. The
+claim walks the partial index in order and stops after the batch, so its cost should not
+depend on how many jobs wait behind it.
 """
 
 from __future__ import annotations
@@ -25,8 +25,15 @@ from pgqueue_sync.db import ManagedConnection
 from pgqueue_sync.worker import FETCH_SESSION
 from pgqueue_sync.worker_queries import Outcome
 
-from .common import ENTRYPOINT, base_parser, emit, installed_queue, load_jobs, median
-from .common import vacuum_analyze
+from .common import (
+    ENTRYPOINT,
+    base_parser,
+    emit,
+    installed_queue,
+    load_jobs,
+    median,
+    vacuum_analyze,
+)
 
 RETRY_TIMER = timedelta(minutes=1)
 

@@ -148,9 +148,9 @@ def main() -> None:
     rows = []
     for size in [int(s) for s in args.batch_sizes.split(",") if s]:
         values = [
-            run_once(
-                args.dsn, size, args.seconds, args.clients, args.threads, pgbench, args.jobs
-            )["jobs_per_s"]
+            run_once(args.dsn, size, args.seconds, args.clients, args.threads, pgbench, args.jobs)[
+                "jobs_per_s"
+            ]
             for _ in range(args.runs)
         ]
         rows.append({"batch_size": size, "ceiling": values, "ceiling_median": median(values)})

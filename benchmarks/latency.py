@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from pgqueue_sync import Job, PsycopgDriver, QueueManager, Queries
+from pgqueue_sync import Job, PsycopgDriver, Queries, QueueManager
 
 from . import peer
 from .common import ENTRYPOINT, base_parser, emit, installed_queue, percentile

@@ -28,7 +28,7 @@ os.environ["PGQUEUER_SCHEMA"] = SCHEMA
 os.environ["PGQUEUER_PREFIX"] = f"b{uuid.uuid4().hex[:6]}_"
 
 import asyncpg  # noqa: E402
-from pgqueuer import QueueManager, Queries  # noqa: E402
+from pgqueuer import Queries, QueueManager  # noqa: E402
 from pgqueuer.db import AsyncpgDriver  # noqa: E402
 from pgqueuer.models import Job  # noqa: E402
 from pgqueuer.types import QueueExecutionMode  # noqa: E402

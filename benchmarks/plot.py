@@ -61,7 +61,7 @@ def nice_max(value: float) -> float:
     """A round number at or above ``value`` for an axis."""
     if value <= 0:
         return 1.0
-    exp = 10 ** math.floor(math.log10(value))
+    exp = 10.0 ** math.floor(math.log10(value))
     for step in (1, 2, 2.5, 5, 10):
         if step * exp >= value:
             return step * exp
@@ -97,9 +97,10 @@ def bar_chart(
     for g, label in enumerate(groups):
         x0 = left + g * group_w + group_w * 0.15
         for s, (name, vs) in enumerate(series.items()):
-            value = vs[g] if g < len(vs) else None
-            if value is None:
+            bar = vs[g] if g < len(vs) else None
+            if bar is None:
                 continue
+            value = bar
             h = plot_h * value / top_value
             x = x0 + s * bar_w
             svg.rect(x, top + plot_h - h, bar_w - 2, h, COLORS.get(name, "#999"), f"{value:,.0f}")
@@ -126,9 +127,7 @@ def histogram(title: str, series: dict[str, list[float]], bins: int = 30) -> str
         name: [sum(1 for v in vs if b * step <= v < (b + 1) * step) for b in range(bins)]
         for name, vs in series.items()
     }
-    shares = {
-        name: [c / max(1, len(series[name])) for c in cs] for name, cs in counts.items()
-    }
+    shares = {name: [c / max(1, len(series[name])) for c in cs] for name, cs in counts.items()}
     top_share = max((s for ss in shares.values() for s in ss), default=1.0) or 1.0
     for i in range(5):
         y = top + plot_h - plot_h * i / 4
