@@ -71,8 +71,10 @@ SELECT id, dedupe_key FROM {jobs}
 WHERE dedupe_key = ANY(%(keys)s::text[]) AND status IN ('queued', 'picked')
 """
 
+# One row: the ids as an array (a row per id cost three times as much to send and read).
 RESERVE_IDS: LiteralString = """
-SELECT {now} AS now, nextval(%(sequence)s::regclass) AS id FROM generate_series(1, %(count)s)
+SELECT {now} AS now, array_agg(nextval(%(sequence)s::regclass)) AS ids
+FROM generate_series(1, %(count)s)
 """
 
 COPY_JOBS: LiteralString = """
