@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from typing_extensions import LiteralString
 
+# In the order of Job's fields (the claim builds Jobs from tuples). The status goes out as
+# text, which reads the same in text and binary results.
 JOB_COLUMNS: LiteralString = (
-    "j.id, j.priority, j.created, j.updated, j.heartbeat, j.execute_after, j.status, "
+    "j.id, j.priority, j.created, j.updated, j.heartbeat, j.execute_after, "
+    "j.status::text AS status, "
     "j.entrypoint, j.payload, j.attempts, j.worker_id, j.dedupe_key, j.headers, "
     "j.last_error, j.cancel_requested"
 )
