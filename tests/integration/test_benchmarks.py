@@ -24,6 +24,16 @@ CASES = {
     "backlog": ["--backlogs", "100,1000", "--claims", "5"],
     "memory": ["--jobs", "300"],
     "ceiling": ["--batch-sizes", "10", "--seconds", "1", "--jobs", "5000"],
+    "techniques": [
+        "--pairs",
+        "1",
+        "--jobs",
+        "200",
+        "--enqueue-jobs",
+        "2000",
+        "--only",
+        "copy,generic_plan",
+    ],
 }
 
 
