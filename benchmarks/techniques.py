@@ -10,6 +10,7 @@ and of enqueue in lists of 1,000, with one technique switched off at a time:
 - ``async_claim``: claims commit synchronously (no synchronous_commit = off).
 - ``generic_plan``: the claim is planned at every run (no plan_cache_mode setting).
 - ``fillfactor``: the queue table at fillfactor 100 instead of 80.
+- ``gather``: the flusher writes what is pending at once (no 2 ms wait for more).
 """
 
 from __future__ import annotations
@@ -90,12 +91,23 @@ def _fillfactor_100() -> Iterator[None]:
         pgqueue_sync.queries.Queries.install = saved  # type: ignore[method-assign]
 
 
+@contextlib.contextmanager
+def _no_gather() -> Iterator[None]:
+    saved = pgqueue_sync.worker.GATHER_BELOW
+    pgqueue_sync.worker.GATHER_BELOW = 0
+    try:
+        yield
+    finally:
+        pgqueue_sync.worker.GATHER_BELOW = saved
+
+
 SWITCHES: dict[str, Switch] = {
     "copy": _no_copy,
     "prepared": _no_prepare,
     "async_claim": lambda: _fetch_session(b"SET synchronous_commit = off"),
     "generic_plan": lambda: _fetch_session(b"SET plan_cache_mode = force_generic_plan"),
     "fillfactor": _fillfactor_100,
+    "gather": _no_gather,
 }
 
 
@@ -120,6 +132,8 @@ def measure(
     for p in range(pairs):
         for key in runs:
             if name == "copy" and key != "enqueue_1000":
+                continue
+            if name == "gather" and key == "enqueue_1000":
                 continue
             for switched_off in (p % 2 == 1, p % 2 == 0):
                 once(key, switched_off)
