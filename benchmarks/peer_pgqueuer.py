@@ -135,13 +135,13 @@ async def latency(dsn: str, samples: int) -> dict[str, Any]:
     try:
         qm = QueueManager(Queries(AsyncpgDriver(worker_conn)))
         producer = Queries(AsyncpgDriver(producer_conn))
-        sent: dict[int, float] = {}
+        starts: dict[int, float] = {}
         delays: list[float] = []
         arrived = asyncio.Event()
 
         @qm.entrypoint(ENTRYPOINT)
         async def noop(job: Job) -> None:
-            delays.append(time.perf_counter() - sent.pop(int(job.id), time.perf_counter()))
+            starts[int(job.id)] = time.perf_counter()
             arrived.set()
 
         runner = asyncio.create_task(qm.run(dequeue_timeout=timedelta(seconds=30)))
@@ -150,8 +150,8 @@ async def latency(dsn: str, samples: int) -> dict[str, Any]:
             arrived.clear()
             t0 = time.perf_counter()
             (job_id,) = await producer.enqueue(ENTRYPOINT, None)
-            sent[int(job_id)] = t0
             await asyncio.wait_for(arrived.wait(), 10)
+            delays.append(starts.pop(int(job_id)) - t0)
             await asyncio.sleep(0.02)  # the worker goes idle again
         qm.shutdown.set()
         await asyncio.wait_for(runner, 30)
