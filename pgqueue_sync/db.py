@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import psycopg
@@ -187,12 +187,14 @@ class PsycopgDriver:
 class ManagedConnection:
     """One dedicated autocommit connection of a worker, reopened after it breaks.
 
-    It is itself a Driver, so the same Queries code runs over it.
+    It is itself a Driver, so the same Queries code runs over it. ``setup`` statements run
+    on every new connection before its first use (session settings).
     """
 
-    def __init__(self, driver: Driver, role: str) -> None:
+    def __init__(self, driver: Driver, role: str, setup: Sequence[bytes] = ()) -> None:
         self._driver = driver
         self.role = role
+        self._setup = tuple(setup)
         self._conn: Connection | None = None
         self._lock = threading.Lock()
         self._busy_since: float | None = None
@@ -216,6 +218,13 @@ class ManagedConnection:
                     conn.close()
             self._conn = None
             conn = self._driver.connect(self.role)
+            try:
+                for statement in self._setup:
+                    conn.execute(statement)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    conn.close()
+                raise
             self._conn = conn
         return conn
 

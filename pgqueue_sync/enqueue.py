@@ -6,9 +6,9 @@ Everything a user can get wrong is refused with a typed error before anything is
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from psycopg.types.json import Jsonb
 
@@ -25,6 +25,8 @@ __all__ = ["MAX_DEDUPE_KEY_LENGTH", "OnConflict", "Payload", "Rows", "When", "bu
 Payload = bytes | bytearray | memoryview | None
 When = datetime | timedelta | None
 OnConflict = Literal["raise", "skip"]
+
+T = TypeVar("T")
 
 _INT32 = (-(2**31), 2**31 - 1)
 MAX_DEDUPE_KEY_LENGTH = 512
@@ -96,20 +98,32 @@ def build_rows(
         )
     n = len(entrypoints)
     _check_entrypoints(entrypoints, known)
+    # A scalar argument applies to every job: it is checked once, not once per job.
     rows = Rows(
         entrypoints=entrypoints,
-        payloads=[_payload(p, i, max_payload_bytes) for i, p in enumerate(payloads)],
-        priorities=[_priority(p, i) for i, p in enumerate(_as_list(priority, n, "priorities"))],
+        payloads=[
+            p
+            if p is None or (type(p) is bytes and len(p) <= max_payload_bytes)
+            else _payload(p, i, max_payload_bytes)
+            for i, p in enumerate(payloads)
+        ],
+        priorities=_column(priority, n, "priorities", _priority),
         ats=[],
         delays=[],
-        dedupe_keys=[_key(k, i) for i, k in enumerate(_as_list(dedupe_key, n, "dedupe keys"))],
-        headers=[_headers(h, i) for i, h in enumerate(_as_list(headers, n, "headers"))],
+        dedupe_keys=_column(dedupe_key, n, "dedupe keys", _key),
+        headers=_column(headers, n, "headers", _headers),
     )
-    for i, when in enumerate(_as_list(execute_after, n, "execute_after values")):
-        at, delay = _when(when, i)
-        rows.ats.append(at)
-        rows.delays.append(delay)
+    whens = _column(execute_after, n, "execute_after values", _when)
+    rows.ats = [at for at, _ in whens]
+    rows.delays = [delay for _, delay in whens]
     return rows
+
+
+def _column(value: Any, n: int, what: str, check: Callable[[Any, int], T]) -> list[T]:
+    """``value`` checked, as one entry per job (a scalar repeated, a list checked item by item)."""
+    if isinstance(value, (list, tuple)):
+        return [check(v, i) for i, v in enumerate(_as_list(value, n, what))]
+    return [check(value, 0)] * n
 
 
 def _check_entrypoints(entrypoints: list[str], known: Collection[str] | None) -> None:

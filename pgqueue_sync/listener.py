@@ -67,8 +67,15 @@ class Listener:
         self._thread = threading.Thread(target=self._run, name="pgqueue-sync-listener", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0, wake: Callable[[], None] | None = None) -> None:
+        """Stop listening. ``wake`` sends an event on the channel from another connection,
+        so the thread sees the stop at once instead of at the end of its poll interval."""
         self._stop.set()
+        if wake is not None and self._thread is not None and self._thread.is_alive():
+            try:
+                wake()
+            except Exception as exc:
+                logger.debug("could not wake the listener to stop it: %s", exc)
         if self._thread is not None:
             self._thread.join(timeout)
         self._conn.close()
@@ -108,6 +115,8 @@ class Listener:
                     conn = self._conn.raw()
                     for notify in conn.notifies(timeout=self._poll_interval):
                         self._dispatch(notify.payload)
+                        if self._stop.is_set():
+                            break
                     if self._watch is not None:
                         self._watch()
                     silent = self._clock.monotonic() - self._last_probe

@@ -8,7 +8,7 @@ import enum
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -70,6 +70,29 @@ class Job:
     headers: Mapping[str, Any] | None = None
     last_error: str | None = None
     cancel_requested: bool = False
+
+    @classmethod
+    def from_tuple(cls, row: Sequence[Any]) -> Job:
+        """A Job from the claim's columns (JOB_COLUMNS order: the fields' order)."""
+        (id_, priority, created, updated, heartbeat, execute_after, status, *rest) = row
+        (entrypoint, payload, attempts, worker_id, dedupe_key, headers, error, cancel) = rest
+        return cls(
+            id_,
+            priority,
+            created,
+            updated,
+            heartbeat,
+            execute_after,
+            JobStatus(status),
+            entrypoint,
+            None if payload is None else bytes(payload),
+            attempts,
+            worker_id,
+            dedupe_key,
+            headers,
+            error,
+            bool(cancel),
+        )
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:

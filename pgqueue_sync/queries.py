@@ -174,7 +174,7 @@ class Queries(WorkerQueries):
         if not rows:
             return []
         with self._conn(connection) as conn:
-            keyed = any(k is not None for k in rows.dedupe_keys)
+            keyed = rows.dedupe_keys.count(None) != len(rows)
             if keyed and on_conflict == "skip":
                 return self._enqueue_skipping(conn, rows)
             if keyed:
@@ -224,27 +224,28 @@ class Queries(WorkerQueries):
             cur.execute(
                 self._sql.reserve_ids, self._params(sequence=self._jobs_sequence(conn), count=n)
             )
-            reserved = cur.fetchall()
-            now: datetime = reserved[0][0]
-            ids: list[JobId] = [row[1] for row in reserved]
+            reserved = cur.fetchone()
+            assert reserved is not None
+            now: datetime = reserved[0]
+            ids: list[JobId] = sorted(reserved[1])
+            ats = [
+                at if at is not None else now if delay is None else now + delay
+                for at, delay in zip(rows.ats, rows.delays, strict=True)
+            ]
             with cur.copy(self._sql.copy_jobs) as copy:
                 copy.set_types(["int8", "int4", "text", "bytea", "timestamptz", "text", "jsonb"])
-                for i in range(n):
-                    at = rows.ats[i]
-                    if at is None:
-                        delay = rows.delays[i]
-                        at = now if delay is None else now + delay
-                    copy.write_row(
-                        (
-                            ids[i],
-                            rows.priorities[i],
-                            rows.entrypoints[i],
-                            rows.payloads[i],
-                            at,
-                            None,
-                            rows.headers[i],
-                        )
-                    )
+                write = copy.write_row
+                for row in zip(
+                    ids,
+                    rows.priorities,
+                    rows.entrypoints,
+                    rows.payloads,
+                    ats,
+                    rows.dedupe_keys,
+                    rows.headers,
+                    strict=True,
+                ):
+                    write(row)
         return ids
 
     def _jobs_sequence(self, conn: Connection) -> str:

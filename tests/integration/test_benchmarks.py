@@ -1,0 +1,72 @@
+"""Each benchmark runs with tiny sizes and prints (and writes) valid JSON. No timing is
+asserted: the numbers of a test run mean nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+import pytest
+
+from benchmarks import plot
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CASES = {
+    "throughput": ["--jobs", "200", "--batch-sizes", "10", "--runs", "1"],
+    "enqueue": ["--jobs", "600", "--list-sizes", "300", "--runs", "1"],
+    "latency": ["--samples", "5", "--gap", "0.005"],
+    "backlog": ["--backlogs", "100,1000", "--claims", "5"],
+    "memory": ["--jobs", "300"],
+    "ceiling": ["--batch-sizes", "10", "--seconds", "1", "--jobs", "5000"],
+    "techniques": [
+        "--pairs",
+        "1",
+        "--jobs",
+        "200",
+        "--enqueue-jobs",
+        "2000",
+        "--only",
+        "copy,generic_plan",
+    ],
+}
+
+
+def _run(name: str, args: list[str], dsn: str, out: Path) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{name}", "--dsn", dsn, "--json", str(out), *args],
+        cwd=ROOT,
+        env={**os.environ, "PGQUEUE_BENCH_PEER_PYTHON": "/nonexistent"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    printed = json.loads(lines[-1])
+    written: dict[str, Any] = json.loads(out.read_text())
+    assert printed == written
+    return written
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_benchmark_writes_json(name: str, dsn: str, tmp_path: Path) -> None:
+    result = _run(name, CASES[name], dsn, tmp_path / f"{name}.json")
+    assert result["bench"] == name
+
+
+def test_report_and_plots(dsn: str, tmp_path: Path) -> None:
+    report = _run("all", ["--quick", "--rounds", "1"], dsn, tmp_path / "all.json")
+    assert {t["target"] for t in report["targets"]} >= {
+        "pick-up latency p50 (ms)",
+        "claim cost 1M / 1k queued",
+    }
+    for path in plot.draw(report, tmp_path / "img"):
+        root = ElementTree.fromstring(path.read_text())  # noqa: S314 - our own output
+        assert root.tag == "{http://www.w3.org/2000/svg}svg"
