@@ -559,6 +559,8 @@ class Worker:
         )
         try:
             self.fetch_queries.verify()
+            if self.fetch_queries.ensure_statistics():
+                logger.info("analyzed the queue table: it held jobs but had no statistics yet")
             self._complete_conn.raw()  # open it now: a bad DSN fails here, not mid-run
             limited = [e.name for e in self.limited if e.globally_limited]
             if limited:

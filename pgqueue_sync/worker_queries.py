@@ -160,6 +160,17 @@ class WorkerQueries(QueriesBase):
         jobs.sort(key=lambda j: (-j.priority, j.execute_after, j.id))
         return jobs
 
+    def ensure_statistics(self) -> bool:
+        """ANALYZE the queue table if it holds jobs but was never analyzed; return whether
+        it did. Until then a claim planned for its parameters can sort the whole backlog
+        (autovacuum's first ANALYZE of a new table comes up to a minute later)."""
+        with self._conn() as conn:
+            row = conn.execute(self._sql.needs_statistics).fetchone()
+            if row is None or not row[0]:
+                return False
+            conn.execute(self._sql.analyze_jobs)
+            return True
+
     def ensure_limit_rows(self, entrypoints: Sequence[str]) -> None:
         """Create the shared-state rows of globally limited entrypoints."""
         with self._conn() as conn:

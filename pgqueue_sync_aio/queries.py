@@ -236,6 +236,9 @@ class AsyncQueries:
             partial(self.sync.dequeue, batch_size, entrypoints, worker_id, retry_timer)
         )
 
+    async def ensure_statistics(self) -> bool:
+        return await self._run(self.sync.ensure_statistics)
+
     async def ensure_limit_rows(self, entrypoints: Sequence[str]) -> None:
         return await self._run(partial(self.sync.ensure_limit_rows, entrypoints))
 

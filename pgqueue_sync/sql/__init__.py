@@ -82,6 +82,8 @@ class Statements:
         self.dequeue = c(dml.DEQUEUE)
         self.next_due = c(dml.NEXT_DUE)
         self.ensure_limit_rows = c(dml.ENSURE_LIMIT_ROWS)
+        self.needs_statistics = c(dml.NEEDS_STATISTICS)
+        self.analyze_jobs = c("ANALYZE {jobs}")
         self.lock_limit_row = c(dml.LOCK_LIMIT_ROW)
         self.count_picked = c(dml.COUNT_PICKED)
         self.set_tokens = c(dml.SET_TOKENS)

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgqueue_sync import Queries, Settings
+from pgqueue_sync import Job, Queries, QueueManager, Settings
 from pgqueue_sync.sql import statements
 from pgqueue_sync.worker import FETCH_SESSION
 
@@ -92,3 +92,37 @@ def test_generic_plan_walks_the_partial_index(backlog: Settings, dsn: str) -> No
         row = c.execute(explain.as_string(c).encode()).fetchone()
     assert row is not None
     _check(row[0][0], backlog)
+
+
+def _reltuples(conn: psycopg.Connection[Any], settings: Settings) -> float:
+    regclass = settings.ident("jobs").as_string(None)
+    row = conn.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [regclass])
+    found = row.fetchone()
+    assert found is not None
+    return float(found[0])
+
+
+def test_a_worker_analyzes_a_queue_table_that_never_was(
+    qm: Any, conn: psycopg.Connection[Any], settings: Settings
+) -> None:
+    queries: Queries = qm.queries
+    assert queries.ensure_statistics() is False  # empty: nothing to learn yet
+    queries.enqueue(["a"] * 5_000, [None] * 5_000)
+    assert _reltuples(conn, settings) < 0  # never analyzed
+    assert queries.ensure_statistics() is True
+    assert _reltuples(conn, settings) == pytest.approx(5_000, rel=0.05)
+    assert queries.ensure_statistics() is False  # once is enough
+
+
+def test_run_starts_by_giving_a_new_queue_table_statistics(
+    qm: QueueManager, conn: psycopg.Connection[Any], settings: Settings
+) -> None:
+    @qm.entrypoint("a")
+    def a(job: Job) -> None:
+        pass
+
+    qm.queries.enqueue(["a"] * 100, [None] * 100)
+    assert _reltuples(conn, settings) < 0
+    qm.run(mode="drain", dequeue_timeout=1)
+    assert _reltuples(conn, settings) >= 0
+    assert qm.queries.queue_size() == []
