@@ -63,7 +63,9 @@ class BufferMachine(RuleBasedStateMachine):
         inner = worker.fetch_queries.dequeue
 
         def dequeue(limit: int, *args: Any, **kwargs: Any) -> Any:
-            self.asked.append((limit, worker.buffer.room()))
+            room = worker.buffer.room()
+            self.asked.append((limit, room))
+            assert limit <= room, f"a claim asked for {limit} jobs with {room} free slot(s)"
             return inner(limit, *args, **kwargs)
 
         setattr(worker.fetch_queries, "dequeue", dequeue)  # noqa: B010 - record each ask
