@@ -33,13 +33,13 @@ _PROFILE_DEFAULTS: dict[str, Any] = {
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.filter_too_much],
 }
 hypothesis_settings.register_profile(
-    "ci", max_examples=12, stateful_step_count=20, **_PROFILE_DEFAULTS
+    "ci", max_examples=40, stateful_step_count=25, **_PROFILE_DEFAULTS
 )
 hypothesis_settings.register_profile(
-    "dev", max_examples=30, stateful_step_count=30, **_PROFILE_DEFAULTS
+    "dev", max_examples=100, stateful_step_count=30, **_PROFILE_DEFAULTS
 )
 hypothesis_settings.register_profile(
-    "long", max_examples=300, stateful_step_count=50, **_PROFILE_DEFAULTS
+    "long", max_examples=1000, stateful_step_count=50, **_PROFILE_DEFAULTS
 )
 hypothesis_settings.load_profile(os.environ.get("PGQUEUE_HYPOTHESIS_PROFILE", "ci"))
 

@@ -9,9 +9,11 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
+from hypothesis import settings
+from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 from psycopg.rows import tuple_row
 
 from pgqueue_sync import ManualClock, PsycopgDriver, QueueManager, Settings
@@ -26,9 +28,11 @@ __all__ = [
     "GUARD",
     "Database",
     "Gates",
+    "PgMachine",
     "close_worker",
     "compare",
     "make_worker",
+    "run_machine",
 ]
 
 # Bound on every wait for another thread: reached only when the engine hangs (a failure).
@@ -43,7 +47,10 @@ class Database:
         self.schema = f"h_{uuid.uuid4().hex[:12]}"
         self.settings = Settings(schema=self.schema)
         self.clock = ManualClock()
-        self.conn: psycopg.Connection[Any] = psycopg.connect(dsn, autocommit=True)
+        # A lock held elsewhere fails the example instead of hanging it.
+        self.conn: psycopg.Connection[Any] = psycopg.connect(
+            dsn, autocommit=True, options="-c lock_timeout=20s"
+        )
         self.driver = PsycopgDriver(self.conn)
         self.qm = QueueManager(self.driver, settings=self.settings, clock=self.clock)
         self.qm.queries.install()
@@ -80,6 +87,22 @@ class Database:
             self.conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
         finally:
             self.conn.close()
+
+
+class PgMachine(RuleBasedStateMachine):
+    """A state machine run against real tables: a fresh schema for each example."""
+
+    dsn: ClassVar[str]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.db = Database(self.dsn)
+
+
+def run_machine(machine: type[PgMachine], dsn: str, **overrides: Any) -> None:
+    """Run ``machine`` against the database at ``dsn``, with the current profile's settings."""
+    bound = type(machine.__name__, (machine,), {"dsn": dsn})
+    run_state_machine_as_test(bound, settings=settings(settings(), **overrides))
 
 
 def compare(db: Database, model: QueueModel) -> None:

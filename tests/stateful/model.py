@@ -81,7 +81,11 @@ class QueueModel:
 
     def fresh(self, now: datetime) -> list[ModelJob]:
         return sorted(
-            (j for j in self.jobs.values() if j.status is JobStatus.QUEUED and j.execute_after <= now),
+            (
+                j
+                for j in self.jobs.values()
+                if j.status is JobStatus.QUEUED and j.execute_after <= now
+            ),
             key=lambda j: (-j.priority, j.execute_after, j.id),
         )
 
@@ -116,8 +120,10 @@ class QueueModel:
         # Stale jobs come first, oldest heartbeat first (ties in any order) ...
         stale_got = [j for j in stale if j.id in got]
         stale_left = [j for j in stale if j.id not in got]
-        if stale_left and stale_got and max(j.heartbeat for j in stale_got) > min(
-            j.heartbeat for j in stale_left
+        if (
+            stale_left
+            and stale_got
+            and max(j.heartbeat for j in stale_got) > min(j.heartbeat for j in stale_left)
         ):
             raise ClaimError("a stale job was claimed before an older stale one")
         if stale_left and len(got) > len(stale_got):
@@ -205,4 +211,6 @@ class QueueModel:
         return {i for i, j in self.jobs.items() if j.status in LIVE}
 
     def held_by(self, worker: uuid.UUID) -> set[JobId]:
-        return {i for i, j in self.jobs.items() if j.status is JobStatus.PICKED and j.worker == worker}
+        return {
+            i for i, j in self.jobs.items() if j.status is JobStatus.PICKED and j.worker == worker
+        }

@@ -9,15 +9,12 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     initialize,
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from pgqueue_sync.models import JobId, JobStatus
@@ -25,23 +22,23 @@ from pgqueue_sync.worker import Worker
 
 from .harness import (
     GUARD,
-    Database,
     Gates,
+    PgMachine,
     advance,
     close_worker,
     compare,
     expected_status,
     make_worker,
+    run_machine,
 )
 from .model import QueueModel
 
 Key = tuple[JobId, int]
 
 
-class BufferMachine(RuleBasedStateMachine):
-    def __init__(self, dsn: str) -> None:
+class BufferMachine(PgMachine):
+    def __init__(self) -> None:
         super().__init__()
-        self.db = Database(dsn)
         self.gates = Gates()
         self.db.qm.entrypoint("e")(self.gates.handler)
         self.model = QueueModel()
@@ -205,4 +202,4 @@ class BufferMachine(RuleBasedStateMachine):
 
 
 def test_buffer_machine(dsn: str) -> None:
-    run_state_machine_as_test(lambda: BufferMachine(dsn), settings=settings())
+    run_machine(BufferMachine, dsn)
