@@ -40,6 +40,7 @@ class ShutdownMachine(PgMachine):
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self.stop_requested = False
+        self.shutting_down = False  # the worker has left its fetch loop
         self.deadline_passed = False
         # Jobs enqueued after the shutdown request: never to be claimed.
         self.after_stop: set[JobId] = set()
@@ -75,6 +76,11 @@ class ShutdownMachine(PgMachine):
                 finally:
                     machine.fetches += 1
                     machine.gates.notify()
+
+            def _shutdown(self) -> None:
+                machine.shutting_down = True
+                machine.gates.notify()
+                super()._shutdown()
 
             def _forget(self, attempts: list[tuple[JobId, int]]) -> bool:
                 try:
@@ -183,7 +189,8 @@ class ShutdownMachine(PgMachine):
     def request_shutdown(self) -> None:
         self.stop_requested = True
         self.db.qm.alive = False
-        self.settle("the worker to stop fetching")
+        self.gates.wait_for(lambda: self.shutting_down, "the worker to stop fetching")
+        self.settle("the worker to settle after the stop")
 
     @precondition(
         lambda self: (
@@ -285,6 +292,12 @@ class ShutdownMachine(PgMachine):
         assert set(buffered) | running == held, (buffered, running, held)
         mine = {i for i, r in rows.items() if r[0] is JobStatus.PICKED and r[2] == worker.id}
         assert mine == held, (mine, held)
+
+    @invariant()
+    def nothing_left_picked_once_run_returns(self) -> None:
+        if self.returned:
+            picked = self.picked()
+            assert not picked, f"jobs left picked after run() returned: {picked}"
 
     @invariant()
     def terminal_states_never_change(self) -> None:
