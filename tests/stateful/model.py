@@ -92,6 +92,11 @@ class QueueModel:
     def claimable(self, now: datetime, retry_timer: timedelta | None) -> int:
         return len(self.stale(now, retry_timer)) + len(self.fresh(now))
 
+    def next_claim(self, limit: int, now: datetime, retry_timer: timedelta | None) -> list[JobId]:
+        """The jobs a claim of up to ``limit`` takes (ties among stale ones by id)."""
+        stale = sorted(self.stale(now, retry_timer), key=lambda j: (j.heartbeat, j.id))
+        return [j.id for j in [*stale, *self.fresh(now)][: max(limit, 0)]]
+
     def claim(
         self,
         worker: uuid.UUID,
