@@ -29,8 +29,10 @@ __all__ = [
     "Database",
     "Gates",
     "PgMachine",
+    "advance",
     "close_worker",
     "compare",
+    "expected_status",
     "make_worker",
     "run_machine",
 ]

@@ -13,11 +13,12 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule
 
-from pgqueue_sync.models import JobId, JobStatus
+from pgqueue_sync.models import Job, JobId, JobStatus
 from pgqueue_sync.worker import Worker
 
 from .harness import GUARD, Gates, PgMachine, advance, expected_status, run_machine
@@ -58,8 +59,8 @@ class ShutdownMachine(PgMachine):
         machine = self
 
         class Observed(Worker):
-            def __init__(self, **kwargs: object) -> None:
-                super().__init__(**kwargs)  # type: ignore[arg-type]
+            def __init__(self, **kwargs: Any) -> None:
+                super().__init__(**kwargs)
                 self.saw_stop = False
                 machine.worker = self
 
@@ -68,11 +69,11 @@ class ShutdownMachine(PgMachine):
                 self.saw_stop = self.saw_stop or stopping
                 return stopping
 
-            def fetch_once(self, limit: int | None = None) -> list[object]:  # type: ignore[override]
+            def fetch_once(self, limit: int | None = None) -> list[Job]:
                 if self.saw_stop:
                     machine.late_fetches.append("a fetch after the fetch loop saw the stop")
                 try:
-                    return list(super().fetch_once(limit))
+                    return super().fetch_once(limit)
                 finally:
                     machine.fetches += 1
                     machine.gates.notify()
@@ -90,9 +91,9 @@ class ShutdownMachine(PgMachine):
 
         return Observed
 
-    def _run(self, **kwargs: object) -> None:
+    def _run(self, **kwargs: Any) -> None:
         try:
-            self.db.qm.run(**kwargs)  # type: ignore[arg-type]
+            self.db.qm.run(**kwargs)
         except BaseException as exc:
             self.error = exc
         finally:
