@@ -61,7 +61,12 @@ class QueueManager:
     ``qm.alive = False`` (from a signal handler or any thread) asks ``run()`` to stop
     gracefully: it stops fetching, lets running and buffered jobs finish, writes their
     outcomes, closes its connections and returns.
+
+    ``worker_class`` is the engine ``run()`` builds: a subclass of :class:`Worker` can
+    observe or wrap its steps (tests use this to watch fetches and releases).
     """
+
+    worker_class: type[Worker] = Worker
 
     def __init__(
         self,
@@ -236,7 +241,7 @@ class QueueManager:
                 )
                 return
             self._mailbox.drain()
-            self._worker = Worker(
+            self._worker = self.worker_class(
                 driver=self.driver,
                 settings=self.settings,
                 clock=self.clock,

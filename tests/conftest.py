@@ -16,11 +16,32 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from pgqueue_sync import PsycopgDriver, QueueManager, Settings
 from pgqueue_sync.embedded import embedded_postgres
 
 LOCAL_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+
+# Hypothesis profiles (docs/testing.md). max_examples is what each state machine run against
+# PostgreSQL gets; the machine run against the model alone multiplies it. Registered here,
+# before the Hypothesis plugin reads --hypothesis-profile; PGQUEUE_HYPOTHESIS_PROFILE picks
+# one without the option.
+_PROFILE_DEFAULTS: dict[str, Any] = {
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.filter_too_much],
+}
+hypothesis_settings.register_profile(
+    "ci", max_examples=40, stateful_step_count=25, **_PROFILE_DEFAULTS
+)
+hypothesis_settings.register_profile(
+    "dev", max_examples=100, stateful_step_count=30, **_PROFILE_DEFAULTS
+)
+hypothesis_settings.register_profile(
+    "long", max_examples=1000, stateful_step_count=50, **_PROFILE_DEFAULTS
+)
+hypothesis_settings.load_profile(os.environ.get("PGQUEUE_HYPOTHESIS_PROFILE", "ci"))
 
 
 def _answers(dsn: str) -> bool:

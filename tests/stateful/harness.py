@@ -1,0 +1,235 @@
+"""What the state machines share: a fresh schema per example, a worker driven one step at a
+time, handlers a test releases one at a time, and the tables compared with the model."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+import psycopg
+from hypothesis import settings
+from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
+from psycopg.rows import tuple_row
+
+from pgqueue_sync import ManualClock, PsycopgDriver, QueueManager, Settings
+from pgqueue_sync.buffer import Mailbox
+from pgqueue_sync.models import Job, JobId, JobStatus
+from pgqueue_sync.options import RunOptions
+from pgqueue_sync.worker import Worker
+
+from .model import QueueModel
+
+__all__ = [
+    "GUARD",
+    "Database",
+    "Gates",
+    "PgMachine",
+    "advance",
+    "close_worker",
+    "compare",
+    "expected_status",
+    "make_worker",
+    "run_machine",
+]
+
+# Bound on every wait for another thread: reached only when the engine hangs (a failure).
+GUARD = 20.0
+
+
+class Database:
+    """One example's queue: a schema of its own, a QueueManager on a ManualClock."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.schema = f"h_{uuid.uuid4().hex[:12]}"
+        self.settings = Settings(schema=self.schema)
+        self.clock = ManualClock()
+        # A lock held elsewhere fails the example instead of hanging it.
+        self.conn: psycopg.Connection[Any] = psycopg.connect(
+            dsn, autocommit=True, options="-c lock_timeout=20s"
+        )
+        self.driver = PsycopgDriver(self.conn)
+        self.qm = QueueManager(self.driver, settings=self.settings, clock=self.clock)
+        self.qm.queries.install()
+        self.jobs_table = self.settings.ident("jobs").as_string(self.conn)
+        self.log_table = self.settings.ident("log").as_string(self.conn)
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def enqueue(self, n: int) -> list[JobId]:
+        return self.qm.queries.enqueue(["e"] * n, [None] * n)
+
+    def rows(self) -> dict[JobId, tuple[JobStatus, int, uuid.UUID | None, datetime | None]]:
+        """Each job's status, attempts, worker, and heartbeat (while picked)."""
+        with self.conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(
+                f"SELECT id, status::text, attempts, worker_id, heartbeat FROM {self.jobs_table}"
+            )
+            return {
+                r[0]: (JobStatus(r[1]), r[2], r[3], r[4] if r[1] == "picked" else None)
+                for r in cur.fetchall()
+            }
+
+    def log(self) -> list[tuple[JobId, JobStatus, int, uuid.UUID]]:
+        with self.conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(
+                f"SELECT job_id, status::text, attempts, worker_id FROM {self.log_table} "
+                "ORDER BY id"
+            )
+            return [(r[0], JobStatus(r[1]), r[2], r[3]) for r in cur.fetchall()]
+
+    def close(self) -> None:
+        try:
+            self.conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+        finally:
+            self.conn.close()
+
+
+class PgMachine(RuleBasedStateMachine):
+    """A state machine run against real tables: a fresh schema for each example."""
+
+    dsn: ClassVar[str]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.db = Database(self.dsn)
+
+
+def run_machine(machine: type[PgMachine], dsn: str, **overrides: Any) -> None:
+    """Run ``machine`` against the database at ``dsn``, with the current profile's settings."""
+    bound = type(machine.__name__, (machine,), {"dsn": dsn})
+    run_state_machine_as_test(bound, settings=settings(settings(), **overrides))
+
+
+def compare(db: Database, model: QueueModel) -> None:
+    """The tables hold exactly what the model says, job by job and outcome by outcome."""
+    rows = db.rows()
+    expected = {i: j.row() for i, j in model.jobs.items()}
+    if rows != expected:
+        diff = {
+            i: (rows.get(i), expected.get(i))
+            for i in sorted(rows.keys() | expected.keys())
+            if rows.get(i) != expected.get(i)
+        }
+        raise AssertionError(f"queue table differs from the model (table, model): {diff}")
+    log = db.log()
+    # Outcomes written in one statement are logged in any order: compare as sorted lists.
+    if sorted(log, key=repr) != sorted(model.log, key=repr):
+        raise AssertionError(f"log differs from the model: {log} != {model.log}")
+
+
+def make_worker(
+    db: Database,
+    *,
+    batch_size: int = 3,
+    buffer_size: int = 4,
+    workers: int = 1,
+    retry_timer: float = 30.0,
+    heartbeat_interval: float = 10.0,
+) -> Worker:
+    """A Worker built as ``run()`` builds it, to be driven one step at a time."""
+    options = RunOptions.build(
+        dequeue_timeout=3600.0,
+        batch_size=batch_size,
+        retry_timer=retry_timer,
+        workers=workers,
+        buffer_size=buffer_size,
+        shutdown_timeout=None,
+        mode="continuous",
+        heartbeat_interval=heartbeat_interval,
+    )
+    return Worker(
+        driver=db.driver,
+        settings=db.settings,
+        clock=db.clock,
+        registry=db.qm.entrypoints,
+        options=options,
+        shutdown=threading.Event(),
+        mailbox=Mailbox(),
+    )
+
+
+def close_worker(worker: Worker) -> None:
+    """Close the connections a stepped worker opened (``run()`` does this itself)."""
+    worker.buffer.close()
+    worker.completions.close()
+    for conn in (worker._fetch_conn, worker._complete_conn, worker._listen_conn):
+        conn.close()
+
+
+class Gates:
+    """Handlers that block until the test says how they end: return, raise, or SystemExit.
+
+    ``handler`` is registered as the entrypoint; ``entered`` tells which attempts are inside
+    it. Every change is announced on ``cond``, so a test waits for a state, never for time.
+    """
+
+    OK = "ok"
+    RAISE = "raise"
+    EXIT = "exit"
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.entered: set[tuple[JobId, int]] = set()
+        self.returned: set[tuple[JobId, int]] = set()
+        self._actions: dict[tuple[JobId, int], str] = {}
+        self._open_all = False
+
+    def handler(self, job: Job) -> None:
+        key = (job.id, job.attempts)
+        with self.cond:
+            self.entered.add(key)
+            self.cond.notify_all()
+            if not self.cond.wait_for(lambda: key in self._actions or self._open_all, GUARD):
+                raise AssertionError(f"job {key} was never released by the test")
+            action = self._actions.pop(key, self.OK)
+        try:
+            if action == self.RAISE:
+                raise RuntimeError(f"job {job.id} failed on purpose")
+            if action == self.EXIT:
+                sys.exit(3)
+        finally:
+            with self.cond:
+                self.entered.discard(key)
+                self.returned.add(key)
+                self.cond.notify_all()
+
+    def release(self, key: tuple[JobId, int], action: str) -> None:
+        with self.cond:
+            self._actions[key] = action
+            self.cond.notify_all()
+
+    def open_all(self) -> None:
+        """Let every handler, present and future, return."""
+        with self.cond:
+            self._open_all = True
+            self.cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[], bool], what: str, timeout: float = GUARD) -> None:
+        """Wait until ``predicate()`` holds (re-checked at each change, and every 50 ms for
+        state that no one announces, such as rows in the database)."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not predicate():
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"timed out waiting for {what}")
+                self.cond.wait(0.05)
+
+    def notify(self) -> None:
+        with self.cond:
+            self.cond.notify_all()
+
+
+def expected_status(action: str) -> JobStatus:
+    """How an attempt that ended with ``action`` is logged (no retry policy)."""
+    return JobStatus.SUCCESSFUL if action == Gates.OK else JobStatus.EXCEPTION
+
+
+def advance(db: Database, seconds: float) -> None:
+    db.clock.advance(timedelta(seconds=seconds))

@@ -1,0 +1,266 @@
+"""Several workers on one queue, stepped, with crashes, stalls, lost NOTIFYs and a clock
+moved by hand: jobs of dead workers are rescued after ``retry_timer``, live workers keep
+theirs, and late completions are fenced out."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from datetime import timedelta
+
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    invariant,
+    precondition,
+    rule,
+)
+
+from pgqueue_sync.models import Job, JobId, JobStatus
+from pgqueue_sync.worker import Worker
+
+from .harness import PgMachine, advance, close_worker, compare, make_worker, run_machine
+from .model import QueueModel
+
+RETRY_TIMER = 30.0
+HEARTBEAT = 10.0
+MAX_WORKERS = 3
+
+LIVE, STALLED, CRASHED = "live", "stalled", "crashed"
+
+
+@dataclasses.dataclass
+class Member:
+    worker: Worker
+    state: str = LIVE
+    woken: bool = True  # a NOTIFY (or the start) is waiting for it
+    pending: list[tuple[JobId, int, JobStatus]] = dataclasses.field(default_factory=list)
+
+
+class RetryMachine(PgMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_next = False
+        self.db.qm.entrypoint("e")(self.handler)
+        self.model = QueueModel()
+        self.members: list[Member] = []
+        # Every run of a handler: job id -> [(attempt, worker index)].
+        self.runs: dict[JobId, list[tuple[int, int]]] = {}
+        # Jobs held by a worker when it crashed or stalled: they may run again.
+        self.orphaned: set[JobId] = set()
+        self.add_worker()
+
+    def handler(self, job: Job) -> None:
+        if self.fail_next:
+            raise RuntimeError(f"job {job.id} failed on purpose")
+
+    def teardown(self) -> None:
+        try:
+            if sys.exc_info()[1] is None:  # liveness is checked after steps that passed
+                self.drain()
+        finally:
+            for member in self.members:
+                close_worker(member.worker)
+            self.db.close()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def live(self) -> list[int]:
+        return [i for i, m in enumerate(self.members) if m.state == LIVE]
+
+    def pass_time(self, seconds: float) -> None:
+        """Move the clock, live workers beating at their interval as their flusher would."""
+        while seconds > 0:
+            step = min(seconds, HEARTBEAT)
+            advance(self.db, step)
+            seconds -= step
+            for i in self.live():
+                self.beat(i)
+
+    def beat(self, i: int) -> None:
+        worker = self.members[i].worker
+        held = set(worker.held())
+        alive = worker.beat()
+        expected = self.model.heartbeat(worker.id, held, self.db.now())
+        assert set(alive) == expected, (alive, expected)
+
+    def claim(self, i: int) -> list[Job]:
+        member = self.members[i]
+        worker = member.worker
+        member.woken = False
+        want = min(worker.options.claim_size, worker.buffer.room())
+        before = {j: self.model.jobs[j].heartbeat for j in self.model.jobs}
+        jobs = worker.fetch_once()
+        now = self.db.now()
+        for job in jobs:
+            previous = self.model.jobs[job.id]
+            if previous.status is JobStatus.PICKED:
+                # A re-pick: only of a job whose heartbeat is older than retry_timer.
+                assert before[job.id] < now - timedelta(seconds=RETRY_TIMER), (
+                    f"job {job.id} re-picked with a heartbeat {now - before[job.id]} old"
+                )
+        self.model.claim(worker.id, want, [j.id for j in jobs], now, worker.options.retry_timer)
+        return jobs
+
+    def run_one(self, i: int, fail: bool) -> None:
+        member = self.members[i]
+        job = member.worker.buffer.take(0)
+        assert job is not None
+        self.fail_next = fail
+        queued = len(member.worker.completions)
+        outcome = member.worker.run_job(job)
+        if len(member.worker.completions) > queued:
+            self.runs.setdefault(job.id, []).append((job.attempts, i))
+            member.pending.append((outcome.job_id, outcome.attempt, outcome.status))
+
+    def flush_one(self, i: int) -> None:
+        member = self.members[i]
+        recorded = member.worker.flush()
+        expected = self.model.complete(member.worker.id, member.pending, self.db.now())
+        assert recorded == expected, f"recorded {recorded}, the model says {expected}"
+        member.pending.clear()
+
+    def drain(self) -> None:
+        """Liveness: with time moving and one live worker, every job ends terminal."""
+        if not self.live():
+            self.add_worker()
+        for i in self.live():
+            while self.members[i].worker.buffer.qsize():
+                self.run_one(i, fail=False)
+            self.flush_one(i)
+        # Jobs of crashed and stalled workers are rescued once retry_timer has passed.
+        self.pass_time(RETRY_TIMER + HEARTBEAT)
+        drainer = self.live()[0]
+        self.claim(drainer)
+        # Frozen workers wake up now, their jobs claimed by another: what they write is late,
+        # and fenced out.
+        for i, member in enumerate(self.members):
+            if member.state == STALLED:
+                self.wake(i)
+                while member.worker.buffer.qsize():
+                    self.run_one(i, fail=False)
+                self.flush_one(i)
+        for _ in range(1000):
+            while self.members[drainer].worker.buffer.qsize():
+                self.run_one(drainer, fail=False)
+            self.flush_one(drainer)
+            if not self.claim(drainer):
+                break
+        compare(self.db, self.model)
+        left = self.db.rows()
+        assert not left, f"jobs not terminal after draining: {left}"
+        logged = {job_id for job_id, _, _, _ in self.db.log()}
+        assert logged == set(self.runs), "a job ended without running, or ran without ending"
+
+    # -- rules -----------------------------------------------------------------------------
+
+    @precondition(lambda self: len(self.members) < MAX_WORKERS)
+    @rule()
+    def add_worker(self) -> None:
+        self.members.append(Member(make_worker(self.db, batch_size=2, buffer_size=3)))
+
+    @rule(n=st.integers(1, 3), notify=st.booleans())
+    def enqueue(self, n: int, notify: bool) -> None:
+        """Add jobs; without ``notify`` the NOTIFY is lost and no worker wakes."""
+        self.model.enqueue(self.db.enqueue(n), self.db.now())
+        if notify:
+            for i in self.live():
+                self.members[i].woken = True
+
+    @precondition(lambda self: any(self.members[i].woken for i in self.live()))
+    @rule(data=st.data())
+    def fetch_when_woken(self, data: st.DataObject) -> None:
+        woken = [i for i in self.live() if self.members[i].woken]
+        self.claim(data.draw(st.sampled_from(woken), label="worker"))
+
+    @precondition(lambda self: bool(self.live()))
+    @rule(data=st.data())
+    def poll_after_idle_timeout(self, data: st.DataObject) -> None:
+        """A worker that missed a NOTIFY looks again after its idle timeout, which is
+        bounded by retry_timer (so jobs of dead workers are rescued without any NOTIFY)."""
+        i = data.draw(st.sampled_from(self.live()), label="worker")
+        wait = self.members[i].worker._idle_timeout()
+        assert 0 <= wait <= RETRY_TIMER, f"idle timeout {wait}"
+        self.pass_time(wait)
+        self.claim(i)
+
+    def ready(self) -> list[int]:
+        return [i for i in self.live() if self.members[i].worker.buffer.qsize()]
+
+    @precondition(lambda self: bool(self.ready()))
+    @rule(data=st.data(), fail=st.booleans())
+    def run_job(self, data: st.DataObject, fail: bool) -> None:
+        self.run_one(data.draw(st.sampled_from(self.ready()), label="worker"), fail)
+
+    def unwritten(self) -> list[int]:
+        return [i for i in self.live() if self.members[i].pending]
+
+    @precondition(lambda self: bool(self.unwritten()))
+    @rule(data=st.data())
+    def flush(self, data: st.DataObject) -> None:
+        self.flush_one(data.draw(st.sampled_from(self.unwritten()), label="worker"))
+
+    @rule()
+    def tick(self) -> None:
+        self.pass_time(HEARTBEAT)
+
+    @rule()
+    def pass_retry_timer(self) -> None:
+        self.pass_time(RETRY_TIMER + HEARTBEAT)
+
+    def holding(self) -> list[int]:
+        return [i for i in self.live() if self.members[i].worker.held()]
+
+    @precondition(lambda self: bool(self.holding()))
+    @rule(data=st.data(), state=st.sampled_from([STALLED, CRASHED]))
+    def crash_or_stall(self, data: st.DataObject, state: str) -> None:
+        """A worker holding jobs dies (for good) or freezes (and may come back): its jobs
+        stay picked."""
+        member = self.members[data.draw(st.sampled_from(self.holding()), label="worker")]
+        member.state = state
+        self.orphaned |= self.model.held_by(member.worker.id)
+        if state == CRASHED:
+            close_worker(member.worker)
+
+    def stalled(self) -> list[int]:
+        return [i for i, m in enumerate(self.members) if m.state == STALLED]
+
+    @precondition(lambda self: bool(self.stalled()))
+    @rule(data=st.data())
+    def resume(self, data: st.DataObject) -> None:
+        """A frozen worker wakes up and carries on: what it writes late is fenced out."""
+        stalled = self.stalled()
+        self.wake(data.draw(st.sampled_from(stalled), label="worker"))
+
+    def wake(self, i: int) -> None:
+        member = self.members[i]
+        member.state = LIVE
+        stolen = {
+            job_id
+            for job_id, attempt, _ in member.pending
+            if not self.model.holds(member.worker.id, job_id, attempt)
+        }
+        recorded = member.worker.flush()
+        assert not recorded & stolen, f"late completions of re-picked jobs recorded: {stolen}"
+        expected = self.model.complete(member.worker.id, member.pending, self.db.now())
+        assert recorded == expected, (recorded, expected)
+        member.pending.clear()
+
+    # -- invariants ------------------------------------------------------------------------
+
+    @invariant()
+    def without_crashes_a_job_runs_at_most_once(self) -> None:
+        for job_id, runs in self.runs.items():
+            assert len(runs) <= 1 or job_id in self.orphaned, f"job {job_id} ran {runs}"
+
+    @invariant()
+    def each_job_is_logged_at_most_once(self) -> None:
+        logged = [job_id for job_id, _, _, _ in self.db.log()]
+        assert len(logged) == len(set(logged)), f"a job was logged twice: {sorted(logged)}"
+
+    @invariant()
+    def tables_match_the_model(self) -> None:
+        compare(self.db, self.model)
+
+
+def test_retry_machine(dsn: str) -> None:
+    run_machine(RetryMachine, dsn)
