@@ -94,11 +94,11 @@ class ModelMachine(RuleBasedStateMachine):
     def crash(self, worker: uuid.UUID) -> None:
         self.dead.add(worker)
 
-    @rule(seconds=st.sampled_from([1, 10, 31]))
-    def advance(self, seconds: int) -> None:
-        """Time passes; live workers beat at least every 10 s, as their flusher does."""
+    @rule(seconds=st.sampled_from([1, 10, 20, 31]), beat=st.booleans())
+    def advance(self, seconds: int, beat: bool) -> None:
+        """Time passes, and live workers beat (or are late)."""
         self.now += timedelta(seconds=seconds)
-        if seconds <= 10:
+        if beat:
             for worker in self.holding.keys() - self.dead:
                 self.beat(worker)
 

@@ -203,6 +203,16 @@ class RetryMachine(PgMachine):
     def tick(self) -> None:
         self.pass_time(HEARTBEAT)
 
+    @precondition(lambda self: bool(self.live()))
+    @rule(data=st.data())
+    def fetch_while_heartbeats_are_late(self, data: st.DataObject) -> None:
+        """Heartbeats run late (but within retry_timer) and a worker claims meanwhile: no
+        job of a live worker may be taken."""
+        advance(self.db, RETRY_TIMER - HEARTBEAT)
+        self.claim(data.draw(st.sampled_from(self.live()), label="worker"))
+        for i in self.live():
+            self.beat(i)
+
     @rule()
     def pass_retry_timer(self) -> None:
         self.pass_time(RETRY_TIMER + HEARTBEAT)
