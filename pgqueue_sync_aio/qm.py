@@ -31,7 +31,7 @@ from pgqueue_sync.options import Mode
 from pgqueue_sync.qm import QueueManager
 from pgqueue_sync.retry import RetryPolicy
 from pgqueue_sync.settings import Settings
-from pgqueue_sync.worker import WorkerStats
+from pgqueue_sync.worker import Worker, WorkerStats
 
 from .queries import AsyncQueries
 
@@ -120,6 +120,15 @@ class AsyncQueueManager:
     def stuck_threads(self) -> int:
         """Handler threads of the current run still busy with a job that timed out."""
         return self.sync.stuck_threads
+
+    @property
+    def worker_class(self) -> type[Worker]:
+        """The engine ``run()`` builds (the sync manager's ``worker_class``)."""
+        return self.sync.worker_class
+
+    @worker_class.setter
+    def worker_class(self, value: type[Worker]) -> None:
+        self.sync.worker_class = value
 
     # -- registry ------------------------------------------------------------------------
 

@@ -135,11 +135,11 @@ class ShutdownMachine(PgMachine):
     def settle(self, what: str) -> None:
         self.trace.append(what)
         self.gates.wait_for(self.settled, what)
-        if self.stop_requested and not self.returned and self.worker is not None:
-            if not self.worker.held():
-                # Nothing is left to finish: run() is returning. Wait for it, so that whether
-                # it has returned never depends on timing (rule preconditions read it).
-                self.join()
+        worker = self.worker
+        if self.stop_requested and not self.returned and worker is not None and not worker.held():
+            # Nothing is left to finish: run() is returning. Wait for it, so that whether it
+            # has returned never depends on timing (rule preconditions read it).
+            self.join()
 
     def running(self) -> list[Key]:
         return sorted(self.gates.entered)
