@@ -24,6 +24,7 @@ CASES = {
     "backlog": ["--backlogs", "100,1000", "--claims", "5"],
     "memory": ["--jobs", "300"],
     "ceiling": ["--batch-sizes", "10", "--seconds", "1", "--jobs", "5000"],
+    "cpu": ["--jobs", "200", "--batch-sizes", "10", "--managers", "2"],
     "techniques": [
         "--pairs",
         "1",
