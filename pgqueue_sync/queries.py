@@ -7,6 +7,7 @@ connections.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -219,8 +220,12 @@ class Queries(WorkerQueries):
         return ids
 
     def _enqueue_copy(self, conn: Connection, rows: Rows) -> list[JobId]:
+        # On an autocommit connection the COPY is atomic by itself and the ids come from a
+        # sequence (never rolled back): no BEGIN/COMMIT round trips around them. Otherwise
+        # the caller's transaction (or a savepoint in it) holds both.
+        block = contextlib.nullcontext() if conn.autocommit else conn.transaction()
         n = len(rows)
-        with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+        with block, conn.cursor(row_factory=tuple_row) as cur:
             cur.execute(
                 self._sql.reserve_ids, self._params(sequence=self._jobs_sequence(conn), count=n)
             )
