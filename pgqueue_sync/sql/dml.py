@@ -125,15 +125,15 @@ SELECT extract(epoch FROM min(execute_after) - {now})::float8 FROM {jobs}
 WHERE status = 'queued' AND entrypoint = ANY(%(entrypoints)s::text[])
 """
 
-# Entrypoints with a global limit: claimers lock the entrypoint's row first (the count of
-# running jobs is then exact), in one transaction with the claim.
-# A new bucket starts full (refilled long ago).
 # Never analyzed (reltuples is -1 until the first ANALYZE or VACUUM) yet holding rows.
 NEEDS_STATISTICS: LiteralString = """
 SELECT reltuples < 0 AND EXISTS (SELECT FROM {jobs})
 FROM pg_class WHERE oid = {jobs_regclass}::regclass
 """
 
+# Entrypoints with a global limit: claimers lock the entrypoint's row first (the count of
+# running jobs is then exact), in one transaction with the claim.
+# A new bucket starts full (refilled long ago).
 ENSURE_LIMIT_ROWS: LiteralString = """
 INSERT INTO {limits} (entrypoint, tokens, refilled)
 SELECT e, 0, timestamptz '2000-01-01 00:00+00' FROM unnest(%(entrypoints)s::text[]) AS e
