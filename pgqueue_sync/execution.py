@@ -113,7 +113,7 @@ def execute(
         duration = max(0.0, clock.monotonic() - started)
         return Outcome(job.id, job.attempts, status, duration, **extra)
 
-    if ctx.cancelled.is_set():
+    if ctx.is_cancelled:
         return outcome(JobStatus.CANCELED)
     token = _current_context.set(ctx)
     try:

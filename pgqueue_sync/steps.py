@@ -374,7 +374,7 @@ class WorkerSteps:
         with self._lock:
             contexts = [self._contexts[i] for i in job_ids if i in self._contexts]
         for ctx in contexts:
-            if not ctx.cancelled.is_set():
+            if not ctx.is_cancelled:
                 logger.info("job %d: cancellation requested", ctx.job.id)
                 ctx.cancel()
 

@@ -223,7 +223,7 @@ class AsyncQueueManager:
 
         try:
             with anyio.CancelScope() as scope:
-                if self._abandoning or ctx.cancelled.is_set():
+                if self._abandoning or ctx.is_cancelled:
                     scope.cancel()
                 self._scopes.add(scope)
                 forget = ctx.on_cancel(partial(cancel_soon, scope))
@@ -243,7 +243,7 @@ class AsyncQueueManager:
             self._interrupted = True
             self.sync.alive = False
             return _Result(error=exc)
-        if ctx.cancelled.is_set() and not self._abandoning:
+        if ctx.is_cancelled and not self._abandoning:
             # The job was cancelled (or timed out): the handler was cancelled with it.
             return _Result(error=JobCancelled(f"job {ctx.job.id} was cancelled"))
         return _Result(error=HandlerAbandoned("cancelled: still running past shutdown_timeout"))

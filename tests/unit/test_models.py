@@ -1,0 +1,60 @@
+"""Job rows and the job Context, without a database."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+
+from pgqueue_sync.models import Context, Job, JobCancelled, JobStatus
+
+NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
+WORKER = uuid.uuid4()
+
+
+def _job() -> Job:
+    return Job(7, 1, NOW, NOW, NOW, NOW, JobStatus.PICKED, "e", b"p", 2, WORKER, "k", {"a": 1})
+
+
+def test_from_tuple_builds_the_same_frozen_job_as_the_constructor() -> None:
+    row = (7, 1, NOW, NOW, NOW, NOW, "picked", "e", memoryview(b"p"), 2, WORKER, "k", {"a": 1})
+    job = Job.from_tuple((*row, None, 0))
+    assert job == _job()
+    assert type(job.payload) is bytes
+    assert job.status is JobStatus.PICKED
+    assert job.cancel_requested is False
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.id = 8  # type: ignore[misc]
+
+
+def test_cancelled_event_made_before_or_after_the_cancel() -> None:
+    early = Context(job=_job(), worker_id=WORKER)
+    event = early.cancelled
+    states = [early.is_cancelled]
+    assert not event.is_set()
+    early.check()  # not cancelled: no error
+    early.cancel()
+    states.append(early.is_cancelled)
+    assert states == [False, True]
+    assert event.is_set()
+    assert early.cancelled is event
+
+    late = Context(job=_job(), worker_id=WORKER)
+    late.cancel()
+    assert late.cancelled.is_set()
+    with pytest.raises(JobCancelled):
+        late.check()
+
+
+def test_cancel_callbacks_run_once_and_at_once_when_already_cancelled() -> None:
+    ctx = Context(job=_job(), worker_id=WORKER)
+    calls: list[str] = []
+    ctx.on_cancel(lambda: calls.append("first"))
+    unregister = ctx.on_cancel(lambda: calls.append("removed"))
+    unregister()
+    ctx.cancel()
+    ctx.cancel()
+    ctx.on_cancel(lambda: calls.append("after"))
+    assert calls == ["first", "after"]
