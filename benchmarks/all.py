@@ -149,6 +149,10 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
 def main() -> None:
     parser = base_parser(__doc__.splitlines()[0] if __doc__ else "all")
     parser.add_argument("--rounds", type=int, default=3)
@@ -191,7 +195,7 @@ def main() -> None:
                         dsn, size, ceiling_seconds, 4, 2, pgbench, 20_000 if quick else None
                     )["jobs_per_s"]
                 )
-            print(f"round {r + 1}: drain batch {size}: ours {ours:,.0f}, pgqueuer {theirs}")
+            print(f"round {r + 1}: drain batch {size}: ours {ours:,.0f}, pgqueuer {_num(theirs)}")
         for size in LIST_SIZES:
             ours, theirs = _pair(
                 r,
@@ -203,7 +207,9 @@ def main() -> None:
             enqueue_runs[size]["ours"].append(ours)
             if theirs is not None:
                 enqueue_runs[size]["pgqueuer"].append(theirs)
-            print(f"round {r + 1}: enqueue lists of {size}: ours {ours:,.0f}, pgqueuer {theirs}")
+            print(
+                f"round {r + 1}: enqueue lists of {size}: ours {ours:,.0f}, pgqueuer {_num(theirs)}"
+            )
         lat_ours += latency.measure(dsn, samples)["latencies_ms"]
         if peer_python is not None:
             lat_theirs += peer.latency(peer_python, dsn, samples)["latencies_ms"]
