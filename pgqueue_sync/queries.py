@@ -220,10 +220,11 @@ class Queries(WorkerQueries):
         return ids
 
     def _enqueue_copy(self, conn: Connection, rows: Rows) -> list[JobId]:
-        # On an autocommit connection the COPY is atomic by itself and the ids come from a
-        # sequence (never rolled back): no BEGIN/COMMIT round trips around them. Otherwise
-        # the caller's transaction (or a savepoint in it) holds both.
-        block = contextlib.nullcontext() if conn.autocommit else conn.transaction()
+        # On an autocommit connection outside any transaction block the COPY is atomic by
+        # itself and the ids come from a sequence (never rolled back): no BEGIN/COMMIT round
+        # trips around them. Otherwise a transaction (or a savepoint in the caller's) holds both.
+        idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        block = contextlib.nullcontext() if conn.autocommit and idle else conn.transaction()
         n = len(rows)
         with block, conn.cursor(row_factory=tuple_row) as cur:
             cur.execute(
@@ -398,20 +399,7 @@ class Queries(WorkerQueries):
             )
             return [LogEntry.from_row(row) for row in cur.fetchall()]
 
-    def log(
-        self,
-        limit: int = 100,
-        *,
-        entrypoint: str | Sequence[str] | None = None,
-        status: JobStatus | str | Sequence[JobStatus | str] | None = None,
-        job_ids: Sequence[JobId] | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-    ) -> list[LogEntry]:
-        """The same as :meth:`history`."""
-        return self.history(
-            limit, entrypoint=entrypoint, status=status, job_ids=job_ids, since=since, until=until
-        )
+    log = history  # the same, under the name of the log table
 
     def get_jobs(self, job_ids: Collection[JobId]) -> list[Job]:
         """The jobs still in the queue table among ``job_ids`` (finished ones are logged)."""
