@@ -192,27 +192,7 @@ class AsyncQueries:
             )
         )
 
-    async def log(
-        self,
-        limit: int = 100,
-        *,
-        entrypoint: str | Sequence[str] | None = None,
-        status: JobStatus | str | Sequence[JobStatus | str] | None = None,
-        job_ids: Sequence[JobId] | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-    ) -> list[LogEntry]:
-        return await self._run(
-            partial(
-                self.sync.log,
-                limit,
-                entrypoint=entrypoint,
-                status=status,
-                job_ids=job_ids,
-                since=since,
-                until=until,
-            )
-        )
+    log = history  # the same, under the name of the log table
 
     async def get_jobs(self, job_ids: Collection[JobId]) -> list[Job]:
         return await self._run(partial(self.sync.get_jobs, job_ids))
