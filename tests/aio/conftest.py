@@ -29,11 +29,13 @@ class RecordingDriver(PsycopgDriver):
         super().__init__(source)
         self.opened: list[Connection] = []
         self.pids: list[int] = []
+        self.connected = threading.Event()  # set once a connection is opened
 
     def connect(self, role: str) -> Connection:
         conn = super().connect(role)
         self.opened.append(conn)
         self.pids.append(conn.info.backend_pid)
+        self.connected.set()
         return conn
 
 

@@ -17,6 +17,7 @@ from pgqueue_sync.models import QueueStatistic
 from pgqueue_sync.queries import Outcome
 from pgqueue_sync_aio import AsyncQueries, AsyncQueueManager
 from pgqueue_sync_aio.queries import connections_of
+from tests.aio.conftest import RecordingDriver
 
 
 class FakeDriver:
@@ -170,15 +171,13 @@ async def test_every_method_round_trips(
 
 @pytest.mark.anyio
 async def test_cancelled_wait_for_closes_its_connection(
-    aqm: AsyncQueueManager, driver: Any
+    aqm: AsyncQueueManager, driver: RecordingDriver
 ) -> None:
     [job_id] = await aqm.queries.enqueue("nobody", b"x")  # no worker: it never finishes
     with anyio.CancelScope() as scope:
 
         async def cancel_once_waiting() -> None:
-            with anyio.fail_after(10):
-                while not driver.opened:
-                    await anyio.sleep(0.01)
+            assert await anyio.to_thread.run_sync(driver.connected.wait, 10.0)
             scope.cancel()
 
         async with anyio.create_task_group() as tg:
@@ -187,6 +186,7 @@ async def test_cancelled_wait_for_closes_its_connection(
     assert scope.cancelled_caught
     [waiting] = driver.opened
     # Without the stop signal the thread would hold this connection for the full 600 s.
+    # psycopg has no close event to wait on: look until it is closed.
     with anyio.fail_after(10):
         while not waiting.closed:
             await anyio.sleep(0.01)
