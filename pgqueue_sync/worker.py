@@ -49,10 +49,11 @@ class Worker(WorkerSteps):
                 return
             if job is not None:
                 self.run_job(job)
-                with self._lock:
-                    if me in self._retired:  # abandoned at a timeout and replaced
-                        self._retired.discard(me)
-                        return
+                if self._retired:  # rarely: no lock taken per job otherwise
+                    with self._lock:
+                        if me in self._retired:  # abandoned at a timeout and replaced
+                            self._retired.discard(me)
+                            return
 
     def _flusher_thread(self) -> None:
         retrying = reconnecting(
