@@ -254,13 +254,21 @@ class ManagedConnection:
         logger.warning(
             "%s connection stalled for %.1f s: cutting it", self.role, time.monotonic() - since
         )
+        self.abort()
+        return True
+
+    def abort(self) -> None:
+        """Cut the connection now, whatever it is doing (a statement blocked on the server
+        fails at once in the thread running it). Safe to call from any thread."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            return
         with contextlib.suppress(OSError, psycopg.Error):
             sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             finally:
                 sock.close()
-        return True
 
     def _discard(self) -> None:
         conn, self._conn = self._conn, None

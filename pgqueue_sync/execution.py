@@ -7,17 +7,27 @@ import dataclasses
 import inspect
 import json
 import logging
+import re
 import traceback
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from .clock import Clock
+from .errors import PgQueueError
 from .models import Context, Job, JobCancelled, JobStatus
 from .retry import RetryPolicy, RetryRequested
 from .worker_queries import Outcome
 
-__all__ = ["Entrypoint", "current_context", "execute", "failure", "is_async_callable"]
+__all__ = [
+    "Entrypoint",
+    "UnstorableResultError",
+    "current_context",
+    "encode_result",
+    "execute",
+    "failure",
+    "is_async_callable",
+]
 
 logger = logging.getLogger("pgqueue_sync")
 
@@ -69,29 +79,60 @@ def _age(job: Job, now: datetime | None) -> float:
     return max(0.0, (reference - job.created).total_seconds())
 
 
-def _encode_result(job: Job, value: object, limit: int) -> dict[str, Any]:
+class UnstorableResultError(PgQueueError, ValueError):
+    """A handler returned a value that cannot be kept as the job's result: not bytes and
+    not strict JSON (NaN, Infinity, an object JSON cannot encode), text PostgreSQL refuses
+    (NUL, a lone surrogate), or larger than ``max_payload_bytes``. The job ends ``exception``
+    (the handler ran: it is not retried)."""
+
+
+# A NUL character as JSON writes it: \u0000 after an even number of backslashes.
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def encode_result(value: object, limit: int) -> tuple[bytes | None, str | None]:
+    """A handler's return value as the log stores it: ``(bytes, None)``, ``(None, JSON
+    text)``, or ``(None, None)`` for None. Raises UnstorableResultError naming the problem."""
     if value is None:
-        return {}
+        return None, None
     if isinstance(value, (bytes, bytearray, memoryview)):
         blob = bytes(value)
-        if len(blob) <= limit:
-            return {"result": blob}
-        logger.warning("job %d: result of %d bytes not kept (limit %d)", job.id, len(blob), limit)
-        return {}
+        if len(blob) > limit:
+            raise UnstorableResultError(
+                f"the result is {len(blob)} bytes, over the limit of {limit} bytes "
+                "(max_payload_bytes); store large data elsewhere and return a reference"
+            )
+        return blob, None
     try:
-        size = len(json.dumps(value))
-    except (TypeError, ValueError) as exc:
-        logger.warning(
-            "job %d: result of type %s not kept: not bytes or JSON-serialisable (%s)",
-            job.id,
-            type(value).__name__,
-            exc,
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except ValueError as exc:
+        # NaN and Infinity: json's own message says "Out of range float values ...".
+        raise UnstorableResultError(
+            f"the result is not strict JSON: {exc} (NaN and Infinity have no JSON form; "
+            "return None or a string for them)"
+        ) from None
+    except (TypeError, RecursionError) as exc:
+        raise UnstorableResultError(
+            f"the result of type {type(value).__name__} is neither bytes nor JSON: {exc}"
+        ) from None
+    if _JSON_NUL.search(text):
+        raise UnstorableResultError(
+            "the result holds a NUL character (\\x00), which PostgreSQL cannot store in "
+            "JSON: return bytes for binary data"
         )
-        return {}
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise UnstorableResultError(
+            f"the result holds a lone surrogate ({exc.object[exc.start : exc.end]!a}), which "
+            "is not valid Unicode text: decode bytes with errors='replace' or return bytes"
+        ) from None
     if size > limit:
-        logger.warning("job %d: result of %d bytes not kept (limit %d)", job.id, size, limit)
-        return {}
-    return {"value": value, "has_value": True}
+        raise UnstorableResultError(
+            f"the result is {size} bytes of JSON, over the limit of {limit} bytes "
+            "(max_payload_bytes); store large data elsewhere and return a reference"
+        )
+    return None, text
 
 
 def execute(
@@ -127,7 +168,13 @@ def execute(
         return failure(entry, job, exc, traceback.format_exc(), duration, clock)
     finally:
         _current_context.reset(token)
-    return outcome(JobStatus.SUCCESSFUL, **_encode_result(job, value, max_result_bytes))
+    try:
+        result, value_json = encode_result(value, max_result_bytes)
+    except UnstorableResultError as exc:
+        logger.warning("job %d (%s): %s", job.id, job.entrypoint, exc)
+        text = f"UnstorableResultError: job {job.id} finished but {exc}\n"
+        return outcome(JobStatus.EXCEPTION, traceback=text)
+    return outcome(JobStatus.SUCCESSFUL, result=result, value_json=value_json)
 
 
 def failure(

@@ -420,7 +420,8 @@ class Queries(WorkerQueries):
                     return total
 
     def notify(self, payload: str) -> None:
-        """Send one event on the queue's channel."""
+        """Send one event on the queue's channel (SchemaNotInstalledError once the queue's
+        tables are gone: a worker's periodic probe notices a dropped queue this way)."""
         with self._conn() as conn:
             conn.execute(self._sql.notify, {"payload": payload})
 

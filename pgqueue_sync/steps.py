@@ -22,10 +22,20 @@ import traceback
 import uuid
 from collections.abc import Iterable, Mapping
 
+import psycopg
+
 from .buffer import CompletionBuffer, JobBuffer, Mailbox
 from .clock import Clock
 from .db import Driver, ManagedConnection
-from .errors import ConfigurationError, JobTimeoutError
+from .errors import (
+    ConfigurationError,
+    ConnectError,
+    ConnectionLostError,
+    JobTimeoutError,
+    PgQueueError,
+    SchemaNotInstalledError,
+    SchemaVersionError,
+)
 from .execution import Entrypoint, execute, failure
 from .models import Context, Job, JobId, JobStatus
 from .options import RunOptions
@@ -46,6 +56,36 @@ FETCH_SESSION: tuple[bytes, ...] = (
     b"SET synchronous_commit = off",
     b"SET plan_cache_mode = force_generic_plan",
 )
+
+
+# SQLSTATE classes of errors that say "not now" rather than "never": connection
+# exceptions, transaction rollbacks (serialization, deadlock), insufficient resources,
+# objects in use or locked, operator intervention, system and internal errors.
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "55", "57", "58", "XX")
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether ``exc``, raised while writing outcomes, means the database will never accept
+    these rows as they are (bad data, a constraint, a trigger), rather than a lost
+    connection, a missing schema or a transient condition worth retrying."""
+    if isinstance(exc, (ConnectionLostError, ConnectError, SchemaNotInstalledError)):
+        return False
+    if isinstance(exc, SchemaVersionError):
+        return False
+    if not isinstance(exc, PgQueueError):
+        return True  # a value the driver could not even send
+    cause = exc.__cause__
+    state = getattr(cause, "sqlstate", None)
+    if state:
+        return not state.startswith(_TRANSIENT_SQLSTATE_CLASSES)
+    # Raised by the driver before the server saw it: a value it cannot send is refused.
+    return isinstance(cause, psycopg.DataError)
+
+
+def describe(exc: BaseException) -> str:
+    """The first line of an error's message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @dataclasses.dataclass
@@ -127,6 +167,12 @@ class WorkerSteps:
         # ("rate"). Claims skip them, so a blocked entrypoint costs no query.
         self._blocked: dict[str, tuple[float, str]] = {}
         self._threads: list[threading.Thread] = []
+        # Handler threads that can take a job (started, not retired).
+        self._live = 0
+        # Jobs a cancel NOTIFY named: the flusher reads their state from the table.
+        self._cancel_checks: set[JobId] = set()
+        # The error that ended this run early (the queue's tables are gone, or changed).
+        self.fatal: PgQueueError | None = None
         self._flusher: threading.Thread | None = None
         self._hard_stop = threading.Event()
         self._next_beat = clock.monotonic() + options.heartbeat_interval
@@ -144,6 +190,26 @@ class WorkerSteps:
         with self._lock:
             return [self._held[i] for i, _ in self._running if i in self._held]
 
+    def unfinished(self) -> bool:
+        """Whether a held job is still buffered or running (a handler past its timeout
+        excepted): what a shutdown waits for."""
+        with self._lock:
+            return any(key not in self._abandoned for key in self._running) or bool(
+                self.buffer.qsize()
+            )
+
+    def can_start(self) -> bool:
+        """Whether a handler thread is free to take jobs (always, before threads exist)."""
+        return self._live > 0 or not self._threads
+
+    def fail(self, error: PgQueueError) -> None:
+        """End the run with ``error`` (the first one wins): stop fetching now."""
+        if self.fatal is None:
+            logger.error("stopping the worker: %s", error)
+            self.fatal = error
+        self.shutdown_event.set()
+        self.mailbox.post(Mailbox.STOP)
+
     @property
     def stuck_threads(self) -> int:
         """Handler threads still running a job that was failed for exceeding its timeout."""
@@ -159,6 +225,8 @@ class WorkerSteps:
         then the others, together, with the room left.
         """
         want = min(self.options.claim_size if limit is None else limit, self.buffer.room())
+        if not self.can_start():
+            return []  # every handler thread is stuck: what is claimed could not start
         jobs: list[Job] = []
         now = self.clock.monotonic()
         for entry in self.limited:
@@ -327,7 +395,7 @@ class WorkerSteps:
             batch = [o for o in outcomes if self._holds(o.job_id, o.attempt)]
         if not batch:
             return set()
-        recorded = self.complete_queries.complete(self.id, batch).recorded
+        recorded = self._complete(batch)
         missing = [o for o in batch if o.job_id not in recorded]
         if uncertain and missing:
             # The first try may have committed before its connection died.
@@ -349,6 +417,47 @@ class WorkerSteps:
             self.mailbox.post(Mailbox.IDLE)
         return recorded
 
+    def _complete(self, batch: list[Outcome]) -> set[JobId]:
+        """Write ``batch``; if the database refuses it, split it until the refused rows
+        stand alone, and record each of those as ``exception`` with the database's reason.
+        Connection losses and transient errors propagate (the whole batch is retried)."""
+        try:
+            return self.complete_queries.complete(self.id, batch).recorded
+        except Exception as exc:
+            if not refused(exc):
+                raise
+            if len(batch) > 1:
+                half = len(batch) // 2
+                return self._complete(batch[:half]) | self._complete(batch[half:])
+            [outcome] = batch
+            reason = describe(exc)
+        logger.error(
+            "job %d: the database refused its outcome (%s): %s; recording it as an exception",
+            outcome.job_id,
+            outcome.status,
+            reason,
+        )
+        replacement = Outcome(
+            outcome.job_id,
+            outcome.attempt,
+            JobStatus.EXCEPTION,
+            outcome.duration,
+            traceback=f"OutcomeRefusedError: the database refused this job's outcome "
+            f"({outcome.status}): {reason}\n",
+        )
+        try:
+            return self.complete_queries.complete(self.id, [replacement]).recorded
+        except Exception as exc:
+            if not refused(exc):
+                raise
+            logger.critical(
+                "job %d: the database refused even an exception record (%s); the job stays "
+                "picked and runs again after retry_timer",
+                outcome.job_id,
+                describe(exc),
+            )
+            return {outcome.job_id}
+
     def beat(self) -> dict[JobId, bool]:
         """Refresh the heartbeat of every held job; pass on cancellation requests.
 
@@ -368,6 +477,28 @@ class WorkerSteps:
                 job_id,
             )
         return alive
+
+    def check_cancellations(self, job_ids: list[JobId]) -> None:
+        """A cancel NOTIFY named these jobs: have the flusher read their state from the
+        table (a NOTIFY proves nothing: any role can send one)."""
+        with self._lock:
+            held = [i for i in job_ids if i in self._held]
+            self._cancel_checks.update(held)
+        if held:
+            self.completions.poke()
+
+    def _check_cancellations(self) -> None:
+        if not self._cancel_checks:
+            return
+        with self._lock:
+            ids, self._cancel_checks = self._cancel_checks, set()
+        try:
+            alive = self.complete_queries.heartbeat(self.id, ids)
+        except BaseException:
+            with self._lock:
+                self._cancel_checks |= ids
+            raise
+        self.cancel([job_id for job_id, requested in alive.items() if requested])
 
     def cancel(self, job_ids: list[JobId]) -> None:
         """Tell the handlers of these jobs (running or buffered) that they are cancelled."""
@@ -402,9 +533,14 @@ class WorkerSteps:
                     expired.append((job, entry, run))
                     self._abandoned.add(key)
                     self.stats.timed_out += 1
-                    if self._threads and len(self._retired) < self.options.workers:
+                    if self._threads and run.thread not in self._retired:
+                        # The thread ends if its handler ever returns. At most `workers`
+                        # stuck threads are replaced: a handler that always hangs must not
+                        # make the worker start threads without end.
                         self._retired.add(run.thread)
-                        replace += 1
+                        self._live -= 1
+                        if len(self._retired) <= self.options.workers:
+                            replace += 1
                 else:
                     next_in = left if next_in is None else min(next_in, left)
             contexts = [self._contexts.get(job.id) for job, _, _ in expired]
@@ -412,13 +548,16 @@ class WorkerSteps:
             return next_in
         frames = sys._current_frames()  # where each stuck handler is now
         self._add_threads(replace)
-        if replace < len(expired):
+        if self._threads and replace < len(expired):
             logger.error(
                 "%d handler thread(s) stuck past their timeout and not replaced (at most %d "
-                "are): this worker now runs with fewer threads",
+                "are): this worker now runs with %d thread(s)",
                 len(expired) - replace,
                 self.options.workers,
+                self._live,
             )
+        if not self.can_start():
+            self._release_unstartable()
         for (job, entry, run), ctx in zip(expired, contexts, strict=True):
             if ctx is not None:
                 ctx.cancel()
@@ -431,6 +570,18 @@ class WorkerSteps:
             text = f"Handler stack at the timeout:\n{stack}JobTimeoutError: {error}\n"
             self.completions.add(failure(entry, job, error, text, now - run.started, self.clock))
         return next_in
+
+    def _release_unstartable(self) -> None:
+        """Every handler thread is stuck: buffered jobs could not start here, so they go
+        back to the queue at once for other workers (no attempt used)."""
+        unstarted = {job.id for job in self.buffer.drain()}
+        if unstarted:
+            logger.error(
+                "every handler thread is stuck past its timeout: %d buffered job(s) go back "
+                "to the queue; nothing is claimed until a handler returns",
+                len(unstarted),
+            )
+            self.release(unstarted, unstarted)
 
     def release(self, job_ids: set[JobId], unstarted: set[JobId]) -> set[JobId]:
         """Give held jobs back to the queue at once; forget them."""

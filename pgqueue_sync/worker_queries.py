@@ -17,7 +17,6 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import tuple_row
-from psycopg.types.json import Jsonb
 
 from .clock import Clock, SystemClock
 from .db import Connection, Driver
@@ -26,7 +25,23 @@ from .models import Job, JobId, JobStatus
 from .settings import Settings
 from .sql import statements
 
-__all__ = ["Completed", "LimitedClaim", "Outcome", "QueriesBase", "WorkerQueries"]
+__all__ = [
+    "Completed",
+    "LimitedClaim",
+    "Outcome",
+    "QueriesBase",
+    "WorkerQueries",
+    "storable_text",
+]
+
+
+def storable_text(text: str | None) -> str | None:
+    """``text`` as PostgreSQL's text type accepts it: NUL and lone surrogates, which it
+    refuses, are written as the escapes ``\\x00`` and ``\\udcff`` (visible, never dropped)."""
+    if text is None or (text.isascii() and "\x00" not in text):
+        return text
+    text = text.replace("\x00", "\\x00")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +49,7 @@ class Outcome:
     """How one attempt of a job ended, as the worker reports it.
 
     ``status`` is the outcome, or ``QUEUED`` for an attempt to retry after ``delay``
-    seconds. ``value`` is a JSON return value (``has_value`` tells it from no value).
+    seconds. ``result`` is a bytes return value, ``value_json`` any other, as JSON text.
     """
 
     job_id: JobId
@@ -43,8 +58,7 @@ class Outcome:
     duration: float
     traceback: str | None = None
     result: bytes | None = None
-    value: Any = None
-    has_value: bool = False
+    value_json: str | None = None
     delay: float = 0.0
 
 
@@ -244,9 +258,9 @@ class WorkerQueries(QueriesBase):
             attempts=[o.attempt for o in ordered],
             statuses=[o.status.value for o in ordered],
             durations=[o.duration for o in ordered],
-            tracebacks=[o.traceback for o in ordered],
+            tracebacks=[storable_text(o.traceback) for o in ordered],
             results=[o.result for o in ordered],
-            values=[Jsonb(o.value) if o.has_value else None for o in ordered],
+            values=[o.value_json for o in ordered],
             delays=[o.delay for o in ordered],
         )
         return Completed(set(finished or ()), set(retried or ()))

@@ -71,7 +71,8 @@ class Statements:
         self.table_exists = b"SELECT to_regclass(%(name)s) IS NOT NULL"
         self.jobs_sequence = c("SELECT pg_get_serial_sequence({jobs_regclass}, 'id')")
         self.listen = c("LISTEN {channel_ident}")
-        self.notify = c("SELECT pg_notify({channel}, %(payload)s)")
+        # The cast fails (relation does not exist) once the jobs table is dropped.
+        self.notify = c("SELECT pg_notify({channel}, %(payload)s), {jobs_regclass}::regclass")
         # producers
         self.enqueue = c(dml.ENQUEUE)
         self.enqueue_skip_duplicates = c(dml.ENQUEUE_SKIP_DUPLICATES)

@@ -334,7 +334,7 @@ def test_results_and_wait_for(qm: QueueManager, runner: Start) -> None:
         if job.payload == b"fail":
             raise RuntimeError("no answer")
         if job.payload == b"opaque":
-            return object()  # not kept: neither bytes nor JSON
+            return object()  # neither bytes nor JSON: the job cannot keep it
         return {"answer": 42, "payload": (job.payload or b"").decode()}
 
     ids = qm.queries.enqueue(["answer"] * 4, [b"json", b"bytes", b"fail", b"opaque"])
@@ -347,10 +347,11 @@ def test_results_and_wait_for(qm: QueueManager, runner: Start) -> None:
     assert results[2].status is JobStatus.EXCEPTION
     assert "RuntimeError: no answer" in (results[2].traceback or "")
     assert (results[3].status, results[3].value, results[3].result) == (
-        JobStatus.SUCCESSFUL,
+        JobStatus.EXCEPTION,
         None,
         None,
     )
+    assert "UnstorableResultError" in (results[3].traceback or "")
 
 
 def test_wait_for_errors(qm: QueueManager) -> None:
