@@ -7,6 +7,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -197,16 +198,19 @@ def test_heartbeats_keep_flowing_while_writes_fail(
     r = runner(qm, workers=2, retry_timer=1.0, heartbeat_interval=0.05)
     assert started.wait(20)
     first = heartbeat_of(conn, settings, running)
-    assert eventually(lambda: heartbeat_of(conn, settings, running) > first)
-    # The finished job's outcome is still unwritten and its heartbeat flows too.
-    beat = heartbeat_of(conn, settings, done)
-    assert eventually(lambda: heartbeat_of(conn, settings, done) > beat)
+    # Heartbeats go on for longer than retry_timer: both jobs stay this worker's (their
+    # outcome unwritten, the finished one's too), never re-picked.
+    span = timedelta(seconds=2.5)
+    assert eventually(lambda: heartbeat_of(conn, settings, running) > first + span)
+    assert eventually(lambda: heartbeat_of(conn, settings, done) > first + span)
+    assert {job.attempts for job in qm.queries.get_jobs([done, running])} == {1}
     conn.execute(f"DROP TRIGGER refuse_log ON {settings.ident('log').as_string(None)}")
     release.set()
     results = qm.queries.wait_for([done, running], timeout=20)
     r.stop()
     assert [res.status for res in results] == [JobStatus.SUCCESSFUL] * 2
     assert Counter(e.job_id for e in qm.queries.history()) == {done: 1, running: 1}
+    assert {e.attempts for e in qm.queries.history()} == {1}
 
 
 def test_run_returns_by_the_shutdown_deadline_when_every_write_fails(

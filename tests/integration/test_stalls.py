@@ -1,0 +1,249 @@
+"""Nothing stalls a worker: handlers stuck past their timeout, forged NOTIFYs, a dropped
+schema."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgqueue_sync import (
+    Context,
+    Job,
+    JobStatus,
+    PsycopgDriver,
+    QueueManager,
+    SchemaNotInstalledError,
+    Settings,
+)
+from tests.conftest import Runner, eventually
+
+Start = Callable[..., Runner]
+
+
+def statuses(conn: psycopg.Connection[Any], settings: Settings) -> dict[int, str]:
+    table = settings.ident("jobs").as_string(None)
+    return dict(conn.execute(f"SELECT id, status::text FROM {table}").fetchall())
+
+
+# -- handlers stuck past their timeout -------------------------------------------------------
+
+
+def test_run_returns_at_once_when_every_stuck_handler_is_past_its_timeout(
+    qm: QueueManager, runner: Start
+) -> None:
+    gate = threading.Event()
+    entered = threading.Semaphore(0)
+
+    @qm.entrypoint("sleepy", timeout=0.3)
+    def sleepy(job: Job) -> None:
+        entered.release()
+        gate.wait(60)
+
+    ids = qm.queries.enqueue(["sleepy"] * 2, [None] * 2)
+    r = runner(qm, workers=1)
+    try:
+        results = qm.queries.wait_for(ids, timeout=20)
+        assert [res.status for res in results] == [JobStatus.EXCEPTION] * 2
+        assert entered.acquire(timeout=5)
+        assert entered.acquire(timeout=5)
+        stopped = time.monotonic()
+        r.stop()  # no shutdown_timeout: still, handlers past their timeout are not waited for
+        assert time.monotonic() - stopped < 2.0
+    finally:
+        gate.set()
+
+
+def test_a_worker_whose_threads_are_all_stuck_holds_no_job_it_cannot_start(
+    qm: QueueManager,
+    driver: PsycopgDriver,
+    dsn: str,
+    settings: Settings,
+    conn: psycopg.Connection[Any],
+    runner: Start,
+) -> None:
+    gate = threading.Event()
+    innocent_ran_by: list[str] = []
+
+    def register(manager: QueueManager, name: str) -> None:
+        @manager.entrypoint("hang", timeout=0.3)
+        def hang(job: Job) -> None:
+            gate.wait(60)
+
+        @manager.entrypoint("innocent")
+        def innocent(job: Job) -> None:
+            innocent_ran_by.append(name)
+
+    register(qm, "first")
+    hung = qm.queries.enqueue(["hang"] * 2, [None] * 2, priority=1)
+    innocents = qm.queries.enqueue(["innocent"] * 5, [None] * 5)
+    # One thread, a batch that claims all 7: the first hang is replaced by a new thread, the
+    # second hang leaves none (at most `workers` stuck threads are replaced).
+    first = runner(qm, workers=1, batch_size=10)
+    try:
+        assert [r.status for r in qm.queries.wait_for(hung, timeout=20)] == [
+            JobStatus.EXCEPTION
+        ] * 2
+        # The five innocent jobs go back to the queue at once, unstarted (no attempt used) ...
+        assert eventually(
+            lambda: all(statuses(conn, settings).get(i) == "queued" for i in innocents)
+        )
+        assert {job.attempts for job in qm.queries.get_jobs(innocents)} == {0}
+        # ... and the stuck worker claims none of them again: another worker runs them.
+        with psycopg.connect(dsn, autocommit=True) as other_conn:
+            other = QueueManager(PsycopgDriver(other_conn), settings=settings)
+            register(other, "second")
+            second = runner(other, workers=2)
+            results = qm.queries.wait_for(innocents, timeout=20)
+            assert {r.status for r in results} == {JobStatus.SUCCESSFUL}
+            assert innocent_ran_by == ["second"] * 5
+            second.stop()
+        stopped = time.monotonic()
+        first.stop()
+        assert time.monotonic() - stopped < 2.0
+    finally:
+        gate.set()
+
+
+# -- forged NOTIFY ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stranger(dsn: str, settings: Settings) -> Iterator[psycopg.Connection[Any]]:
+    """A connection of a role with no grant at all on the queue."""
+    role = f"stranger_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        try:
+            params = psycopg.conninfo.conninfo_to_dict(dsn)
+            params["user"] = role
+            params.pop("password", None)
+            with psycopg.connect(psycopg.conninfo.make_conninfo("", **params)) as conn:
+                conn.autocommit = True
+                yield conn
+        finally:
+            admin.execute(f'DROP OWNED BY "{role}"')
+            admin.execute(f'DROP ROLE "{role}"')
+
+
+def test_a_forged_notify_changes_no_job(
+    qm: QueueManager,
+    conn: psycopg.Connection[Any],
+    settings: Settings,
+    runner: Start,
+    stranger: psycopg.Connection[Any],
+) -> None:
+    entered = threading.Event()
+    gate = threading.Event()
+    seen_cancelled: list[int] = []
+
+    @qm.entrypoint("long")
+    def long(job: Job, ctx: Context) -> None:
+        if job.payload == b"first":
+            entered.set()
+        gate.wait(30)
+        if ctx.is_cancelled:
+            seen_cancelled.append(job.id)
+        ctx.check()
+
+    # One running job and three buffered behind it (one thread, one claim of four).
+    ids = qm.queries.enqueue(["long"] * 4, [b"first", None, None, None])
+    r = runner(qm, workers=1, batch_size=4, retry_timer=60, heartbeat_interval=10)
+    assert entered.wait(20)
+    assert statuses(conn, settings) == dict.fromkeys(ids, "picked")
+    # The stranger cannot touch the table ...
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        stranger.execute(f"SELECT 1 FROM {settings.ident('jobs').as_string(None)}")
+    # ... but NOTIFY needs no privilege. Every shape the worker understands:
+    payloads = [
+        {"type": "cancel", "ids": ids},
+        {"type": "cancel", "ids": [str(i) for i in ids]},
+        {"type": "done", "ids": ids, "entrypoints": ["long"]},
+        {"type": "insert"},
+        {"type": "requeue"},
+        {"type": "probe", "worker": "x"},
+        {"type": "pause", "entrypoints": ["long"]},
+        {"type": "stop"},
+        {"ids": ids},
+    ]
+    for payload in [*payloads, "not json", "[1, 2]", ""]:
+        text = payload if isinstance(payload, str) else json.dumps(payload)
+        stranger.execute("SELECT pg_notify(%s, %s)", (settings.channel, text))
+    # A NOTIFY from the queue itself, sent after the forged ones, shows they were all seen.
+    qm.queries.notify(json.dumps({"type": "insert"}))
+    [marker] = qm.queries.enqueue("long", None)
+    assert eventually(lambda: statuses(conn, settings).get(marker) == "picked")
+    gate.set()
+    results = qm.queries.wait_for([*ids, marker], timeout=20)
+    r.stop()
+    assert [res.status for res in results] == [JobStatus.SUCCESSFUL] * 5
+    assert seen_cancelled == []
+
+
+def test_a_real_cancel_reaches_a_running_job_through_the_table(
+    qm: QueueManager, runner: Start
+) -> None:
+    entered = threading.Event()
+
+    @qm.entrypoint("long")
+    def long(job: Job, ctx: Context) -> None:
+        entered.set()
+        ctx.cancelled.wait(30)
+        ctx.check()
+
+    [job_id] = qm.queries.enqueue("long", None)
+    # Heartbeats far away: only the NOTIFY, checked against the table, can cancel in time.
+    r = runner(qm, workers=1, retry_timer=600, heartbeat_interval=60)
+    assert entered.wait(20)
+    started = time.monotonic()
+    assert qm.queries.cancel([job_id]).requested == [job_id]
+    [result] = qm.queries.wait_for([job_id], timeout=20)
+    assert time.monotonic() - started < 10
+    r.stop()
+    assert result.status is JobStatus.CANCELED
+
+
+# -- the queue dropped under a running worker ------------------------------------------------
+
+
+@pytest.mark.parametrize("busy", [True, False], ids=["busy", "idle"])
+def test_a_worker_stops_with_a_typed_error_when_its_queue_is_dropped(
+    qm: QueueManager, runner: Start, busy: bool
+) -> None:
+    gate = threading.Event()
+    entered = threading.Event()
+
+    @qm.entrypoint("work")
+    def work(job: Job) -> None:
+        entered.set()
+        if job.payload != b"quick":
+            gate.wait(30)
+
+    if busy:
+        qm.queries.enqueue(["work"] * 3, [None] * 3)
+    else:
+        # One quick job, finished: the worker is up, and idle once it is done.
+        [quick] = qm.queries.enqueue("work", b"quick")
+    # Idle, the worker claims nothing for dequeue_timeout: its periodic probe notices.
+    r = runner(qm, workers=2, retry_timer=None, heartbeat_interval=0.5, dequeue_timeout=30)
+    try:
+        if busy:
+            assert entered.wait(20)
+        else:
+            qm.queries.wait_for([quick], timeout=20)
+        dropped = time.monotonic()
+        qm.queries.uninstall()
+        gate.set()
+        r.thread.join(10)
+        assert not r.thread.is_alive(), "run() did not return after its queue was dropped"
+        assert time.monotonic() - dropped < 5
+        assert isinstance(r.error, SchemaNotInstalledError)
+        assert "pgq-sync install" in str(r.error)
+    finally:
+        gate.set()
