@@ -7,12 +7,12 @@ translated here, in one place, so that messages say what to do and never carry a
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Iterator
 
 import psycopg
 import psycopg.errors
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from .redaction import NOT_SHOWN, read_conninfo, redact_conninfo, scrub
 
 __all__ = [
     "ConfigurationError",
@@ -30,6 +30,8 @@ __all__ = [
     "SchemaVersionError",
     "UnknownEntrypointError",
     "WaitTimeoutError",
+    "connect_error",
+    "parse_conninfo",
     "redact_conninfo",
     "translate_errors",
 ]
@@ -103,20 +105,41 @@ class ConnectionLostError(DatabaseError):
     """The connection failed during an operation; its outcome may be unknown. Retry."""
 
 
-_PASSWORD_IN_URI = re.compile(r"(postgres(?:ql)?://[^:/@]*:)([^@]*)(@)")
+def parse_conninfo(conninfo: str) -> dict[str, str]:
+    """The parameters of ``conninfo`` (password included: never show them).
+
+    A string libpq cannot parse is a ConfigurationError that shows nothing of it: libpq's
+    message quotes the input, so it is neither repeated nor chained.
+    """
+    reading = read_conninfo(conninfo)
+    if reading.params is None:
+        raise ConfigurationError(f"invalid connection string ({NOT_SHOWN}): {reading.problem}")
+    return reading.params
 
 
-def redact_conninfo(conninfo: str) -> str:
-    """Return ``conninfo`` with any password replaced by ``***``."""
-    try:
-        params = conninfo_to_dict(conninfo)
-    except psycopg.ProgrammingError:
-        # Not parseable: hide anything that looks like a password.
-        text = _PASSWORD_IN_URI.sub(r"\1***\3", conninfo)
-        return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", text)
-    if "password" in params:
-        params["password"] = "***"  # noqa: S105 - a mask, not a secret
-    return make_conninfo("", **params)
+def connect_error(conninfo: str, exc: BaseException) -> ConnectError:
+    """The ConnectError for a failed connection to ``conninfo``: libpq's first line, with
+    any secret scrubbed. ``exc`` becomes its ``__cause__`` only if its whole text is free of
+    secrets; raise the result outside the ``except`` block so it is not chained otherwise.
+    """
+    full = str(exc).strip()
+    first = (full.splitlines() or ["connection failed"])[0]
+    if not conninfo.strip():
+        error = ConnectError(f"could not connect to PostgreSQL (libpq defaults): {first}")
+        error.__cause__ = exc
+        return error
+    reading = read_conninfo(conninfo)
+    hint = (
+        "; in a URI, percent-encode @ / : ? # [ ] % in the password (%40 %2F ...)"
+        if reading.ambiguous
+        else ""
+    )
+    error = ConnectError(
+        f"could not connect to PostgreSQL ({reading.shown}): {scrub(first, reading)}{hint}"
+    )
+    if not reading.ambiguous and scrub(full, reading) == full:
+        error.__cause__ = exc
+    return error
 
 
 def _describe(exc: BaseException) -> str:
