@@ -25,6 +25,7 @@ from .db import Connection
 from .enqueue import OnConflict, Payload, Rows, When, build_rows
 from .errors import (
     ConfigurationError,
+    DatabaseError,
     DuplicateJobError,
     JobNotFoundError,
     SchemaNotInstalledError,
@@ -51,6 +52,10 @@ logger = logging.getLogger("pgqueue_sync")
 # Lists at least this long are written with COPY (ids reserved first); shorter ones with
 # one INSERT ... SELECT FROM unnest(...). Both are a single statement on the server.
 COPY_THRESHOLD = 256
+
+# Rounds of insert-then-look-up before on_conflict="skip" gives up (each round needs a
+# holder that finished within the previous one: more than two is already rare).
+_SKIP_ROUNDS = 50
 
 _DUPLICATE_KEY = re.compile(r"\(dedupe_key\)=\((.*)\)")
 
@@ -155,6 +160,9 @@ class Queries(WorkerQueries):
         - ``dedupe_key``: at most one queued-or-running job per key. A key that is taken
           raises DuplicateJobError (nothing is written), or with ``on_conflict="skip"`` the
           job is not added and the id of the job holding the key is returned in its place.
+          If that holder finishes while the call runs, the key is free again: the job is
+          added after all and its new id returned. Either way every input gets an id, and
+          the call writes all its jobs or none (one transaction, or a savepoint in yours).
         - ``headers``: a small JSON map kept with the job and in the log.
         - ``connection``: a connection (or cursor) whose open transaction the insert joins:
           the jobs exist, and workers wake, only if it commits.
@@ -205,19 +213,40 @@ class Queries(WorkerQueries):
             ) from exc
 
     def _enqueue_skipping(self, conn: Connection, rows: Rows) -> list[JobId]:
-        with conn.cursor(row_factory=tuple_row) as cur:
-            cur.execute(self._sql.enqueue_skip_duplicates, self._params(**rows.params()))
-            inserted = cur.fetchall()
-            by_key = {key: job_id for job_id, key in inserted if key is not None}
-            unkeyed = iter([job_id for job_id, key in inserted if key is None])
-            taken = sorted({k for k in rows.dedupe_keys if k is not None and k not in by_key})
-            if taken:
-                cur.execute(self._sql.jobs_by_dedupe_key, {"keys": taken})
-                by_key.update({key: job_id for job_id, key in cur.fetchall()})
-        ids: list[JobId] = []
-        for key in rows.dedupe_keys:
-            ids.append(next(unkeyed) if key is None else by_key[key])
-        return ids
+        """Insert the jobs whose key is free; return the holder's id for the others.
+
+        The insert and the look-up run in one transaction (a savepoint inside the caller's),
+        so the call writes every job or none. A key whose holder finished between the two
+        statements is free again: its job is inserted in a new round, in the same
+        transaction, and that job's id is returned.
+        """
+        by_key: dict[str, JobId] = {}
+        unkeyed: list[JobId] = []
+        todo = rows
+        with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+            for _ in range(_SKIP_ROUNDS):
+                cur.execute(self._sql.enqueue_skip_duplicates, self._params(**todo.params()))
+                for job_id, key in cur.fetchall():  # in id order, which is the input's order
+                    if key is None:
+                        unkeyed.append(job_id)
+                    else:
+                        by_key[key] = job_id
+                missing = sorted({k for k in todo.dedupe_keys if k is not None} - by_key.keys())
+                if missing:
+                    cur.execute(self._sql.jobs_by_dedupe_key, {"keys": missing})
+                    by_key.update({key: job_id for job_id, key in cur.fetchall()})
+                freed = set(missing) - by_key.keys()
+                if not freed:
+                    break
+                todo = rows.take([i for i, k in enumerate(rows.dedupe_keys) if k in freed])
+            else:
+                raise DatabaseError(
+                    f"the holders of dedupe key(s) {sorted(freed)[:5]} kept finishing while "
+                    f"this call enqueued in their place ({_SKIP_ROUNDS} rounds): nothing was "
+                    "written; try again"
+                )
+        ids = iter(unkeyed)
+        return [next(ids) if key is None else by_key[key] for key in rows.dedupe_keys]
 
     def _enqueue_copy(self, conn: Connection, rows: Rows) -> list[JobId]:
         # On an autocommit connection outside any transaction block the COPY is atomic by
