@@ -4,14 +4,19 @@ from ._version import __version__
 from .clock import Clock, ManualClock, SystemClock
 from .db import Driver, PsycopgDriver
 from .errors import (
+    AlreadyRunningError,
     ConfigurationError,
     ConnectError,
     ConnectionLostError,
     DatabaseError,
     DuplicateJobError,
     InvalidEntrypointError,
+    InvalidHandlerError,
     InvalidPayloadError,
+    InvalidStateError,
     JobNotFoundError,
+    JobTimeoutError,
+    NoContextError,
     PayloadTooLargeError,
     PgQueueError,
     SchemaNotInstalledError,
@@ -37,6 +42,7 @@ from .retry import RetryPolicy, RetryRequested
 from .settings import Settings
 
 __all__ = [
+    "AlreadyRunningError",
     "CancelResult",
     "Clock",
     "ConfigurationError",
@@ -47,15 +53,19 @@ __all__ = [
     "Driver",
     "DuplicateJobError",
     "InvalidEntrypointError",
+    "InvalidHandlerError",
     "InvalidPayloadError",
+    "InvalidStateError",
     "Job",
     "JobCancelled",
     "JobId",
     "JobNotFoundError",
     "JobResult",
     "JobStatus",
+    "JobTimeoutError",
     "LogEntry",
     "ManualClock",
+    "NoContextError",
     "PayloadTooLargeError",
     "PgQueueError",
     "PsycopgDriver",

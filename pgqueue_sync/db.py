@@ -20,6 +20,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool
 
 from .errors import ConfigurationError, connect_error, parse_conninfo, redact_conninfo
+from .options import duration
 
 __all__ = ["Connection", "Driver", "ManagedConnection", "PsycopgDriver"]
 
@@ -109,11 +110,9 @@ class PsycopgDriver:
         connect_timeout: float = 10.0,
         stall_timeout: float = 60.0,
     ) -> None:
-        if not connect_timeout > 0 or not stall_timeout > 0:
-            raise ConfigurationError("connect_timeout and stall_timeout must be positive")
         self._lock = threading.RLock()
-        self._connect_timeout = connect_timeout
-        self.stall_timeout = stall_timeout
+        self._connect_timeout = duration(connect_timeout, "connect_timeout")
+        self.stall_timeout = duration(stall_timeout, "stall_timeout")
         self._owned: Connection | None = None
         self._conn: Connection | None = None
         self._pool: ConnectionPool[Any] | None = None

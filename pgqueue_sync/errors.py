@@ -15,15 +15,19 @@ import psycopg.errors
 from .redaction import NOT_SHOWN, read_conninfo, redact_conninfo, scrub
 
 __all__ = [
+    "AlreadyRunningError",
     "ConfigurationError",
     "ConnectError",
     "ConnectionLostError",
     "DatabaseError",
     "DuplicateJobError",
     "InvalidEntrypointError",
+    "InvalidHandlerError",
     "InvalidPayloadError",
+    "InvalidStateError",
     "JobNotFoundError",
     "JobTimeoutError",
+    "NoContextError",
     "PayloadTooLargeError",
     "PgQueueError",
     "SchemaNotInstalledError",
@@ -47,6 +51,24 @@ class ConfigurationError(PgQueueError, ValueError):
 
 class InvalidEntrypointError(ConfigurationError):
     """An entrypoint name is empty, too long, or has characters outside the allowed set."""
+
+
+class InvalidHandlerError(ConfigurationError, TypeError):
+    """A handler cannot be registered: not callable, ``async def`` on the sync manager, or
+    unable to take a job (it must accept ``handler(job)`` or ``handler(job, ctx)``)."""
+
+
+class InvalidStateError(PgQueueError, RuntimeError):
+    """A call that the manager's state does not allow (``alive = True`` while ``run()`` is
+    stopping, an async handler called outside ``AsyncQueueManager.run()``)."""
+
+
+class AlreadyRunningError(InvalidStateError):
+    """``run()`` was called while it is already running on the same manager."""
+
+
+class NoContextError(PgQueueError, LookupError):
+    """``current_context()`` was called outside a job handler."""
 
 
 class UnknownEntrypointError(PgQueueError, LookupError):

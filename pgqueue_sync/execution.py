@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from .clock import Clock
+from .errors import NoContextError, UnknownEntrypointError
 from .models import Context, Job, JobCancelled, JobStatus
 from .retry import RetryPolicy, RetryRequested
 from .worker_queries import Outcome
@@ -38,7 +39,7 @@ def current_context() -> Context:
     """The Context of the job that the calling handler thread is running."""
     ctx = _current_context.get()
     if ctx is None:
-        raise LookupError("current_context() is only available inside a job handler")
+        raise NoContextError("current_context() is only available inside a job handler")
     return ctx
 
 
@@ -118,7 +119,7 @@ def execute(
     token = _current_context.set(ctx)
     try:
         if entry is None:
-            raise LookupError(f"no handler for entrypoint {job.entrypoint!r}")
+            raise UnknownEntrypointError(f"no handler for entrypoint {job.entrypoint!r}")
         value = entry.func(job, ctx) if entry.takes_context else entry.func(job)
     except JobCancelled:
         return outcome(JobStatus.CANCELED, traceback=traceback.format_exc())
