@@ -42,6 +42,7 @@ from .models import (
     LogEntry,
     QueueStatistic,
 )
+from .options import duration
 from .sql import SCHEMA_VERSION
 from .worker_queries import Completed, LimitedClaim, Outcome, WorkerQueries
 
@@ -60,20 +61,18 @@ _SKIP_ROUNDS = 50
 _DUPLICATE_KEY = re.compile(r"\(dedupe_key\)=\((.*)\)")
 
 
-def _seconds(value: timedelta | float) -> float:
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
 class Queries(WorkerQueries):
     """The queue's database operations. ``qm.queries`` is one of these."""
 
     def install(self) -> int:
         """Create the queue's schema objects, or upgrade them; return the schema version.
 
-        Safe to run concurrently and repeatedly: an advisory lock serialises installers and
-        an installed, current schema is left as it is.
+        Safe to run concurrently and repeatedly: advisory locks serialise installers (of
+        any prefix into the same schema) and an installed, current schema is left as it is.
         """
         with self._conn() as conn, conn.transaction():
+            # The schema first (queues of other prefixes create it too), then this queue.
+            conn.execute(self._sql.install_lock, {"key": f"pgqueue-sync:{self.settings.schema}"})
             conn.execute(self._sql.install_lock, {"key": f"pgqueue-sync:{self.settings.channel}"})
             current = self._installed_version(conn)
             if current is None:
@@ -263,10 +262,15 @@ class Queries(WorkerQueries):
             assert reserved is not None
             now: datetime = reserved[0]
             ids: list[JobId] = sorted(reserved[1])
-            ats = [
-                at if at is not None else now if delay is None else now + delay
-                for at, delay in zip(rows.ats, rows.delays, strict=True)
-            ]
+            try:
+                ats = [
+                    at if at is not None else now if delay is None else now + delay
+                    for at, delay in zip(rows.ats, rows.delays, strict=True)
+                ]
+            except OverflowError:  # only with a clock far from today: checked in build_rows
+                raise ConfigurationError(
+                    "execute_after: a delay puts a job past the times it can be due at"
+                ) from None
             with cur.copy(self._sql.copy_jobs) as copy:
                 copy.set_types(["int8", "int4", "text", "bytea", "timestamptz", "text", "jsonb"])
                 write = copy.write_row
@@ -298,10 +302,19 @@ class Queries(WorkerQueries):
         """Cancel jobs: queued (and failed) ones at once; running ones are asked to stop.
 
         A running job's handler sees ``ctx.cancelled`` set (threads cannot be killed); if it
-        stops by calling ``ctx.check()`` the job ends ``canceled``.
+        stops by calling ``ctx.check()`` the job ends ``canceled``. The result also lists
+        the ids that were already ``finished`` (nothing to cancel) and those ``unknown``
+        (neither in the queue nor in the log).
         """
-        canceled, requested, _, _ = self._row(self._sql.cancel, ids=sorted(set(job_ids)))
-        return CancelResult(sorted(canceled or []), sorted(requested or []))
+        canceled, requested, finished, unknown, _, _ = self._row(
+            self._sql.cancel, ids=sorted(set(job_ids))
+        )
+        return CancelResult(
+            sorted(canceled or []),
+            sorted(requested or []),
+            sorted(finished or []),
+            sorted(unknown or []),
+        )
 
     def requeue(self, job_ids: Collection[JobId]) -> list[JobId]:
         """Put ``failed`` jobs back in the queue with a fresh count of attempts."""
@@ -328,7 +341,8 @@ class Queries(WorkerQueries):
         """``wait_for``, which also gives up (raising WaitTimeoutError) once ``stop`` is set:
         the async shim sets it when the awaiting task is cancelled, so no thread lingers."""
         ids = list(dict.fromkeys(job_ids))
-        deadline = None if timeout is None else time.monotonic() + _seconds(timeout)
+        limit = None if timeout is None else duration(timeout, "wait_for's timeout", zero=True)
+        deadline = None if limit is None else time.monotonic() + limit
         done: dict[JobId, JobResult] = {}
         with translate_errors(schema=self.settings.schema):
             conn = self.driver.connect("wait")
