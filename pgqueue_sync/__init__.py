@@ -4,19 +4,25 @@ from ._version import __version__
 from .clock import Clock, ManualClock, SystemClock
 from .db import Driver, PsycopgDriver
 from .errors import (
+    AlreadyRunningError,
     ConfigurationError,
     ConnectError,
     ConnectionLostError,
     DatabaseError,
     DuplicateJobError,
     InvalidEntrypointError,
+    InvalidHandlerError,
     InvalidPayloadError,
+    InvalidStateError,
     JobNotFoundError,
+    JobTimeoutError,
+    NoContextError,
     PayloadTooLargeError,
     PgQueueError,
     SchemaNotInstalledError,
     SchemaVersionError,
     UnknownEntrypointError,
+    UnstorableResultError,
     WaitTimeoutError,
 )
 from .execution import current_context
@@ -37,6 +43,7 @@ from .retry import RetryPolicy, RetryRequested
 from .settings import Settings
 
 __all__ = [
+    "AlreadyRunningError",
     "CancelResult",
     "Clock",
     "ConfigurationError",
@@ -47,15 +54,19 @@ __all__ = [
     "Driver",
     "DuplicateJobError",
     "InvalidEntrypointError",
+    "InvalidHandlerError",
     "InvalidPayloadError",
+    "InvalidStateError",
     "Job",
     "JobCancelled",
     "JobId",
     "JobNotFoundError",
     "JobResult",
     "JobStatus",
+    "JobTimeoutError",
     "LogEntry",
     "ManualClock",
+    "NoContextError",
     "PayloadTooLargeError",
     "PgQueueError",
     "PsycopgDriver",
@@ -69,6 +80,7 @@ __all__ = [
     "Settings",
     "SystemClock",
     "UnknownEntrypointError",
+    "UnstorableResultError",
     "WaitTimeoutError",
     "__version__",
     "current_context",

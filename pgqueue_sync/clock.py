@@ -12,6 +12,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
+from .errors import ConfigurationError
+
 __all__ = ["Clock", "ManualClock", "SystemClock"]
 
 
@@ -51,8 +53,8 @@ class ManualClock:
 
     def advance(self, seconds: float | timedelta) -> None:
         delta = seconds.total_seconds() if isinstance(seconds, timedelta) else float(seconds)
-        if delta < 0:
-            raise ValueError("a clock does not go back")
+        if not delta >= 0:
+            raise ConfigurationError("a clock does not go back")
         with self._lock:
             self._mono += delta
             self._wall += timedelta(seconds=delta)

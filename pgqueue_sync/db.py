@@ -16,10 +16,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool
 
-from .errors import ConfigurationError, ConnectError, redact_conninfo
+from .errors import ConfigurationError, connect_error, parse_conninfo, redact_conninfo
+from .options import duration
 
 __all__ = ["Connection", "Driver", "ManagedConnection", "PsycopgDriver"]
 
@@ -57,23 +58,28 @@ class Driver(Protocol):
 
 
 def _open(conninfo: str, role: str, connect_timeout: float, **defaults: Any) -> Connection:
-    params = conninfo_to_dict(conninfo)
+    params: dict[str, Any] = dict(parse_conninfo(conninfo))
     params.setdefault("connect_timeout", max(1, round(connect_timeout)))
     params["application_name"] = f"pgqueue-sync:{role}"
     for key, value in defaults.items():  # what the conninfo says wins
         params.setdefault(key, value)
     try:
         return psycopg.connect(make_conninfo("", **params), autocommit=True)
-    except psycopg.OperationalError as exc:
-        first_line = (str(exc).strip().splitlines() or ["connection failed"])[0]
-        raise ConnectError(
-            f"could not connect to PostgreSQL ({redact_conninfo(conninfo) or 'libpq defaults'})"
-            f": {first_line}"
-        ) from exc
-    except psycopg.ProgrammingError as exc:
-        raise ConfigurationError(
-            f"invalid connection string {redact_conninfo(conninfo)!r}: {exc}"
-        ) from exc
+    except psycopg.Error as exc:
+        error = connect_error(conninfo, exc)
+    # Raised here, not in the except block: libpq's error is chained only if it is safe.
+    raise error
+
+
+def _with_kwargs(conninfo: str, kwargs: dict[str, Any]) -> str:
+    """A pool's conninfo with its connection kwargs merged in."""
+    try:
+        return make_conninfo(conninfo, **kwargs)
+    except psycopg.Error:
+        pass
+    raise ConfigurationError(
+        f"the pool's kwargs are not valid connection parameters: {', '.join(sorted(kwargs))}"
+    )
 
 
 def _conninfo_of(conn: Connection) -> str:
@@ -104,11 +110,9 @@ class PsycopgDriver:
         connect_timeout: float = 10.0,
         stall_timeout: float = 60.0,
     ) -> None:
-        if not connect_timeout > 0 or not stall_timeout > 0:
-            raise ConfigurationError("connect_timeout and stall_timeout must be positive")
         self._lock = threading.RLock()
-        self._connect_timeout = connect_timeout
-        self.stall_timeout = stall_timeout
+        self._connect_timeout = duration(connect_timeout, "connect_timeout")
+        self.stall_timeout = duration(stall_timeout, "stall_timeout")
         self._owned: Connection | None = None
         self._conn: Connection | None = None
         self._pool: ConnectionPool[Any] | None = None
@@ -122,14 +126,10 @@ class PsycopgDriver:
             conninfo = source.conninfo() if callable(source.conninfo) else source.conninfo
             kwargs = source.kwargs() if callable(source.kwargs) else source.kwargs
             kwargs = {k: v for k, v in (kwargs or {}).items() if k != "autocommit"}
-            self._conninfo = make_conninfo(conninfo, **kwargs)
+            parse_conninfo(conninfo or "")
+            self._conninfo = _with_kwargs(conninfo or "", kwargs)
         elif isinstance(source, str):
-            try:
-                conninfo_to_dict(source)
-            except psycopg.ProgrammingError as exc:
-                raise ConfigurationError(
-                    f"invalid connection string {redact_conninfo(source)!r}: {exc}"
-                ) from exc
+            parse_conninfo(source)
             self._conninfo = source
         else:
             raise ConfigurationError(

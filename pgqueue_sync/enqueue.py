@@ -6,8 +6,9 @@ Everything a user can get wrong is refused with a typed error before anything is
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, TypeVar
 
 from psycopg.types.json import Jsonb
@@ -31,6 +32,11 @@ T = TypeVar("T")
 _INT32 = (-(2**31), 2**31 - 1)
 MAX_DEDUPE_KEY_LENGTH = 512
 
+# The times a job may be due at: what a Python datetime can hold, less a day at each end so
+# that any session time zone can read it back (PostgreSQL itself goes to 294276 AD).
+EARLIEST = datetime(1, 1, 2, tzinfo=timezone.utc)
+LATEST = datetime(9999, 12, 30, tzinfo=timezone.utc)
+
 
 @dataclasses.dataclass
 class Rows:
@@ -46,6 +52,11 @@ class Rows:
 
     def __len__(self) -> int:
         return len(self.entrypoints)
+
+    def take(self, indices: Sequence[int]) -> Rows:
+        """These rows only, in this order."""
+        columns = (getattr(self, field.name) for field in dataclasses.fields(self))
+        return Rows(*([column[i] for i in indices] for column in columns))
 
     def params(self) -> dict[str, Any]:
         return {
@@ -182,13 +193,52 @@ def _when(when: object, index: int) -> tuple[datetime | None, timedelta | None]:
                 f"execute_after #{index} is a naive datetime: pass an aware one "
                 "(e.g. datetime.now(timezone.utc) + ...) or a timedelta"
             )
+        if not EARLIEST <= when <= LATEST:
+            raise ConfigurationError(
+                f"execute_after #{index} ({when.isoformat()}) is outside the times a job can "
+                f"be due at ({EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d} UTC)"
+            )
         return when, None
     if isinstance(when, timedelta):
+        try:
+            due = datetime.now(timezone.utc) + when
+        except OverflowError:
+            due = None
+        if due is None or not EARLIEST <= due <= LATEST:
+            raise ConfigurationError(
+                f"execute_after #{index}: a delay of {when} puts the job outside the times it "
+                f"can be due at ({EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d} UTC)"
+            )
         return None, when
     raise ConfigurationError(
         f"execute_after #{index} must be a timedelta, an aware datetime or None, "
         f"not {type(when).__name__}"
     )
+
+
+def text_problem(value: object) -> str | None:
+    """Why PostgreSQL's text (and jsonb) cannot hold the strings in ``value``, if it cannot:
+    a NUL character, or a lone surrogate (not valid UTF-8). Looks into mappings, lists and
+    tuples (``value`` must be acyclic)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "a NUL character (PostgreSQL text cannot hold one)"
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return (
+                    "a lone surrogate, which is not valid UTF-8 (text decoded with "
+                    "errors='surrogateescape'?)"
+                )
+        elif isinstance(item, Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return None
 
 
 def _key(key: object, index: int) -> str | None:
@@ -199,6 +249,9 @@ def _key(key: object, index: int) -> str | None:
             f"dedupe_key #{index} must be a non-empty str of at most "
             f"{MAX_DEDUPE_KEY_LENGTH} characters"
         )
+    problem = text_problem(key)
+    if problem is not None:
+        raise ConfigurationError(f"dedupe_key #{index} holds {problem}")
     return key
 
 
@@ -207,4 +260,17 @@ def _headers(headers: object, index: int) -> Jsonb | None:
         return None
     if not isinstance(headers, Mapping):
         raise ConfigurationError(f"headers #{index} must be a mapping or None")
-    return Jsonb(dict(headers))
+    value = dict(headers)
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        error = ConfigurationError(
+            f"headers #{index} cannot be stored as JSON: {exc} (headers hold str keys and "
+            "JSON values: str, finite numbers, bool, None, lists and mappings of them)"
+        )
+    else:
+        problem = text_problem(value)
+        if problem is None:
+            return Jsonb(value)
+        error = ConfigurationError(f"headers #{index} hold {problem}")
+    raise error

@@ -7,29 +7,36 @@ translated here, in one place, so that messages say what to do and never carry a
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Iterator
 
 import psycopg
 import psycopg.errors
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from .redaction import NOT_SHOWN, read_conninfo, redact_conninfo, scrub
 
 __all__ = [
+    "AlreadyRunningError",
     "ConfigurationError",
     "ConnectError",
     "ConnectionLostError",
     "DatabaseError",
     "DuplicateJobError",
     "InvalidEntrypointError",
+    "InvalidHandlerError",
     "InvalidPayloadError",
+    "InvalidStateError",
     "JobNotFoundError",
     "JobTimeoutError",
+    "NoContextError",
     "PayloadTooLargeError",
     "PgQueueError",
     "SchemaNotInstalledError",
     "SchemaVersionError",
     "UnknownEntrypointError",
+    "UnstorableResultError",
     "WaitTimeoutError",
+    "connect_error",
+    "parse_conninfo",
     "redact_conninfo",
     "translate_errors",
 ]
@@ -45,6 +52,24 @@ class ConfigurationError(PgQueueError, ValueError):
 
 class InvalidEntrypointError(ConfigurationError):
     """An entrypoint name is empty, too long, or has characters outside the allowed set."""
+
+
+class InvalidHandlerError(ConfigurationError, TypeError):
+    """A handler cannot be registered: not callable, ``async def`` on the sync manager, or
+    unable to take a job (it must accept ``handler(job)`` or ``handler(job, ctx)``)."""
+
+
+class InvalidStateError(PgQueueError, RuntimeError):
+    """A call that the manager's state does not allow (``alive = True`` while ``run()`` is
+    stopping, an async handler called outside ``AsyncQueueManager.run()``)."""
+
+
+class AlreadyRunningError(InvalidStateError):
+    """``run()`` was called while it is already running on the same manager."""
+
+
+class NoContextError(PgQueueError, LookupError):
+    """``current_context()`` was called outside a job handler."""
 
 
 class UnknownEntrypointError(PgQueueError, LookupError):
@@ -69,6 +94,13 @@ class DuplicateJobError(PgQueueError):
 
 class JobTimeoutError(PgQueueError, TimeoutError):
     """A handler ran longer than its entrypoint's ``timeout``."""
+
+
+class UnstorableResultError(PgQueueError, ValueError):
+    """A handler returned a value that cannot be kept as the job's result: not bytes and
+    not strict JSON (NaN, Infinity, an object JSON cannot encode), text PostgreSQL refuses
+    (NUL, a lone surrogate), or larger than ``max_payload_bytes``. The job ends ``exception``
+    (the handler ran: it is not retried)."""
 
 
 class JobNotFoundError(PgQueueError, LookupError):
@@ -103,20 +135,41 @@ class ConnectionLostError(DatabaseError):
     """The connection failed during an operation; its outcome may be unknown. Retry."""
 
 
-_PASSWORD_IN_URI = re.compile(r"(postgres(?:ql)?://[^:/@]*:)([^@]*)(@)")
+def parse_conninfo(conninfo: str) -> dict[str, str]:
+    """The parameters of ``conninfo`` (password included: never show them).
+
+    A string libpq cannot parse is a ConfigurationError that shows nothing of it: libpq's
+    message quotes the input, so it is neither repeated nor chained.
+    """
+    reading = read_conninfo(conninfo)
+    if reading.params is None:
+        raise ConfigurationError(f"invalid connection string ({NOT_SHOWN}): {reading.problem}")
+    return reading.params
 
 
-def redact_conninfo(conninfo: str) -> str:
-    """Return ``conninfo`` with any password replaced by ``***``."""
-    try:
-        params = conninfo_to_dict(conninfo)
-    except psycopg.ProgrammingError:
-        # Not parseable: hide anything that looks like a password.
-        text = _PASSWORD_IN_URI.sub(r"\1***\3", conninfo)
-        return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", text)
-    if "password" in params:
-        params["password"] = "***"  # noqa: S105 - a mask, not a secret
-    return make_conninfo("", **params)
+def connect_error(conninfo: str, exc: BaseException) -> ConnectError:
+    """The ConnectError for a failed connection to ``conninfo``: libpq's first line, with
+    any secret scrubbed. ``exc`` becomes its ``__cause__`` only if its whole text is free of
+    secrets; raise the result outside the ``except`` block so it is not chained otherwise.
+    """
+    full = str(exc).strip()
+    first = (full.splitlines() or ["connection failed"])[0]
+    if not conninfo.strip():
+        error = ConnectError(f"could not connect to PostgreSQL (libpq defaults): {first}")
+        error.__cause__ = exc
+        return error
+    reading = read_conninfo(conninfo)
+    hint = (
+        "; in a URI, percent-encode @ / : ? # [ ] % in the password (%40 %2F ...)"
+        if reading.ambiguous
+        else ""
+    )
+    error = ConnectError(
+        f"could not connect to PostgreSQL ({reading.shown}): {scrub(first, reading)}{hint}"
+    )
+    if not reading.ambiguous and scrub(full, reading) == full:
+        error.__cause__ = exc
+    return error
 
 
 def _describe(exc: BaseException) -> str:

@@ -14,14 +14,13 @@ from datetime import datetime
 from typing import Any
 
 from .clock import Clock
-from .errors import PgQueueError
+from .errors import NoContextError, UnknownEntrypointError, UnstorableResultError
 from .models import Context, Job, JobCancelled, JobStatus
 from .retry import RetryPolicy, RetryRequested
 from .worker_queries import Outcome
 
 __all__ = [
     "Entrypoint",
-    "UnstorableResultError",
     "current_context",
     "encode_result",
     "execute",
@@ -48,7 +47,7 @@ def current_context() -> Context:
     """The Context of the job that the calling handler thread is running."""
     ctx = _current_context.get()
     if ctx is None:
-        raise LookupError("current_context() is only available inside a job handler")
+        raise NoContextError("current_context() is only available inside a job handler")
     return ctx
 
 
@@ -77,13 +76,6 @@ class Entrypoint:
 def _age(job: Job, now: datetime | None) -> float:
     reference = now if now is not None else datetime.now(job.created.tzinfo)
     return max(0.0, (reference - job.created).total_seconds())
-
-
-class UnstorableResultError(PgQueueError, ValueError):
-    """A handler returned a value that cannot be kept as the job's result: not bytes and
-    not strict JSON (NaN, Infinity, an object JSON cannot encode), text PostgreSQL refuses
-    (NUL, a lone surrogate), or larger than ``max_payload_bytes``. The job ends ``exception``
-    (the handler ran: it is not retried)."""
 
 
 # A NUL character as JSON writes it: \u0000 after an even number of backslashes.
@@ -159,7 +151,7 @@ def execute(
     token = _current_context.set(ctx)
     try:
         if entry is None:
-            raise LookupError(f"no handler for entrypoint {job.entrypoint!r}")
+            raise UnknownEntrypointError(f"no handler for entrypoint {job.entrypoint!r}")
         value = entry.func(job, ctx) if entry.takes_context else entry.func(job)
     except JobCancelled:
         return outcome(JobStatus.CANCELED, traceback=traceback.format_exc())

@@ -174,10 +174,14 @@ class JobResult:
 
 @dataclasses.dataclass(frozen=True)
 class CancelResult:
-    """What ``Queries.cancel`` did: jobs cancelled at once, and running ones asked to stop."""
+    """What ``Queries.cancel`` did: jobs cancelled at once, and running ones asked to stop;
+    and the ids it could not cancel: ``finished`` (already finished: nothing to cancel) and
+    ``unknown`` (neither in the queue nor in the log)."""
 
     canceled: list[JobId]
     requested: list[JobId]
+    finished: list[JobId] = dataclasses.field(default_factory=list)
+    unknown: list[JobId] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,14 +3,58 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from datetime import timedelta
 from typing import Literal
 
 from .errors import ConfigurationError
 
-__all__ = ["Mode", "RunOptions"]
+__all__ = ["MAX_DURATION", "Mode", "RunOptions", "duration", "positive_number"]
 
 Mode = Literal["continuous", "drain"]
+
+# The longest timeout, interval or retention accepted: past it a wait overflows the
+# platform's timers (threading.TIMEOUT_MAX is under 300 years) or ``now() - interval``
+# leaves PostgreSQL's timestamp range. Use None where "no limit" is meant.
+MAX_DURATION = timedelta(days=3650)
+
+
+def duration(value: object, name: str, *, zero: bool = False) -> float:
+    """``value`` (seconds, or a timedelta) as finite seconds.
+
+    Refused with ConfigurationError: anything but a real number or a timedelta, negative,
+    NaN, infinite, longer than MAX_DURATION, and zero unless ``zero`` (zero would disable
+    or busy-loop what the value paces).
+    """
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigurationError(
+            f"{name} must be a number of seconds or a timedelta, not {type(value).__name__}"
+        )
+    else:
+        seconds = float(value)
+    if math.isnan(seconds) or seconds < 0 or (seconds == 0 and not zero):
+        kind = "zero or more" if zero else "more than zero"
+        raise ConfigurationError(f"{name} must be {kind} seconds, got {value!r}")
+    if seconds > MAX_DURATION.total_seconds():
+        raise ConfigurationError(
+            f"{name} must be finite and at most {MAX_DURATION.days} days, got {value!r}"
+        )
+    return seconds
+
+
+def positive_number(value: object, name: str) -> float:
+    """``value`` as a finite float above zero, else ConfigurationError."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(float(value))
+        or not float(value) > 0
+    ):
+        raise ConfigurationError(f"{name} must be a finite number above zero, got {value!r}")
+    return float(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,12 +85,6 @@ class RunOptions:
         heartbeat_interval: timedelta | float | None,
         log_retention: timedelta | float | None = None,
     ) -> RunOptions:
-        def seconds(value: timedelta | float, name: str) -> float:
-            secs = value.total_seconds() if isinstance(value, timedelta) else float(value)
-            if secs < 0:
-                raise ConfigurationError(f"{name} must not be negative")
-            return secs
-
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigurationError("batch_size must be a positive int")
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -57,34 +95,34 @@ class RunOptions:
             raise ConfigurationError("buffer_size must be a positive int")
         if mode not in ("continuous", "drain"):
             raise ConfigurationError(f"mode must be 'continuous' or 'drain', not {mode!r}")
+        # retry_timer=None is how rescue is disabled; 0 (or NaN) would disable it silently.
         retry: timedelta | None = None
         if retry_timer is not None:
-            retry_secs = seconds(retry_timer, "retry_timer")
-            retry = timedelta(seconds=retry_secs) if retry_secs > 0 else None
+            retry = timedelta(seconds=duration(retry_timer, "retry_timer"))
         if heartbeat_interval is None:
             # Several beats fit in retry_timer, so a live worker is never presumed dead.
             beat = 10.0 if retry is None else min(10.0, retry.total_seconds() / 5)
         else:
-            beat = seconds(heartbeat_interval, "heartbeat_interval")
+            beat = duration(heartbeat_interval, "heartbeat_interval")
         if retry is not None and beat * 2 > retry.total_seconds():
             raise ConfigurationError(
                 "heartbeat_interval must be well inside retry_timer (at most half of it), or "
                 "live workers would have their jobs re-picked"
             )
         return cls(
-            dequeue_timeout=max(0.01, seconds(dequeue_timeout, "dequeue_timeout")),
+            dequeue_timeout=max(0.01, duration(dequeue_timeout, "dequeue_timeout")),
             batch_size=batch_size,
             retry_timer=retry,
             workers=workers,
             buffer_size=buffer_size,
             shutdown_timeout=None
             if shutdown_timeout is None
-            else seconds(shutdown_timeout, "shutdown_timeout"),
+            else duration(shutdown_timeout, "shutdown_timeout", zero=True),
             mode=mode,  # type: ignore[arg-type]
             heartbeat_interval=max(0.01, beat),
             log_retention=None
             if log_retention is None
-            else timedelta(seconds=seconds(log_retention, "log_retention")),
+            else timedelta(seconds=duration(log_retention, "log_retention")),
         )
 
     @property

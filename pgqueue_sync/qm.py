@@ -13,9 +13,14 @@ from typing import Any, TypeVar
 from .buffer import Mailbox
 from .clock import Clock, SystemClock
 from .db import Driver
-from .errors import ConfigurationError
+from .errors import (
+    AlreadyRunningError,
+    ConfigurationError,
+    InvalidHandlerError,
+    InvalidStateError,
+)
 from .execution import Entrypoint, is_async_callable
-from .options import Mode, RunOptions
+from .options import Mode, RunOptions, duration, positive_number
 from .queries import Queries
 from .retry import RetryPolicy
 from .settings import Settings, validate_entrypoint
@@ -43,6 +48,31 @@ def _takes_context(func: Callable[..., Any]) -> bool:
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
     ]
     return len(positional) >= 2
+
+
+def check_handler(name: str, func: object) -> None:
+    """Refuse (InvalidHandlerError) a handler the engine could not call with a job:
+    it must accept ``handler(job)`` or ``handler(job, ctx)``. Callables without a signature
+    to check (some builtins) are accepted."""
+    if not callable(func):
+        raise InvalidHandlerError(
+            f"@qm.entrypoint({name!r}) must decorate a function, not {type(func).__name__}"
+        )
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return
+    for args in ((None,), (None, None)):
+        try:
+            signature.bind(*args)
+        except TypeError:
+            continue
+        return
+    raise InvalidHandlerError(
+        f"entrypoint {name!r}: {getattr(func, '__qualname__', func)!r}{signature} cannot be "
+        "called with a job: a handler takes the job as its first positional parameter, and "
+        "may take the job's Context as a second (handler(job) or handler(job, ctx))"
+    )
 
 
 class QueueManager:
@@ -132,19 +162,16 @@ class QueueManager:
                 isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
             ):
                 raise ConfigurationError(f"{label} must be a positive int")
-        if requests_per_second is not None and not requests_per_second > 0:
-            raise ConfigurationError("requests_per_second must be positive")
+        if requests_per_second is not None:
+            requests_per_second = positive_number(requests_per_second, "requests_per_second")
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ConfigurationError("retry must be a pgqueue_sync.RetryPolicy")
-        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
-        if seconds is not None and not seconds > 0:
-            raise ConfigurationError("timeout must be positive")
+        seconds = None if timeout is None else duration(timeout, "timeout")
 
         def register(func: F) -> F:
-            if not callable(func):
-                raise TypeError(f"@qm.entrypoint({name!r}) must decorate a function")
+            check_handler(name, func)
             if is_async_callable(func):
-                raise TypeError(
+                raise InvalidHandlerError(
                     f"entrypoint {name!r}: {getattr(func, '__name__', func)!r} is an async "
                     "function; QueueManager runs plain def handlers in threads. Use "
                     "pgqueue_sync_aio.AsyncQueueManager to run async def handlers"
@@ -157,7 +184,7 @@ class QueueManager:
                 concurrency_limit=concurrency_limit,
                 per_worker_limit=per_worker_limit,
                 requests_per_second=requests_per_second,
-                timeout=None if seconds is None else float(seconds),
+                timeout=seconds,
             )
             return func
 
@@ -184,7 +211,7 @@ class QueueManager:
     def alive(self, value: bool) -> None:
         if value:
             if self._worker is not None and self._shutdown.is_set():
-                raise RuntimeError("cannot set alive = True while run() is stopping")
+                raise InvalidStateError("cannot set alive = True while run() is stopping")
             self._shutdown.clear()
         else:
             self._shutdown.set()
@@ -232,7 +259,7 @@ class QueueManager:
             log_retention=log_retention,
         )
         if not self._running.acquire(blocking=False):
-            raise RuntimeError("run() is already running on this QueueManager")
+            raise AlreadyRunningError("run() is already running on this QueueManager")
         try:
             if self._shutdown.is_set():
                 logger.warning(

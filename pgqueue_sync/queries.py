@@ -25,6 +25,7 @@ from .db import Connection
 from .enqueue import OnConflict, Payload, Rows, When, build_rows
 from .errors import (
     ConfigurationError,
+    DatabaseError,
     DuplicateJobError,
     JobNotFoundError,
     SchemaNotInstalledError,
@@ -41,6 +42,7 @@ from .models import (
     LogEntry,
     QueueStatistic,
 )
+from .options import duration
 from .sql import SCHEMA_VERSION
 from .worker_queries import Completed, LimitedClaim, Outcome, WorkerQueries
 
@@ -52,11 +54,11 @@ logger = logging.getLogger("pgqueue_sync")
 # one INSERT ... SELECT FROM unnest(...). Both are a single statement on the server.
 COPY_THRESHOLD = 256
 
+# Rounds of insert-then-look-up before on_conflict="skip" gives up (each round needs a
+# holder that finished within the previous one: more than two is already rare).
+_SKIP_ROUNDS = 50
+
 _DUPLICATE_KEY = re.compile(r"\(dedupe_key\)=\((.*)\)")
-
-
-def _seconds(value: timedelta | float) -> float:
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 class Queries(WorkerQueries):
@@ -65,10 +67,12 @@ class Queries(WorkerQueries):
     def install(self) -> int:
         """Create the queue's schema objects, or upgrade them; return the schema version.
 
-        Safe to run concurrently and repeatedly: an advisory lock serialises installers and
-        an installed, current schema is left as it is.
+        Safe to run concurrently and repeatedly: advisory locks serialise installers (of
+        any prefix into the same schema) and an installed, current schema is left as it is.
         """
         with self._conn() as conn, conn.transaction():
+            # The schema first (queues of other prefixes create it too), then this queue.
+            conn.execute(self._sql.install_lock, {"key": f"pgqueue-sync:{self.settings.schema}"})
             conn.execute(self._sql.install_lock, {"key": f"pgqueue-sync:{self.settings.channel}"})
             current = self._installed_version(conn)
             if current is None:
@@ -155,6 +159,9 @@ class Queries(WorkerQueries):
         - ``dedupe_key``: at most one queued-or-running job per key. A key that is taken
           raises DuplicateJobError (nothing is written), or with ``on_conflict="skip"`` the
           job is not added and the id of the job holding the key is returned in its place.
+          If that holder finishes while the call runs, the key is free again: the job is
+          added after all and its new id returned. Either way every input gets an id, and
+          the call writes all its jobs or none (one transaction, or a savepoint in yours).
         - ``headers``: a small JSON map kept with the job and in the log.
         - ``connection``: a connection (or cursor) whose open transaction the insert joins:
           the jobs exist, and workers wake, only if it commits.
@@ -205,19 +212,40 @@ class Queries(WorkerQueries):
             ) from exc
 
     def _enqueue_skipping(self, conn: Connection, rows: Rows) -> list[JobId]:
-        with conn.cursor(row_factory=tuple_row) as cur:
-            cur.execute(self._sql.enqueue_skip_duplicates, self._params(**rows.params()))
-            inserted = cur.fetchall()
-            by_key = {key: job_id for job_id, key in inserted if key is not None}
-            unkeyed = iter([job_id for job_id, key in inserted if key is None])
-            taken = sorted({k for k in rows.dedupe_keys if k is not None and k not in by_key})
-            if taken:
-                cur.execute(self._sql.jobs_by_dedupe_key, {"keys": taken})
-                by_key.update({key: job_id for job_id, key in cur.fetchall()})
-        ids: list[JobId] = []
-        for key in rows.dedupe_keys:
-            ids.append(next(unkeyed) if key is None else by_key[key])
-        return ids
+        """Insert the jobs whose key is free; return the holder's id for the others.
+
+        The insert and the look-up run in one transaction (a savepoint inside the caller's),
+        so the call writes every job or none. A key whose holder finished between the two
+        statements is free again: its job is inserted in a new round, in the same
+        transaction, and that job's id is returned.
+        """
+        by_key: dict[str, JobId] = {}
+        unkeyed: list[JobId] = []
+        todo = rows
+        with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+            for _ in range(_SKIP_ROUNDS):
+                cur.execute(self._sql.enqueue_skip_duplicates, self._params(**todo.params()))
+                for job_id, key in cur.fetchall():  # in id order, which is the input's order
+                    if key is None:
+                        unkeyed.append(job_id)
+                    else:
+                        by_key[key] = job_id
+                missing = sorted({k for k in todo.dedupe_keys if k is not None} - by_key.keys())
+                if missing:
+                    cur.execute(self._sql.jobs_by_dedupe_key, {"keys": missing})
+                    by_key.update({key: job_id for job_id, key in cur.fetchall()})
+                freed = set(missing) - by_key.keys()
+                if not freed:
+                    break
+                todo = rows.take([i for i, k in enumerate(rows.dedupe_keys) if k in freed])
+            else:
+                raise DatabaseError(
+                    f"the holders of dedupe key(s) {sorted(freed)[:5]} kept finishing while "
+                    f"this call enqueued in their place ({_SKIP_ROUNDS} rounds): nothing was "
+                    "written; try again"
+                )
+        ids = iter(unkeyed)
+        return [next(ids) if key is None else by_key[key] for key in rows.dedupe_keys]
 
     def _enqueue_copy(self, conn: Connection, rows: Rows) -> list[JobId]:
         # On an autocommit connection outside any transaction block the COPY is atomic by
@@ -234,10 +262,15 @@ class Queries(WorkerQueries):
             assert reserved is not None
             now: datetime = reserved[0]
             ids: list[JobId] = sorted(reserved[1])
-            ats = [
-                at if at is not None else now if delay is None else now + delay
-                for at, delay in zip(rows.ats, rows.delays, strict=True)
-            ]
+            try:
+                ats = [
+                    at if at is not None else now if delay is None else now + delay
+                    for at, delay in zip(rows.ats, rows.delays, strict=True)
+                ]
+            except OverflowError:  # only with a clock far from today: checked in build_rows
+                raise ConfigurationError(
+                    "execute_after: a delay puts a job past the times it can be due at"
+                ) from None
             with cur.copy(self._sql.copy_jobs) as copy:
                 copy.set_types(["int8", "int4", "text", "bytea", "timestamptz", "text", "jsonb"])
                 write = copy.write_row
@@ -269,10 +302,19 @@ class Queries(WorkerQueries):
         """Cancel jobs: queued (and failed) ones at once; running ones are asked to stop.
 
         A running job's handler sees ``ctx.cancelled`` set (threads cannot be killed); if it
-        stops by calling ``ctx.check()`` the job ends ``canceled``.
+        stops by calling ``ctx.check()`` the job ends ``canceled``. The result also lists
+        the ids that were already ``finished`` (nothing to cancel) and those ``unknown``
+        (neither in the queue nor in the log).
         """
-        canceled, requested, _, _ = self._row(self._sql.cancel, ids=sorted(set(job_ids)))
-        return CancelResult(sorted(canceled or []), sorted(requested or []))
+        canceled, requested, finished, unknown, _, _ = self._row(
+            self._sql.cancel, ids=sorted(set(job_ids))
+        )
+        return CancelResult(
+            sorted(canceled or []),
+            sorted(requested or []),
+            sorted(finished or []),
+            sorted(unknown or []),
+        )
 
     def requeue(self, job_ids: Collection[JobId]) -> list[JobId]:
         """Put ``failed`` jobs back in the queue with a fresh count of attempts."""
@@ -299,7 +341,8 @@ class Queries(WorkerQueries):
         """``wait_for``, which also gives up (raising WaitTimeoutError) once ``stop`` is set:
         the async shim sets it when the awaiting task is cancelled, so no thread lingers."""
         ids = list(dict.fromkeys(job_ids))
-        deadline = None if timeout is None else time.monotonic() + _seconds(timeout)
+        limit = None if timeout is None else duration(timeout, "wait_for's timeout", zero=True)
+        deadline = None if limit is None else time.monotonic() + limit
         done: dict[JobId, JobResult] = {}
         with translate_errors(schema=self.settings.schema):
             conn = self.driver.connect("wait")

@@ -11,6 +11,7 @@ from typing import Any
 import tenacity
 
 from .errors import ConnectError, ConnectionLostError
+from .options import duration
 
 __all__ = ["CONNECTION_ERRORS", "RetryPolicy", "RetryRequested", "reconnecting"]
 
@@ -65,9 +66,7 @@ class RetryRequested(Exception):
     """Raise it in a handler to run the job again after ``delay`` (an attempt is used)."""
 
     def __init__(self, delay: timedelta | float = 0.0, reason: str = "") -> None:
-        seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
-        if seconds < 0:
-            raise ValueError("a retry delay must not be negative")
+        seconds = duration(delay, "the retry delay", zero=True)
         super().__init__(reason or f"retry requested in {seconds:g} s")
         self.delay = seconds
 

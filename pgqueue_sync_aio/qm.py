@@ -24,7 +24,7 @@ from anyio.lowlevel import EventLoopToken, current_token
 
 from pgqueue_sync.clock import Clock
 from pgqueue_sync.db import Driver
-from pgqueue_sync.errors import PgQueueError
+from pgqueue_sync.errors import AlreadyRunningError, InvalidStateError, PgQueueError
 from pgqueue_sync.execution import Entrypoint, current_context, is_async_callable
 from pgqueue_sync.models import Context, JobCancelled
 from pgqueue_sync.options import Mode
@@ -181,7 +181,7 @@ class AsyncQueueManager:
         def call(*args: Any) -> object:
             token = self._token
             if token is None:
-                raise RuntimeError("async handlers run only inside AsyncQueueManager.run()")
+                raise InvalidStateError("async handlers run only inside AsyncQueueManager.run()")
             ctx = current_context()
             thread = threading.current_thread()
             with self._waiting_lock:
@@ -283,7 +283,7 @@ class AsyncQueueManager:
         ``run()`` the same way, then is raised by it.
         """
         if self._running:
-            raise RuntimeError("run() is already running on this AsyncQueueManager")
+            raise AlreadyRunningError("run() is already running on this AsyncQueueManager")
         self._running = True
         self._token = token = current_token()
         self._abandoning = False

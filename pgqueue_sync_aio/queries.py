@@ -24,6 +24,7 @@ from anyio.lowlevel import EventLoopToken, current_token
 from pgqueue_sync.clock import Clock
 from pgqueue_sync.db import Connection, Driver, PsycopgDriver
 from pgqueue_sync.enqueue import OnConflict, Payload, When
+from pgqueue_sync.errors import ConfigurationError
 from pgqueue_sync.models import (
     CancelResult,
     Job,
@@ -56,7 +57,7 @@ class LoopLimiter:
 
     def __init__(self, total: int) -> None:
         if total < 1:
-            raise ValueError("a limiter needs at least one token")
+            raise ConfigurationError("a limiter needs at least one token (max_threads >= 1)")
         self.total = total
         self._token: EventLoopToken | None = None
         self._limiter: anyio.CapacityLimiter | None = None

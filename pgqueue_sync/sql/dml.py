@@ -246,9 +246,19 @@ WHERE l.worker_id = %(worker_id)s
 
 # Queued and failed jobs are cancelled at once; running ones are asked to stop (the flag
 # reaches their worker through NOTIFY, and through its next heartbeat if it missed that).
+# Ids not targeted are reported: finished (in the log, or in the queue when the statement
+# began and gone once their row lock was free: they finished meanwhile), or unknown.
 CANCEL: LiteralString = """
 WITH target AS (
     SELECT id FROM {jobs} WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id FOR UPDATE
+), seen AS (
+    SELECT id FROM {jobs} WHERE id = ANY(%(ids)s::bigint[])
+), untargeted AS (
+    SELECT i.id,
+           EXISTS (SELECT FROM seen s WHERE s.id = i.id)
+           OR EXISTS (SELECT FROM {log} l WHERE l.job_id = i.id) AS finished
+    FROM unnest(%(ids)s::bigint[]) AS i(id)
+    WHERE NOT EXISTS (SELECT FROM target t WHERE t.id = i.id)
 ), removed AS (
     DELETE FROM {jobs} j USING target t
     WHERE j.id = t.id AND j.status IN ('queued', 'failed')
@@ -268,6 +278,8 @@ WITH target AS (
 SELECT
     (SELECT array_agg(job_id) FROM logged) AS canceled,
     (SELECT array_agg(id) FROM flagged) AS requested,
+    (SELECT array_agg(id) FROM untargeted WHERE finished) AS finished,
+    (SELECT array_agg(id) FROM untargeted WHERE NOT finished) AS unknown,
     (SELECT pg_notify({channel}, json_build_object('type', 'cancel', 'ids', array_agg(id))::text)
      FROM flagged HAVING count(*) > 0) AS notified_cancel,
     (SELECT pg_notify({channel}, json_build_object('type', 'done', 'ids', array_agg(job_id))::text)

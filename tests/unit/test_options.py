@@ -32,7 +32,8 @@ def test_defaults() -> None:
     assert opts.claim_size == 10
     assert build(retry_timer=timedelta(seconds=5)).heartbeat_interval == 1.0
     assert build(retry_timer=None).retry_timer is None
-    assert build(retry_timer=0).retry_timer is None
+    with pytest.raises(ConfigurationError, match="retry_timer"):
+        build(retry_timer=0)  # None disables rescue; 0 would do it silently
 
 
 def test_claims_never_exceed_the_buffer() -> None:

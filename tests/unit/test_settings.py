@@ -72,4 +72,4 @@ def test_invalid_entrypoint_names(name: object) -> None:
 def test_passwords_never_appear_in_redacted_conninfo(conninfo: str, secret: str) -> None:
     redacted = redact_conninfo(conninfo)
     assert secret not in redacted
-    assert "***" in redacted
+    assert "***" in redacted or "not shown" in redacted
