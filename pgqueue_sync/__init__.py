@@ -16,6 +16,7 @@ from .errors import (
     PgQueueError,
     SchemaNotInstalledError,
     SchemaVersionError,
+    TransactionPoolingError,
     UnknownEntrypointError,
     WaitTimeoutError,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "SchemaVersionError",
     "Settings",
     "SystemClock",
+    "TransactionPoolingError",
     "UnknownEntrypointError",
     "WaitTimeoutError",
     "__version__",

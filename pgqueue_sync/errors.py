@@ -28,6 +28,7 @@ __all__ = [
     "PgQueueError",
     "SchemaNotInstalledError",
     "SchemaVersionError",
+    "TransactionPoolingError",
     "UnknownEntrypointError",
     "WaitTimeoutError",
     "redact_conninfo",
@@ -99,9 +100,24 @@ class SchemaVersionError(DatabaseError):
     """The installed schema is older or newer than this version of the library."""
 
 
+class TransactionPoolingError(DatabaseError):
+    """A prepared statement vanished between two transactions of one connection: the
+    connection goes through a pooler in transaction mode (PgBouncer) that the driver was not
+    told about."""
+
+
 class ConnectionLostError(DatabaseError):
     """The connection failed during an operation; its outcome may be unknown. Retry."""
 
+
+# psycopg names its automatic prepared statements _pg3_0, _pg3_1, ...
+_AUTOMATIC_STATEMENT = re.compile(r'prepared statement "_pg3_\d+"')
+
+_POOLER_ADVICE = (
+    "the connection probably goes through a pooler in transaction mode, where prepared "
+    "statements do not survive a transaction: behind PgBouncer in transaction mode use "
+    "PsycopgDriver(..., transaction_pooling=True)"
+)
 
 _PASSWORD_IN_URI = re.compile(r"(postgres(?:ql)?://[^:/@]*:)([^@]*)(@)")
 
@@ -145,6 +161,13 @@ def translate_errors(*, schema: str | None = None) -> Iterator[None]:
             f"schema not installed{where}: run `pgq-sync install` "
             f"(or `qm.queries.install()`) ({_describe(exc)})"
         ) from exc
+    except (
+        psycopg.errors.InvalidSqlStatementName,
+        psycopg.errors.DuplicatePreparedStatement,
+    ) as exc:
+        if not _AUTOMATIC_STATEMENT.search(str(exc)):
+            raise DatabaseError(_describe(exc)) from exc
+        raise TransactionPoolingError(f"{_describe(exc)}: {_POOLER_ADVICE}") from exc
     except psycopg.errors.UndefinedColumn as exc:
         raise SchemaVersionError(
             f"the installed queue schema is out of date: run `pgq-sync install` to upgrade it "
