@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 
 from .buffer import CompletionBuffer, JobBuffer, Mailbox
 from .clock import Clock
-from .db import Driver, ManagedConnection
+from .db import Driver, ManagedConnection, can_listen, transaction_pooling
 from .errors import ConfigurationError, JobTimeoutError
 from .execution import Entrypoint, execute, failure
 from .models import Context, Job, JobId, JobStatus
@@ -42,6 +42,8 @@ logger = logging.getLogger("pgqueue_sync")
 # The claim, prepared after a few runs, keeps one generic plan (the partial index walked
 # in order): planning it anew for every claim cost more than running it, and the planner's
 # probes of the index ends grow with the backlog.
+# Through a transaction pooler (PgBouncer) a session SET would stay on a shared server
+# connection, for other clients, and the claim is never prepared: none is sent there.
 FETCH_SESSION: tuple[bytes, ...] = (
     b"SET synchronous_commit = off",
     b"SET plan_cache_mode = force_generic_plan",
@@ -96,9 +98,12 @@ class WorkerSteps:
         # application_name: pgqueue-sync:<role>:<worker id prefix>, to find them in
         # pg_stat_activity next to this worker's logs.
         tag = self.id.hex[:8]
-        self._fetch_conn = ManagedConnection(driver, f"fetch:{tag}", setup=FETCH_SESSION)
+        session = () if transaction_pooling(driver) else FETCH_SESSION
+        self._fetch_conn = ManagedConnection(driver, f"fetch:{tag}", setup=session)
         self._complete_conn = ManagedConnection(driver, f"complete:{tag}")
-        self._listen_conn = ManagedConnection(driver, f"listen:{tag}")
+        self._listen_conn = ManagedConnection(driver, f"listen:{tag}", listen=True)
+        # False through a transaction pooler without listen_dsn: the worker polls.
+        self.listening = can_listen(driver)
         self.fetch_queries = Queries(self._fetch_conn, settings, clock=clock)
         self.complete_queries = Queries(self._complete_conn, settings, clock=clock)
         self.buffer = JobBuffer(
