@@ -43,7 +43,9 @@ logger = logging.getLogger("pgqueue_sync")
 # in order): planning it anew for every claim cost more than running it, and the planner's
 # probes of the index ends grow with the backlog.
 # Through a transaction pooler (PgBouncer) a session SET would stay on a shared server
-# connection, for other clients, and the claim is never prepared: none is sent there.
+# connection, for other clients: none is sent there. Each claim then turns synchronous_commit
+# off for its own transaction instead, and plan_cache_mode does not matter: nothing is
+# prepared.
 FETCH_SESSION: tuple[bytes, ...] = (
     b"SET synchronous_commit = off",
     b"SET plan_cache_mode = force_generic_plan",
@@ -105,6 +107,8 @@ class WorkerSteps:
         # False through a transaction pooler without listen_dsn: the worker polls.
         self.listening = can_listen(driver)
         self.fetch_queries = Queries(self._fetch_conn, settings, clock=clock)
+        # Without the session's synchronous_commit = off, each claim turns it off itself.
+        self.fetch_queries.async_commit_claims = not session
         self.complete_queries = Queries(self._complete_conn, settings, clock=clock)
         self.buffer = JobBuffer(
             options.buffer_size,

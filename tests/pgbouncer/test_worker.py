@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from typing import Any
 
 import psycopg
@@ -15,6 +16,8 @@ from pgqueue_sync import (
     Context,
     Job,
     JobStatus,
+    PsycopgDriver,
+    Queries,
     QueueManager,
     RetryPolicy,
     Settings,
@@ -245,3 +248,23 @@ def test_shutdown_releases_unfinished_jobs(
         assert statuses(conn, settings) == {"queued": 3}
     finally:
         release.set()
+
+
+def test_claims_commit_asynchronously_without_a_session_setting(
+    make_qm: Make, bouncer: PgBouncer, settings: Settings
+) -> None:
+    # What the worker's fetch connection does through PgBouncer, in a transaction of ours so
+    # that the setting can be seen: each claim turns synchronous_commit off for its own
+    # transaction (as the session SET does on a direct connection), and for nothing else.
+    producer = make_qm().queries
+    producer.enqueue(["k"] * 4, [None] * 4)
+    with psycopg.connect(bouncer.dsn, autocommit=True, prepare_threshold=None) as conn:
+        claims = Queries(PsycopgDriver(conn, transaction_pooling=True), settings)
+        claims.async_commit_claims = True
+        seen = []
+        for _ in range(2):
+            with conn.transaction():
+                assert len(claims.dequeue(2, ["k"], uuid.uuid4())) == 2
+                seen.append(conn.execute("SHOW synchronous_commit").fetchone())
+            seen.append(conn.execute("SHOW synchronous_commit").fetchone())
+    assert seen == [("off",), ("on",), ("off",), ("on",)]

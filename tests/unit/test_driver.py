@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import psycopg.errors
@@ -12,10 +13,16 @@ from pgqueue_sync import (
     ConfigurationError,
     DatabaseError,
     PsycopgDriver,
+    Settings,
     TransactionPoolingError,
 )
+from pgqueue_sync.buffer import Mailbox
+from pgqueue_sync.clock import SystemClock
 from pgqueue_sync.db import can_listen, connect_listener, transaction_pooling
 from pgqueue_sync.errors import translate_errors
+from pgqueue_sync.execution import Entrypoint
+from pgqueue_sync.options import RunOptions
+from pgqueue_sync.steps import WorkerSteps
 
 DSN = "host=127.0.0.1 port=6432 user=app password=Hunter2Secret dbname=app"
 DIRECT = "host=127.0.0.1 port=5432 user=app password=Listen2Secret dbname=app"
@@ -105,3 +112,26 @@ def test_a_users_own_prepared_statement_stays_a_database_error() -> None:
     with pytest.raises(DatabaseError) as info, translate_errors():
         raise psycopg.errors.InvalidSqlStatementName('prepared statement "mine" does not exist')
     assert not isinstance(info.value, TransactionPoolingError)
+
+
+def steps(driver: PsycopgDriver) -> WorkerSteps:
+    """A worker's state over ``driver`` (nothing connects before run())."""
+    return WorkerSteps(
+        driver=driver,
+        settings=Settings(),
+        clock=SystemClock(),
+        registry={"k": Entrypoint(name="k", func=lambda job: None)},
+        options=RunOptions(),
+        shutdown=threading.Event(),
+        mailbox=Mailbox(),
+    )
+
+
+def test_a_worker_behind_a_transaction_pooler_keeps_no_session_and_may_not_listen() -> None:
+    pooled = steps(PsycopgDriver(DSN, transaction_pooling=True))
+    assert pooled.fetch_queries.async_commit_claims  # instead of the session's SET
+    assert not pooled.listening
+    assert steps(PsycopgDriver(DSN, transaction_pooling=True, listen_dsn=DIRECT)).listening
+    direct = steps(PsycopgDriver(DSN))
+    assert not direct.fetch_queries.async_commit_claims
+    assert direct.listening
