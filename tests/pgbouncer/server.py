@@ -61,6 +61,7 @@ class PgBouncer:
         *,
         pool_mode: PoolMode = "transaction",
         pool_size: int = 2,
+        round_robin: bool = True,
         binary: str | None = None,
     ) -> None:
         found = binary or pgbouncer_binary()
@@ -71,6 +72,7 @@ class PgBouncer:
         self.directory = directory
         self.pool_mode = pool_mode
         self.pool_size = pool_size
+        self.round_robin = round_robin
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = directory / "pgbouncer.log"
@@ -123,7 +125,7 @@ class PgBouncer:
                 f"pool_mode = {self.pool_mode}",
                 f"default_pool_size = {self.pool_size}",
                 "max_client_conn = 500",
-                "server_round_robin = 1",
+                f"server_round_robin = {int(self.round_robin)}",
                 "",
             ]
         )
