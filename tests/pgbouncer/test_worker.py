@@ -175,13 +175,13 @@ def test_heartbeats_keep_a_long_job_from_being_re_picked(
     recorder = Recorder(1)
 
     def slow(job: Job) -> None:
-        threading.Event().wait(2.0)  # the job's work, longer than retry_timer
         recorder(job)
+        threading.Event().wait(2.5)  # the job's work, longer than retry_timer
 
     for qm in managers:
         qm.entrypoint("slow")(slow)
     (job_id,) = managers[0].queries.enqueue("slow")
-    started = [runner(qm, workers=1, dequeue_timeout=0.1, retry_timer=0.6) for qm in managers]
+    started = [runner(qm, workers=1, dequeue_timeout=0.1, retry_timer=1.0) for qm in managers]
     (result,) = managers[0].queries.wait_for([job_id], timeout=15)
     for r in started:
         r.stop()
