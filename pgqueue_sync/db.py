@@ -2,6 +2,12 @@
 
 A driver hands out connections for the producer-side API (``qm.queries``) and opens the
 dedicated connections a worker needs (listen, fetch, complete) from the same conninfo.
+
+Behind a pooler in transaction mode (PgBouncer's ``pool_mode = transaction``) a client's
+statements run on whichever server connection is free: nothing of a session survives a
+transaction. ``PsycopgDriver(..., transaction_pooling=True)`` then turns psycopg's
+automatic prepared statements off and tells the worker to keep no session settings; LISTEN
+needs a session of its own, on ``listen_dsn`` (straight to PostgreSQL), or the worker polls.
 """
 
 from __future__ import annotations
@@ -22,7 +28,15 @@ from psycopg_pool import ConnectionPool
 from .errors import ConfigurationError, connect_error, parse_conninfo, redact_conninfo
 from .options import duration
 
-__all__ = ["Connection", "Driver", "ManagedConnection", "PsycopgDriver"]
+__all__ = [
+    "Connection",
+    "Driver",
+    "ManagedConnection",
+    "PsycopgDriver",
+    "can_listen",
+    "connect_listener",
+    "transaction_pooling",
+]
 
 logger = logging.getLogger("pgqueue_sync")
 
@@ -57,14 +71,51 @@ class Driver(Protocol):
         ...
 
 
-def _open(conninfo: str, role: str, connect_timeout: float, **defaults: Any) -> Connection:
+# Keyword arguments of psycopg.connect() that are not libpq connection parameters (a pool's
+# kwargs may hold them): they cannot go into a conninfo string.
+_CONNECT_ONLY = frozenset(
+    {"autocommit", "prepare_threshold", "row_factory", "cursor_factory", "context"}
+)
+
+
+def can_listen(driver: Driver) -> bool:
+    """Whether LISTEN works over this driver: not through a transaction pooler, unless the
+    driver has a ``listen_dsn`` that bypasses it. A driver that says nothing can."""
+    return bool(getattr(driver, "can_listen", True))
+
+
+def transaction_pooling(driver: Driver) -> bool:
+    """Whether this driver's connections go through a pooler in transaction mode."""
+    return bool(getattr(driver, "transaction_pooling", False))
+
+
+def connect_listener(driver: Driver, role: str) -> Connection:
+    """Open a connection to LISTEN on: the driver's ``connect_listener`` if it has one (it
+    may connect elsewhere, to ``listen_dsn``), else its ``connect``."""
+    opener = getattr(driver, "connect_listener", None)
+    if opener is not None:
+        conn: Connection = opener(role)
+        return conn
+    return driver.connect(role)
+
+
+def _open(
+    conninfo: str,
+    role: str,
+    connect_timeout: float,
+    *,
+    prepare: bool = True,
+    **defaults: Any,
+) -> Connection:
     params: dict[str, Any] = dict(parse_conninfo(conninfo))
     params.setdefault("connect_timeout", max(1, round(connect_timeout)))
     params["application_name"] = f"pgqueue-sync:{role}"
     for key, value in defaults.items():  # what the conninfo says wins
         params.setdefault(key, value)
+    # prepare=False: no automatic prepared statements (a transaction pooler loses them).
+    options: dict[str, Any] = {} if prepare else {"prepare_threshold": None}
     try:
-        return psycopg.connect(make_conninfo("", **params), autocommit=True)
+        return psycopg.connect(make_conninfo("", **params), autocommit=True, **options)
     except psycopg.Error as exc:
         error = connect_error(conninfo, exc)
     # Raised here, not in the except block: libpq's error is chained only if it is safe.
@@ -101,6 +152,13 @@ class PsycopgDriver:
     Workers always open their own connections, from the same conninfo. ``stall_timeout``:
     a worker statement that has waited this long for the server is presumed stuck on a dead
     link; its connection is cut and the statement retried on a new one.
+
+    Behind PgBouncer (or any pooler) in transaction mode, pass ``transaction_pooling=True``:
+    psycopg's automatic prepared statements are turned off on every connection the driver
+    opens or hands out (``prepare_threshold = None``), and workers keep no session settings.
+    LISTEN cannot work through such a pooler: ``listen_dsn`` (a conninfo straight to
+    PostgreSQL, or to a session-mode pool) is where workers and ``wait_for`` listen; without
+    it they poll. ``listen_dsn`` also serves without a pooler, to listen elsewhere.
     """
 
     def __init__(
@@ -109,10 +167,21 @@ class PsycopgDriver:
         *,
         connect_timeout: float = 10.0,
         stall_timeout: float = 60.0,
+        listen_dsn: str | None = None,
+        transaction_pooling: bool = False,
     ) -> None:
+        if not isinstance(transaction_pooling, bool):
+            raise ConfigurationError("transaction_pooling must be True or False")
+        if listen_dsn is not None:
+            try:
+                parse_conninfo(listen_dsn)
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"invalid listen_dsn: {exc}") from None
         self._lock = threading.RLock()
         self._connect_timeout = duration(connect_timeout, "connect_timeout")
         self.stall_timeout = duration(stall_timeout, "stall_timeout")
+        self._listen_dsn = listen_dsn
+        self._transaction_pooling = transaction_pooling
         self._owned: Connection | None = None
         self._conn: Connection | None = None
         self._pool: ConnectionPool[Any] | None = None
@@ -121,11 +190,13 @@ class PsycopgDriver:
                 raise ConfigurationError("the connection given to PsycopgDriver is closed")
             self._conn = source
             self._conninfo = _conninfo_of(source)
+            if transaction_pooling:
+                source.prepare_threshold = None
         elif isinstance(source, ConnectionPool):
             self._pool = source
             conninfo = source.conninfo() if callable(source.conninfo) else source.conninfo
             kwargs = source.kwargs() if callable(source.kwargs) else source.kwargs
-            kwargs = {k: v for k, v in (kwargs or {}).items() if k != "autocommit"}
+            kwargs = {k: v for k, v in (kwargs or {}).items() if k not in _CONNECT_ONLY}
             parse_conninfo(conninfo or "")
             self._conninfo = _with_kwargs(conninfo or "", kwargs)
         elif isinstance(source, str):
@@ -147,18 +218,42 @@ class PsycopgDriver:
         return self._connect_timeout
 
     @property
+    def transaction_pooling(self) -> bool:
+        """Whether connections go through a pooler in transaction mode (PgBouncer)."""
+        return self._transaction_pooling
+
+    @property
+    def listen_dsn(self) -> str | None:
+        """Where workers and ``wait_for`` LISTEN, if not over the main conninfo (it may hold
+        a password: do not log)."""
+        return self._listen_dsn
+
+    @property
+    def can_listen(self) -> bool:
+        """Whether LISTEN works: always, except through a transaction pooler without
+        ``listen_dsn`` (workers and ``wait_for`` then poll)."""
+        return self._listen_dsn is not None or not self._transaction_pooling
+
+    @property
     def max_connections(self) -> int:
         """How many producer calls can use the database at once: the pool's ``max_size``,
         else 1 (one connection, shared). The async shim sizes its thread limiter with it."""
         return self._pool.max_size if self._pool is not None else 1
 
     def __repr__(self) -> str:
-        return f"PsycopgDriver({redact_conninfo(self._conninfo)!r})"
+        extra = ""
+        if self._listen_dsn is not None:
+            extra += f", listen_dsn={redact_conninfo(self._listen_dsn)!r}"
+        if self._transaction_pooling:
+            extra += ", transaction_pooling=True"
+        return f"PsycopgDriver({redact_conninfo(self._conninfo)!r}{extra})"
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Connection]:
         if self._pool is not None:
             with self._pool.connection() as conn:
+                if self._transaction_pooling:
+                    conn.prepare_threshold = None
                 yield conn
             return
         with self._lock:
@@ -166,7 +261,12 @@ class PsycopgDriver:
                 conn = self._conn
             else:
                 if self._owned is None or self._owned.closed or self._owned.broken:
-                    self._owned = _open(self._conninfo, "client", self._connect_timeout)
+                    self._owned = _open(
+                        self._conninfo,
+                        "client",
+                        self._connect_timeout,
+                        prepare=not self._transaction_pooling,
+                    )
                 conn = self._owned
             if conn.autocommit:
                 yield conn
@@ -175,7 +275,28 @@ class PsycopgDriver:
                     yield conn
 
     def connect(self, role: str) -> Connection:
-        return _open(self._conninfo, role, self._connect_timeout, **WORKER_CONNECTION_OPTIONS)
+        return _open(
+            self._conninfo,
+            role,
+            self._connect_timeout,
+            prepare=not self._transaction_pooling,
+            **WORKER_CONNECTION_OPTIONS,
+        )
+
+    def connect_listener(self, role: str) -> Connection:
+        """Open a connection to LISTEN on: to ``listen_dsn`` if given, else as ``connect``.
+
+        Raises ConfigurationError through a transaction pooler without ``listen_dsn``,
+        where a LISTEN would register on a server connection that other clients then get.
+        """
+        if self._listen_dsn is not None:
+            return _open(self._listen_dsn, role, self._connect_timeout, **WORKER_CONNECTION_OPTIONS)
+        if self._transaction_pooling:
+            raise ConfigurationError(
+                "LISTEN does not work through a pooler in transaction mode: pass "
+                "PsycopgDriver(..., listen_dsn=<a conninfo straight to PostgreSQL>)"
+            )
+        return self.connect(role)
 
     def close(self) -> None:
         with self._lock:
@@ -188,13 +309,17 @@ class ManagedConnection:
     """One dedicated autocommit connection of a worker, reopened after it breaks.
 
     It is itself a Driver, so the same Queries code runs over it. ``setup`` statements run
-    on every new connection before its first use (session settings).
+    on every new connection before its first use (session settings). ``listen``: the
+    connection is for LISTEN (opened with :func:`connect_listener`).
     """
 
-    def __init__(self, driver: Driver, role: str, setup: Sequence[bytes] = ()) -> None:
+    def __init__(
+        self, driver: Driver, role: str, setup: Sequence[bytes] = (), *, listen: bool = False
+    ) -> None:
         self._driver = driver
         self.role = role
         self._setup = tuple(setup)
+        self._listen = listen
         self._conn: Connection | None = None
         self._lock = threading.Lock()
         self._busy_since: float | None = None
@@ -217,7 +342,10 @@ class ManagedConnection:
                 with contextlib.suppress(Exception):
                     conn.close()
             self._conn = None
-            conn = self._driver.connect(self.role)
+            if self._listen:
+                conn = connect_listener(self._driver, self.role)
+            else:
+                conn = self._driver.connect(self.role)
             try:
                 for statement in self._setup:
                     conn.execute(statement)

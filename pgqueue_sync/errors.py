@@ -7,6 +7,7 @@ translated here, in one place, so that messages say what to do and never carry a
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 
 import psycopg
@@ -32,6 +33,7 @@ __all__ = [
     "PgQueueError",
     "SchemaNotInstalledError",
     "SchemaVersionError",
+    "TransactionPoolingError",
     "UnknownEntrypointError",
     "UnstorableResultError",
     "WaitTimeoutError",
@@ -131,6 +133,12 @@ class SchemaVersionError(DatabaseError):
     """The installed schema is older or newer than this version of the library."""
 
 
+class TransactionPoolingError(DatabaseError):
+    """A prepared statement vanished between two transactions of one connection: the
+    connection goes through a pooler in transaction mode (PgBouncer) that the driver was not
+    told about."""
+
+
 class ConnectionLostError(DatabaseError):
     """The connection failed during an operation; its outcome may be unknown. Retry."""
 
@@ -145,6 +153,16 @@ def parse_conninfo(conninfo: str) -> dict[str, str]:
     if reading.params is None:
         raise ConfigurationError(f"invalid connection string ({NOT_SHOWN}): {reading.problem}")
     return reading.params
+
+
+# psycopg names its automatic prepared statements _pg3_0, _pg3_1, ...
+_AUTOMATIC_STATEMENT = re.compile(r'prepared statement "_pg3_\d+"')
+
+_POOLER_ADVICE = (
+    "the connection probably goes through a pooler in transaction mode, where prepared "
+    "statements do not survive a transaction: behind PgBouncer in transaction mode use "
+    "PsycopgDriver(..., transaction_pooling=True)"
+)
 
 
 def connect_error(conninfo: str, exc: BaseException) -> ConnectError:
@@ -198,6 +216,13 @@ def translate_errors(*, schema: str | None = None) -> Iterator[None]:
             f"schema not installed{where}: run `pgq-sync install` "
             f"(or `qm.queries.install()`) ({_describe(exc)})"
         ) from exc
+    except (
+        psycopg.errors.InvalidSqlStatementName,
+        psycopg.errors.DuplicatePreparedStatement,
+    ) as exc:
+        if not _AUTOMATIC_STATEMENT.search(str(exc)):
+            raise DatabaseError(_describe(exc)) from exc
+        raise TransactionPoolingError(f"{_describe(exc)}: {_POOLER_ADVICE}") from exc
     except psycopg.errors.UndefinedColumn as exc:
         raise SchemaVersionError(
             f"the installed queue schema is out of date: run `pgq-sync install` to upgrade it "

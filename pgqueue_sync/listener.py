@@ -31,6 +31,9 @@ class Listener:
     its own probe for ``3 * probe_interval`` is deaf (a half-open or black-holed link that
     TCP has not noticed yet): it drops the connection and listens anew. ``watch`` is called
     on every turn of its loop (a few times a second), for the worker's other checks.
+
+    ``listening=False`` (LISTEN cannot work: a transaction pooler and no ``listen_dsn``): it
+    opens no connection and hears nothing; its thread only calls ``watch``.
     """
 
     def __init__(
@@ -45,7 +48,9 @@ class Listener:
         probe_interval: float = 10.0,
         watch: Callable[[], None] | None = None,
         poll_interval: float = 0.25,
+        listening: bool = True,
     ) -> None:
+        self.listening = listening
         self._conn = connection
         self._sql = statements
         self._on_event = on_event
@@ -71,7 +76,12 @@ class Listener:
         """Stop listening. ``wake`` sends an event on the channel from another connection,
         so the thread sees the stop at once instead of at the end of its poll interval."""
         self._stop.set()
-        if wake is not None and self._thread is not None and self._thread.is_alive():
+        if (
+            self.listening
+            and wake is not None
+            and self._thread is not None
+            and self._thread.is_alive()
+        ):
             try:
                 wake()
             except Exception as exc:
@@ -81,8 +91,9 @@ class Listener:
         self._conn.close()
 
     def _listen(self) -> None:
-        with translate_errors(), self._conn.connection() as conn:
-            conn.execute(self._sql.listen)
+        if self.listening:
+            with translate_errors(), self._conn.connection() as conn:
+                conn.execute(self._sql.listen)
         self._listening = True
         self._last_probe = self._clock.monotonic()
 
@@ -104,6 +115,11 @@ class Listener:
                 self._stop.wait(1.0)
 
     def _serve(self) -> None:
+        if not self.listening:  # nothing to hear: only the worker's checks
+            while not self._stop.wait(self._poll_interval):
+                if self._watch is not None:
+                    self._watch()
+            return
         if not self._listening:
             self._listen()
             self.reconnects += 1

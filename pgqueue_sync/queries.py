@@ -21,7 +21,7 @@ import psycopg
 import psycopg.errors
 from psycopg.rows import dict_row, tuple_row
 
-from .db import Connection
+from .db import Connection, can_listen, connect_listener
 from .enqueue import OnConflict, Payload, Rows, When, build_rows
 from .errors import (
     ConfigurationError,
@@ -57,6 +57,10 @@ COPY_THRESHOLD = 256
 # Rounds of insert-then-look-up before on_conflict="skip" gives up (each round needs a
 # holder that finished within the previous one: more than two is already rare).
 _SKIP_ROUNDS = 50
+# wait_for without LISTEN (a transaction pooler and no listen_dsn) polls: every 50 ms at
+# first, twice as long each time, at most every second.
+WAIT_POLL_FIRST = 0.05
+WAIT_POLL_MAX = 1.0
 
 _DUPLICATE_KEY = re.compile(r"\(dedupe_key\)=\((.*)\)")
 
@@ -326,9 +330,11 @@ class Queries(WorkerQueries):
     ) -> list[JobResult]:
         """Block until these jobs have finished; return their results, in the same order.
 
-        Woken by NOTIFY when outcomes are written (no polling). Raises JobNotFoundError for
-        an id that is neither queued nor logged, and WaitTimeoutError (with the jobs that
-        did finish) when ``timeout`` runs out.
+        Woken by NOTIFY when outcomes are written (no polling). Through a pooler in
+        transaction mode without ``listen_dsn`` (where LISTEN cannot work) it polls instead,
+        every 50 ms at first and then less often, up to once a second. Raises
+        JobNotFoundError for an id that is neither queued nor logged, and WaitTimeoutError
+        (with the jobs that did finish) when ``timeout`` runs out.
         """
         return self._wait_for(job_ids, timeout, None)
 
@@ -344,10 +350,18 @@ class Queries(WorkerQueries):
         limit = None if timeout is None else duration(timeout, "wait_for's timeout", zero=True)
         deadline = None if limit is None else time.monotonic() + limit
         done: dict[JobId, JobResult] = {}
+        # Through a transaction pooler without listen_dsn LISTEN cannot work: poll instead.
+        listening = can_listen(self.driver)
+        poll = WAIT_POLL_FIRST
+        sleeper = stop if stop is not None else threading.Event()
         with translate_errors(schema=self.settings.schema):
-            conn = self.driver.connect("wait")
+            if listening:
+                conn = connect_listener(self.driver, "wait")
+            else:
+                conn = self.driver.connect("wait")
             try:
-                conn.execute(self._sql.listen)
+                if listening:
+                    conn.execute(self._sql.listen)
                 found = {row[0] for row in conn.execute(self._sql.known_ids, {"ids": ids})}
                 if len(found) < len(ids):
                     missing = sorted(set(ids) - found)
@@ -366,7 +380,11 @@ class Queries(WorkerQueries):
                             f"{len(ids) - len(done)} of {len(ids)} job(s) still unfinished",
                             dict(done),
                         )
-                    self._wait_done_event(conn, set(pending), min(remaining, 30.0), stop)
+                    if listening:
+                        self._wait_done_event(conn, set(pending), min(remaining, 30.0), stop)
+                    else:
+                        sleeper.wait(min(remaining, poll))
+                        poll = min(poll * 2, WAIT_POLL_MAX)
             finally:
                 conn.close()
 

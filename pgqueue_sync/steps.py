@@ -26,7 +26,7 @@ import psycopg
 
 from .buffer import CompletionBuffer, JobBuffer, Mailbox
 from .clock import Clock
-from .db import Driver, ManagedConnection
+from .db import Driver, ManagedConnection, can_listen, transaction_pooling
 from .errors import (
     ConfigurationError,
     ConnectError,
@@ -52,6 +52,10 @@ logger = logging.getLogger("pgqueue_sync")
 # The claim, prepared after a few runs, keeps one generic plan (the partial index walked
 # in order): planning it anew for every claim cost more than running it, and the planner's
 # probes of the index ends grow with the backlog.
+# Through a transaction pooler (PgBouncer) a session SET would stay on a shared server
+# connection, for other clients: none is sent there. Each claim then turns synchronous_commit
+# off for its own transaction instead, and plan_cache_mode does not matter: nothing is
+# prepared.
 FETCH_SESSION: tuple[bytes, ...] = (
     b"SET synchronous_commit = off",
     b"SET plan_cache_mode = force_generic_plan",
@@ -136,10 +140,15 @@ class WorkerSteps:
         # application_name: pgqueue-sync:<role>:<worker id prefix>, to find them in
         # pg_stat_activity next to this worker's logs.
         tag = self.id.hex[:8]
-        self._fetch_conn = ManagedConnection(driver, f"fetch:{tag}", setup=FETCH_SESSION)
+        session = () if transaction_pooling(driver) else FETCH_SESSION
+        self._fetch_conn = ManagedConnection(driver, f"fetch:{tag}", setup=session)
         self._complete_conn = ManagedConnection(driver, f"complete:{tag}")
-        self._listen_conn = ManagedConnection(driver, f"listen:{tag}")
+        self._listen_conn = ManagedConnection(driver, f"listen:{tag}", listen=True)
+        # False through a transaction pooler without listen_dsn: the worker polls.
+        self.listening = can_listen(driver)
         self.fetch_queries = Queries(self._fetch_conn, settings, clock=clock)
+        # Without the session's synchronous_commit = off, each claim turns it off itself.
+        self.fetch_queries.async_commit_claims = not session
         self.complete_queries = Queries(self._complete_conn, settings, clock=clock)
         self.buffer = JobBuffer(
             options.buffer_size,

@@ -173,7 +173,17 @@ class Worker(WorkerSteps):
             probe_id=str(self.id),
             probe_interval=self.options.heartbeat_interval,
             watch=self._watch_connections,
+            listening=self.listening,
         )
+        if not self.listening:
+            logger.warning(
+                "LISTEN does not work through a pooler in transaction mode and the driver has "
+                "no listen_dsn: this worker polls, so a new job may wait up to "
+                "dequeue_timeout (%g s) before it starts, and cancellations reach running "
+                "jobs with the heartbeat. Pass PsycopgDriver(..., listen_dsn=<a conninfo "
+                "straight to PostgreSQL>) to be woken at once",
+                self.options.dequeue_timeout,
+            )
         try:
             self.fetch_queries.verify()
             if self.fetch_queries.ensure_statistics():

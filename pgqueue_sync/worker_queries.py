@@ -133,6 +133,10 @@ class QueriesBase:
 class WorkerQueries(QueriesBase):
     """What a worker asks of the database."""
 
+    # True on the fetch queries of a worker whose connection keeps no session settings (a
+    # transaction pooler): each claim then turns synchronous_commit off for itself.
+    async_commit_claims = False
+
     def dequeue(
         self,
         batch_size: int,
@@ -161,7 +165,7 @@ class WorkerQueries(QueriesBase):
         # parsing text (timestamps, bytea in hex) and building dicts.
         with self._conn(conn) as c, c.cursor(row_factory=tuple_row, binary=True) as cur:
             cur.execute(
-                self._sql.dequeue,
+                self._sql.dequeue_async_commit if self.async_commit_claims else self._sql.dequeue,
                 self._params(
                     limit=limit,
                     fresh_limit=fresh_limit,

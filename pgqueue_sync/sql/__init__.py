@@ -81,6 +81,7 @@ class Statements:
         self.copy_jobs = c(dml.COPY_JOBS)
         # workers
         self.dequeue = c(dml.DEQUEUE)
+        self.dequeue_async_commit = c(dml.DEQUEUE_ASYNC_COMMIT)
         self.next_due = c(dml.NEXT_DUE)
         self.ensure_limit_rows = c(dml.ENSURE_LIMIT_ROWS)
         self.needs_statistics = c(dml.NEEDS_STATISTICS)

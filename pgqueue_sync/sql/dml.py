@@ -120,6 +120,14 @@ WHERE j.id = chosen.id
 RETURNING {job_columns}
 """
 
+# The claim of a fetch connection that keeps no session settings (through a transaction
+# pooler): it turns synchronous_commit off for its own transaction, from within the same
+# statement. A SET LOCAL would cost three more round trips (BEGIN, SET, COMMIT).
+DEQUEUE_ASYNC_COMMIT: LiteralString = DEQUEUE.replace(
+    "FROM chosen\n",
+    "FROM chosen, (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit\n",
+)
+
 NEXT_DUE: LiteralString = """
 SELECT extract(epoch FROM min(execute_after) - {now})::float8 FROM {jobs}
 WHERE status = 'queued' AND entrypoint = ANY(%(entrypoints)s::text[])

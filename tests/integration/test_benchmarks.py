@@ -14,6 +14,7 @@ from xml.etree import ElementTree
 import pytest
 
 from benchmarks import plot
+from tests.pgbouncer.server import pgbouncer_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,6 +26,20 @@ CASES = {
     "memory": ["--jobs", "300"],
     "ceiling": ["--batch-sizes", "10", "--seconds", "1", "--jobs", "5000"],
     "cpu": ["--jobs", "200", "--batch-sizes", "10", "--managers", "2"],
+    "pgbouncer": [
+        "--samples",
+        "3",
+        "--poll-samples",
+        "2",
+        "--poll-timeout",
+        "0.1",
+        "--jobs",
+        "200",
+        "--runs",
+        "1",
+        "--claims",
+        "20",
+    ],
     "techniques": [
         "--pairs",
         "1",
@@ -58,6 +73,8 @@ def _run(name: str, args: list[str], dsn: str, out: Path) -> dict[str, Any]:
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_benchmark_writes_json(name: str, dsn: str, tmp_path: Path) -> None:
+    if name == "pgbouncer" and pgbouncer_binary() is None:
+        pytest.skip("pgbouncer is not installed (apt-get install pgbouncer; .ci/run does)")
     result = _run(name, CASES[name], dsn, tmp_path / f"{name}.json")
     assert result["bench"] == name
 

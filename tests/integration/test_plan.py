@@ -64,10 +64,12 @@ def _check(plan: dict[str, Any], settings: Settings) -> None:
     assert all("heartbeat" in " ".join(n.get("Sort Key", [])) for n in sorts), sorts
 
 
+@pytest.mark.parametrize("name", ["dequeue", "dequeue_async_commit"])
 def test_custom_plan_walks_the_partial_index(
-    backlog: Settings, conn: psycopg.Connection[Any]
+    backlog: Settings, conn: psycopg.Connection[Any], name: str
 ) -> None:
-    statement = statements(backlog).dequeue
+    # dequeue_async_commit: the claim through a transaction pooler, never prepared.
+    statement: bytes = getattr(statements(backlog), name)
     row = conn.execute(b"EXPLAIN (FORMAT JSON) " + statement, _params(backlog)).fetchone()
     assert row is not None
     _check(row[0][0], backlog)

@@ -1,0 +1,1 @@
+"""Through a real PgBouncer: the launcher (server.py), fixtures and tests."""
