@@ -296,9 +296,21 @@ class WorkerSteps:
     def _hold(self, jobs: list[Job]) -> None:
         if not jobs:
             return
+        fresh: list[Job] = []
         with self._lock:
             for job in jobs:
                 older = self._held.get(job.id)
+                if older is not None and older.attempts == job.attempts:
+                    # The database forgot this worker's claim (it commits asynchronously and
+                    # the server crashed before flushing it) and this worker claimed the job
+                    # again: the same attempt, already buffered or running here. It runs once.
+                    logger.warning(
+                        "job %d: claimed again as attempt %d, which this worker already holds "
+                        "(the server lost the first claim in a crash); it runs once",
+                        job.id,
+                        job.attempts,
+                    )
+                    continue
                 if older is not None:
                     # This worker's heartbeat lapsed and it re-claimed its own job: the older
                     # attempt is superseded (its outcome would be fenced out anyway).
@@ -319,8 +331,9 @@ class WorkerSteps:
                 if job.cancel_requested:
                     ctx.cancel()
                 self._contexts[job.id] = ctx
-            self.stats.claimed += len(jobs)
-        self.buffer.put_many(jobs)
+                fresh.append(job)
+            self.stats.claimed += len(fresh)
+        self.buffer.put_many(fresh)
 
     def _holds(self, job_id: JobId, attempt: int) -> bool:
         """Whether this worker holds that attempt of the job (call with the lock held)."""
