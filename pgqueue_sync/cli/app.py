@@ -16,13 +16,12 @@ import click
 from pgqueue_sync._version import __version__
 from pgqueue_sync.errors import PgQueueError
 
+from .context import EXIT_INTERRUPTED
 from .demo import demo
 from .inspection import clear, log, queue_size
 from .schema import install, uninstall, verify
 
 __all__ = ["COMMANDS", "cli", "run"]
-
-EXIT_INTERRUPTED = 130
 
 COMMANDS: tuple[click.Command, ...] = (
     install,

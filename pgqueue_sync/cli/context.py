@@ -23,8 +23,11 @@ from pgqueue_sync.queries import Queries
 from pgqueue_sync.settings import Settings
 
 __all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_USAGE",
     "META_KEY",
     "CliError",
+    "CliRefusal",
     "QueueContext",
     "print_table",
     "queue_context",
@@ -32,6 +35,9 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 # Where a QueueContext is kept in ``click.Context.meta`` (shared by nested commands).
 META_KEY = "pgqueue_sync.queue"
@@ -42,6 +48,12 @@ class CliError(click.ClickException):
 
     def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"error: {self.format_message()}", file=file, err=file is None)
+
+
+class CliRefusal(CliError):
+    """An argument the command refuses for what it would do (exit code 2, as a usage error)."""
+
+    exit_code = EXIT_USAGE
 
 
 class QueueContext:

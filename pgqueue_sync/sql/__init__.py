@@ -17,7 +17,7 @@ from psycopg import sql
 from pgqueue_sync.settings import Settings
 
 from . import dml
-from .ddl import DDL, MIGRATIONS, SCHEMA_VERSION, UNINSTALL
+from .ddl import CREATE_SCHEMA, DDL, DROP_SCHEMA, MIGRATIONS, SCHEMA_VERSION, UNINSTALL
 
 if TYPE_CHECKING:
     from typing_extensions import LiteralString
@@ -65,6 +65,8 @@ class Statements:
         self.install = c(DDL)
         self.migrations = {v: c(ddl) for v, ddl in MIGRATIONS.items()}
         self.uninstall = c(UNINSTALL)
+        self.create_schema = c(CREATE_SCHEMA)
+        self.drop_schema = c(DROP_SCHEMA)
         self.record_version = c("INSERT INTO {version} (version) VALUES (%(version)s)")
         self.current_version = c("SELECT max(version) FROM {version}")
         self.install_lock = b"SELECT pg_advisory_xact_lock(hashtext(%(key)s))"

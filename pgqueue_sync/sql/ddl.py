@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from typing_extensions import LiteralString
 
-__all__ = ["DDL", "MIGRATIONS", "SCHEMA_VERSION", "UNINSTALL"]
+__all__ = ["CREATE_SCHEMA", "DDL", "DROP_SCHEMA", "MIGRATIONS", "SCHEMA_VERSION", "UNINSTALL"]
 
 # Bump when the DDL changes, and add the step that gets there to MIGRATIONS.
 SCHEMA_VERSION = 1
@@ -112,3 +112,7 @@ DROP TABLE IF EXISTS {limits};
 DROP TABLE IF EXISTS {version};
 DROP TYPE IF EXISTS {status};
 """
+
+# A schema of its own (the demo's): created only if it does not exist yet, dropped whole.
+CREATE_SCHEMA: LiteralString = "CREATE SCHEMA {schema}"
+DROP_SCHEMA: LiteralString = "DROP SCHEMA IF EXISTS {schema} CASCADE"
