@@ -19,14 +19,16 @@ from pgqueue_sync.errors import PgQueueError
 from .context import EXIT_INTERRUPTED
 from .demo import demo
 from .inspection import clear, log, queue_size
-from .schema import install, uninstall, verify
+from .schema import install, sql, uninstall, upgrade, verify
 
 __all__ = ["COMMANDS", "cli", "run"]
 
 COMMANDS: tuple[click.Command, ...] = (
     install,
+    upgrade,
     uninstall,
     verify,
+    sql,
     queue_size,
     log,
     clear,
