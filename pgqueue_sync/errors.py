@@ -22,6 +22,7 @@ __all__ = [
     "DuplicateJobError",
     "InvalidEntrypointError",
     "InvalidPayloadError",
+    "JobLostError",
     "JobNotFoundError",
     "JobTimeoutError",
     "PayloadTooLargeError",
@@ -69,6 +70,11 @@ class DuplicateJobError(PgQueueError):
 
 class JobTimeoutError(PgQueueError, TimeoutError):
     """A handler ran longer than its entrypoint's ``timeout``."""
+
+
+class JobLostError(PgQueueError):
+    """A job's worker was lost (killed, crashed) while running it more than its
+    entrypoint's ``max_lost`` times: it is failed instead of run again."""
 
 
 class JobNotFoundError(PgQueueError, LookupError):
@@ -147,8 +153,7 @@ def translate_errors(*, schema: str | None = None) -> Iterator[None]:
         ) from exc
     except psycopg.errors.UndefinedColumn as exc:
         raise SchemaVersionError(
-            f"the installed queue schema is out of date: run `pgq-sync install` to upgrade it "
-            f"({_describe(exc)})"
+            f"the installed queue schema is out of date: run `pgq-sync upgrade` ({_describe(exc)})"
         ) from exc
     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
         raise ConnectionLostError(f"database connection failed: {_describe(exc)}") from exc

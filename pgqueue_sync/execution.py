@@ -17,7 +17,14 @@ from .models import Context, Job, JobCancelled, JobStatus
 from .retry import RetryPolicy, RetryRequested
 from .worker_queries import Outcome
 
-__all__ = ["Entrypoint", "current_context", "execute", "failure", "is_async_callable"]
+__all__ = [
+    "DEFAULT_MAX_LOST",
+    "Entrypoint",
+    "current_context",
+    "execute",
+    "failure",
+    "is_async_callable",
+]
 
 logger = logging.getLogger("pgqueue_sync")
 
@@ -42,6 +49,10 @@ def current_context() -> Context:
     return ctx
 
 
+# How many times a job's worker may be lost while running it before the job is failed.
+DEFAULT_MAX_LOST = 3
+
+
 @dataclasses.dataclass(frozen=True)
 class Entrypoint:
     """A registered handler and its policies."""
@@ -54,6 +65,7 @@ class Entrypoint:
     per_worker_limit: int | None = None
     requests_per_second: float | None = None
     timeout: float | None = None
+    max_lost: int | None = DEFAULT_MAX_LOST
 
     @property
     def globally_limited(self) -> bool:
