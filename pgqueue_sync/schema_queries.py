@@ -13,7 +13,7 @@ from psycopg.rows import tuple_row
 
 from .db import Connection
 from .errors import SchemaNotInstalledError, SchemaVersionError
-from .sql import SCHEMA_VERSION, migration_path
+from .sql import SCHEMA_VERSION, install_lock_key, migration_path
 from .worker_queries import QueriesBase
 
 __all__ = ["SchemaQueries"]
@@ -103,9 +103,7 @@ class SchemaQueries(QueriesBase):
         )
 
     def _lock(self, conn: Connection) -> None:
-        # One lock per PostgreSQL schema, whatever the prefix: queues of one schema share
-        # CREATE SCHEMA, which two transactions cannot run at once.
-        conn.execute(self._sql.install_lock, {"key": f"pgqueue-sync:{self.settings.schema}"})
+        conn.execute(self._sql.install_lock, {"key": install_lock_key(self.settings)})
 
     def _path(self, current: int) -> list[int]:
         try:

@@ -22,6 +22,7 @@ from .ddl import (
     CREATE_SCHEMA,
     DDL,
     DROP_SCHEMA,
+    LOCK,
     MIGRATIONS,
     RECORD_VERSION,
     SCHEMA_VERSION,
@@ -36,6 +37,7 @@ __all__ = [
     "REQUEUE_EVENT",
     "SCHEMA_VERSION",
     "Statements",
+    "install_lock_key",
     "install_script",
     "migration_path",
     "statements",
@@ -160,12 +162,18 @@ def migration_path(installed: int) -> list[int]:
     return path
 
 
+def install_lock_key(settings: Settings) -> str:
+    """The advisory lock key of installs and upgrades: one per PostgreSQL schema, whatever
+    the prefix, since queues of one schema share its CREATE SCHEMA."""
+    return f"pgqueue-sync:{settings.schema}"
+
+
 def _header(settings: Settings, what: str) -> str:
     prefix = f", prefix {settings.prefix!r}" if settings.prefix else ""
     return (
         f"-- pgqueue-sync: {what}, for the queue in schema {settings.schema!r}{prefix}.\n"
-        "-- Run it in one transaction (migration tools do), while no other install or\n"
-        "-- upgrade of this queue runs.\n"
+        "-- Run it in one transaction (migration tools do): its first statement takes the\n"
+        "-- lock that `pgq-sync install` and `pgq-sync upgrade` take.\n"
     )
 
 
@@ -175,6 +183,8 @@ def install_script(settings: Settings) -> str:
     s = statements(settings)
     return (
         _header(settings, f"install schema v{SCHEMA_VERSION}")
+        + s.script(LOCK, lock_key=install_lock_key(settings))
+        + "\n"
         + s.script(DDL)
         + "\n"
         + s.script(RECORD_VERSION, version_number=SCHEMA_VERSION)
@@ -191,6 +201,7 @@ def upgrade_script(settings: Settings, installed: int) -> str:
     if not path:
         return _header(settings, f"nothing to upgrade, schema v{installed} is current")
     text = _header(settings, f"upgrade schema v{installed} to v{SCHEMA_VERSION}")
+    text += s.script(LOCK, lock_key=install_lock_key(settings)) + "\n"
     for version in path:
         text += f"\n-- v{version - 1} -> v{version}\n"
         text += s.script(MIGRATIONS[version]).strip() + "\n"

@@ -17,6 +17,7 @@ __all__ = [
     "CREATE_SCHEMA",
     "DDL",
     "DROP_SCHEMA",
+    "LOCK",
     "MIGRATIONS",
     "RECORD_VERSION",
     "SCHEMA_VERSION",
@@ -130,6 +131,10 @@ ALTER TABLE {jobs}
     ADD COLUMN started timestamptz;
 """,
 }
+
+# Installs and upgrades of queues in one PostgreSQL schema take this lock for their
+# transaction (``lock_key``: see ``install_lock_key``), scripts for other tools included.
+LOCK: LiteralString = "SELECT pg_advisory_xact_lock(hashtext({lock_key}));"
 
 # The version row, as scripts for other migration tools write it (a literal, not a parameter).
 RECORD_VERSION: LiteralString = "INSERT INTO {version} (version) VALUES ({version_number});"
