@@ -2,8 +2,8 @@
 
 The demo works in a schema it creates (``pgqueue_demo_<random>``, or ``--schema`` if no such
 schema exists yet) and drops at the end, whatever happens: it never touches a queue of yours.
-Ctrl-C stops it gracefully (exit code 130); if its output is closed (``pgq-sync demo | head``)
-it stops quietly (exit code 1).
+Ctrl-C (or SIGTERM) stops it gracefully and drops its schema (exit code 130, or 143); if its
+output is closed (``pgq-sync demo | head``) it stops quietly (exit code 1).
 """
 
 from __future__ import annotations
@@ -30,9 +30,12 @@ from pgqueue_sync.qm import QueueManager
 from pgqueue_sync.settings import Settings
 from pgqueue_sync.sql import statements
 
-from .context import EXIT_INTERRUPTED, CliError, CliRefusal, QueueContext, with_queue
+from .context import CliError, CliRefusal, QueueContext, with_queue
 
 __all__ = ["demo"]
+
+CLEANUP_LOCK_TIMEOUT = b"SET lock_timeout = '10s'"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class _Output:
@@ -76,19 +79,6 @@ def _database(dsn: str | None, out: _Output) -> Iterator[tuple[str, str]]:
         yield uri, "embedded PostgreSQL"
 
 
-@contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """Ctrl-C cannot cut the cleanup short (it takes milliseconds)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 @click.command()
 @click.option(
     "--jobs", type=click.IntRange(min=1), default=5000, show_default=True, help="How many jobs."
@@ -126,25 +116,62 @@ class _Demo:
         self.out = _Output()
         self.out.on_gone = self._stop
         self.qm: QueueManager | None = None
-        self.interrupted = False
+        self.signal: int | None = None  # the stop signal received, if any
+        self.running = False  # jobs are being run: a signal stops them gracefully
+        self.cleaning = False  # the schema is being dropped: signals wait
 
     def _stop(self) -> None:
         if self.qm is not None:
             self.qm.alive = False
 
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.cleaning:
+            return
+        self.signal = signum
+        if self.running:
+            self._stop()
+        else:
+            raise KeyboardInterrupt  # the cleanup runs on the way out
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        """SIGINT and SIGTERM stop the demo, which then drops its schema. A signal the
+        process was started ignoring (nohup, a shell's background job) stays ignored."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {
+            sig: signal.signal(sig, self._on_signal)
+            for sig in STOP_SIGNALS
+            if signal.getsignal(sig) is not signal.SIG_IGN
+        }
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
     def main(self, queue: QueueContext) -> int:
         name = queue.schema or f"pgqueue_demo_{uuid.uuid4().hex[:8]}"
         settings = Settings.from_env(schema=name, prefix=queue.prefix)
-        with _database(queue.dsn, self.out) as (dsn, where):
-            driver = PsycopgDriver(dsn)
-            try:
-                self._create_schema(driver, settings)
+        try:
+            with self._signals(), _database(queue.dsn, self.out) as (dsn, where):
+                driver = PsycopgDriver(dsn)
                 try:
-                    return self._run(driver, settings, where)
+                    self._create_schema(driver, settings)
+                    try:
+                        return self._run(driver, settings, where)
+                    finally:
+                        # First: a statement cut by a signal ends its transaction (and frees
+                        # its locks) with its connection.
+                        driver.close()
+                        self._clean_up(driver, settings, embedded=queue.dsn is None)
                 finally:
-                    self._clean_up(driver, settings)
-            finally:
-                driver.close()
+                    driver.close()
+        except KeyboardInterrupt:
+            signum = self.signal or signal.SIGINT
+            click.echo(f"demo interrupted ({signal.Signals(signum).name})", err=True)
+            return 128 + signum
 
     def _create_schema(self, driver: PsycopgDriver, settings: Settings) -> None:
         with translate_errors(), driver.connection() as conn:
@@ -158,16 +185,19 @@ class _Demo:
                     "schema that does not exist"
                 ) from None
 
-    def _clean_up(self, driver: PsycopgDriver, settings: Settings) -> None:
+    def _clean_up(self, driver: PsycopgDriver, settings: Settings, *, embedded: bool) -> None:
         name = settings.schema
         if self.keep:
-            self.out.echo(f"kept schema {name!r} (drop it with: DROP SCHEMA {name} CASCADE)")
+            if not embedded:  # an embedded server goes away with its schemas
+                self.out.echo(f"kept schema {name!r} (drop it with: DROP SCHEMA {name} CASCADE)")
             return
         try:
             # A connection of its own: the shared one may have been cut by an interrupt.
-            with _sigint_ignored(), translate_errors():
+            self.cleaning = True
+            with translate_errors():
                 conn = driver.connect("demo-cleanup")
                 try:
+                    conn.execute(CLEANUP_LOCK_TIMEOUT)  # never wait forever for a lock
                     conn.execute(statements(settings).drop_schema)
                 finally:
                     conn.close()
@@ -176,6 +206,8 @@ class _Demo:
                 f"could not drop the demo's schema {name!r} ({exc}): drop it with "
                 f"DROP SCHEMA {name} CASCADE"
             ) from exc
+        finally:
+            self.cleaning = False
 
     def _run(self, driver: PsycopgDriver, settings: Settings, where: str) -> int:
         out, n = self.out, self.jobs
@@ -207,29 +239,22 @@ class _Demo:
         elapsed = time.perf_counter() - started
         if out.gone:
             return 1  # nobody reads the report: stop quietly
-        if self.interrupted:
+        if self.signal is not None:
             stats = qm.last_stats
             done = 0 if stats is None else stats.succeeded + stats.failed
             cleanup = "" if self.keep else f"; dropping its schema {settings.schema!r}"
-            click.echo(f"demo interrupted after {done} of {n} jobs{cleanup}", err=True)
-            return EXIT_INTERRUPTED
+            name = signal.Signals(self.signal).name
+            click.echo(f"demo interrupted ({name}) after {done} of {n} jobs{cleanup}", err=True)
+            return 128 + self.signal
         return self._report(qm, n, flaky_count, elapsed)
 
     def _drain(self, qm: QueueManager) -> None:
-        def interrupt(signum: int, frame: FrameType | None) -> None:
-            self.interrupted = True
-            qm.alive = False
-
-        previous = (
-            signal.signal(signal.SIGINT, interrupt)
-            if threading.current_thread() is threading.main_thread()
-            else None
-        )
         done = threading.Event()
         progress = threading.Thread(target=self._progress, args=(qm, done), daemon=True)
         progress.start()
+        self.running = True
         try:
-            if not self.out.gone:
+            if not self.out.gone and self.signal is None:
                 qm.run(
                     mode="drain",
                     workers=self.workers,
@@ -237,10 +262,9 @@ class _Demo:
                     dequeue_timeout=1.0,
                 )
         finally:
+            self.running = False
             done.set()
             progress.join()
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
 
     def _report(self, qm: QueueManager, n: int, flaky_count: int, elapsed: float) -> int:
         out = self.out

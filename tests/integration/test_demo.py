@@ -173,3 +173,25 @@ def test_piped_into_head_the_demo_stops_quietly_and_drops_its_schema(
     assert lines[2] == "1"  # the demo's exit code: it did not finish
     assert errors.read_text() == ""  # quietly: no traceback, no "Exception ignored"
     assert not schema_exists(conn, match.group(1))
+
+
+def test_sigterm_before_the_jobs_run_still_drops_the_schema(
+    dsn: str, conn: psycopg.Connection[Any]
+) -> None:
+    proc = subprocess.Popen(
+        [*slow_demo(dsn, 1_000_000)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        match = INSTALLED.search(proc.stdout.readline())
+        assert match is not None
+        proc.send_signal(signal.SIGTERM)  # while a million jobs are being enqueued
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + signal.SIGTERM, out + err
+    assert "demo interrupted (SIGTERM)" in err
+    assert "Traceback" not in err
+    assert not schema_exists(conn, match.group(1))

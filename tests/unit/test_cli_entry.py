@@ -62,3 +62,14 @@ def test_usage_errors_exit_2_before_any_database_is_touched(
     assert code == 2, err
     assert named in err
     assert "could not connect" not in err
+
+
+def test_an_interrupted_command_exits_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(self: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("pgqueue_sync.queries.Queries.queue_size", interrupted)
+    assert main(["queue-size", "--dsn", "host=127.0.0.1 port=1"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
