@@ -25,11 +25,12 @@ from collections.abc import Iterable, Mapping
 from .buffer import CompletionBuffer, JobBuffer, Mailbox
 from .clock import Clock
 from .db import Driver, ManagedConnection
-from .errors import ConfigurationError, JobLostError, JobTimeoutError, PgQueueError
+from .errors import ConfigurationError, JobTimeoutError
 from .execution import Entrypoint, execute, failure
 from .models import Context, Job, JobId, JobStatus
 from .options import RunOptions
 from .queries import Outcome, Queries
+from .rescue import before_rescued
 from .settings import Settings
 
 __all__ = ["FETCH_SESSION", "WorkerStats", "WorkerSteps"]
@@ -118,7 +119,7 @@ class WorkerSteps:
         # (job id, attempt) of handlers that ran past their timeout: their threads cannot be
         # killed, so they are abandoned and whatever they return later is dropped.
         self._abandoned: set[tuple[JobId, int]] = set()
-        # The job counted as lost (a suspect of killing its workers) that runs alone here.
+        # The job counted as lost (suspected of killing its workers) that runs alone here.
         self._suspect: tuple[JobId, int] | None = None
         # Idents of handler threads that were abandoned and replaced: if their handler ever
         # returns, the thread ends instead of taking another job.
@@ -264,7 +265,7 @@ class WorkerSteps:
 
     def run_job(self, job: Job) -> Outcome:
         """Run the handler of one job and queue its outcome for writing."""
-        if job.rescued and (instead := self._rescued(job)) is not None:
+        if job.rescued and (instead := before_rescued(self, job)) is not None:
             return instead
         key = (job.id, job.attempts)
         with self._lock:
@@ -306,76 +307,6 @@ class WorkerSteps:
         if job.entrypoint in self._blocked and self._unblock([job.entrypoint]):
             self.mailbox.post(Mailbox.WAKE)
         return outcome
-
-    def _rescued(self, job: Job) -> Outcome | None:
-        """Before the handler of a job taken from a worker presumed dead: fail the job if
-        workers were lost running it ``max_lost`` times; else record that its handler
-        starts, so that if this worker is lost too, the next claim counts it. Returns the
-        outcome queued instead of running the handler, or None to run it.
-
-        Only rescued jobs (rare) pay this synchronous write; a job that was only buffered
-        when its worker died never recorded a start, so it is never counted as lost. A job
-        already counted (``lost > 0``) runs only when no other such job runs here, so that
-        when one of them takes the worker down, it alone is counted.
-        """
-        key = (job.id, job.attempts)
-        with self._lock:
-            if not self._holds(*key):
-                return None  # superseded: run_job drops it
-        entry = self.registry.get(job.entrypoint)
-        limit = None if entry is None else entry.max_lost
-        if limit is not None and job.lost >= limit:
-            error = JobLostError(
-                f"its worker was lost {job.lost} times while running it (max_lost={limit})"
-            )
-            logger.error("job %d (%s): %s; failed, not run again", job.id, job.entrypoint, error)
-            outcome = Outcome(
-                job.id, job.attempts, JobStatus.FAILED, 0.0, traceback=f"JobLostError: {error}\n"
-            )
-            with self._lock:
-                self.stats.failed += 1
-            self.completions.add(outcome)
-            return outcome
-        if limit is not None and job.lost and not self._run_alone(key):
-            return self._give_back(job)
-        try:
-            if self.complete_queries.mark_started(self.id, job.id, job.attempts):
-                return None
-        except PgQueueError as exc:
-            logger.warning(
-                "job %d: could not record that its handler starts (%s); running it anyway "
-                "(a loss of this worker now would not be counted)",
-                job.id,
-                exc,
-            )
-            return None
-        # Re-claimed by another worker meanwhile: not run; the write is fenced out.
-        outcome = Outcome(job.id, job.attempts, JobStatus.CANCELED, 0.0)
-        self.completions.add(outcome)
-        return outcome
-
-    def _run_alone(self, key: tuple[JobId, int]) -> bool:
-        """Wait until no other job counted as lost runs here (the one that does is held until
-        its outcome is written); False if the worker stops meanwhile."""
-        while True:
-            with self._lock:
-                other = self._suspect
-                if other is None or other == key or not self._holds(*other):
-                    self._suspect = key
-                    return True
-            if self.shutdown_event.wait(0.05):
-                return False
-
-    def _give_back(self, job: Job) -> Outcome:
-        """Put a job that did not start back in the queue (the worker is stopping)."""
-        try:
-            self.release({job.id}, {job.id})
-        except PgQueueError as exc:
-            logger.warning(
-                "job %d: could not give it back (%s); it runs after retry_timer", job.id, exc
-            )
-            self._forget([(job.id, job.attempts)])
-        return Outcome(job.id, job.attempts, JobStatus.CANCELED, 0.0)
 
     def flush(
         self, outcomes: list[Outcome] | None = None, *, uncertain: bool = False
