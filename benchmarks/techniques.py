@@ -23,6 +23,7 @@ import psycopg
 
 import pgqueue_sync.db
 import pgqueue_sync.queries
+import pgqueue_sync.schema_queries
 import pgqueue_sync.worker
 
 from . import enqueue, throughput
@@ -76,7 +77,7 @@ def _fetch_session(*drop: bytes) -> Iterator[None]:
 def _fillfactor_100() -> Iterator[None]:
     saved = pgqueue_sync.queries.Queries.install
 
-    def install(self: pgqueue_sync.queries.Queries) -> int:
+    def install(self: pgqueue_sync.schema_queries.SchemaQueries) -> int:
         version = saved(self)
         with self._conn() as conn:
             conn.execute(

@@ -26,6 +26,7 @@ __all__ = [
     "InvalidHandlerError",
     "InvalidPayloadError",
     "InvalidStateError",
+    "JobLostError",
     "JobNotFoundError",
     "JobTimeoutError",
     "NoContextError",
@@ -103,6 +104,11 @@ class UnstorableResultError(PgQueueError, ValueError):
     not strict JSON (NaN, Infinity, an object JSON cannot encode), text PostgreSQL refuses
     (NUL, a lone surrogate), or larger than ``max_payload_bytes``. The job ends ``exception``
     (the handler ran: it is not retried)."""
+
+
+class JobLostError(PgQueueError):
+    """A job's worker was lost (killed, crashed) while running it more than its
+    entrypoint's ``max_lost`` times: it is failed instead of run again."""
 
 
 class JobNotFoundError(PgQueueError, LookupError):
@@ -225,8 +231,7 @@ def translate_errors(*, schema: str | None = None) -> Iterator[None]:
         raise TransactionPoolingError(f"{_describe(exc)}: {_POOLER_ADVICE}") from exc
     except psycopg.errors.UndefinedColumn as exc:
         raise SchemaVersionError(
-            f"the installed queue schema is out of date: run `pgq-sync install` to upgrade it "
-            f"({_describe(exc)})"
+            f"the installed queue schema is out of date: run `pgq-sync upgrade` ({_describe(exc)})"
         ) from exc
     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
         raise ConnectionLostError(f"database connection failed: {_describe(exc)}") from exc

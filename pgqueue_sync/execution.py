@@ -20,6 +20,7 @@ from .retry import RetryPolicy, RetryRequested
 from .worker_queries import Outcome
 
 __all__ = [
+    "DEFAULT_MAX_LOST",
     "Entrypoint",
     "current_context",
     "encode_result",
@@ -51,6 +52,10 @@ def current_context() -> Context:
     return ctx
 
 
+# How many times a job's worker may be lost while running it before the job is failed.
+DEFAULT_MAX_LOST = 3
+
+
 @dataclasses.dataclass(frozen=True)
 class Entrypoint:
     """A registered handler and its policies."""
@@ -63,6 +68,7 @@ class Entrypoint:
     per_worker_limit: int | None = None
     requests_per_second: float | None = None
     timeout: float | None = None
+    max_lost: int | None = DEFAULT_MAX_LOST
 
     @property
     def globally_limited(self) -> bool:

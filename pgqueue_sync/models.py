@@ -53,7 +53,14 @@ class JobStatus(str, enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    """One job, as claimed from (or read in) the queue table."""
+    """One job, as claimed from (or read in) the queue table.
+
+    ``attempts`` counts claims. ``rescued`` counts the claims that took the job from a
+    worker presumed dead (its heartbeat older than ``retry_timer``), and ``lost`` those of
+    them whose handler was known to be running when that worker died: past the
+    entrypoint's ``max_lost``, the job fails instead of running again. ``started`` is when
+    the handler of the current attempt started, recorded only for rescued jobs.
+    """
 
     id: JobId
     priority: int
@@ -70,6 +77,9 @@ class Job:
     headers: Mapping[str, Any] | None = None
     last_error: str | None = None
     cancel_requested: bool = False
+    lost: int = 0
+    rescued: int = 0
+    started: datetime | None = None
 
     @classmethod
     def from_tuple(cls, row: Sequence[Any]) -> Job:
@@ -105,6 +115,9 @@ class Job:
             headers=row.get("headers"),
             last_error=row.get("last_error"),
             cancel_requested=bool(row.get("cancel_requested", False)),
+            lost=row.get("lost", 0),
+            rescued=row.get("rescued", 0),
+            started=row.get("started"),
         )
 
 

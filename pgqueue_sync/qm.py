@@ -19,7 +19,7 @@ from .errors import (
     InvalidHandlerError,
     InvalidStateError,
 )
-from .execution import Entrypoint, is_async_callable
+from .execution import DEFAULT_MAX_LOST, Entrypoint, is_async_callable
 from .options import Mode, RunOptions, duration, positive_number
 from .queries import Queries
 from .retry import RetryPolicy
@@ -135,6 +135,7 @@ class QueueManager:
         per_worker_limit: int | None = None,
         requests_per_second: float | None = None,
         timeout: timedelta | float | None = None,
+        max_lost: int | None = DEFAULT_MAX_LOST,
     ) -> Callable[[F], F]:
         """Register a plain ``def`` handler for jobs of entrypoint ``name``.
 
@@ -150,6 +151,9 @@ class QueueManager:
         - ``requests_per_second``: at most this many starts per second across all workers.
         - ``timeout``: seconds after which a running job is failed (its thread cannot be
           killed; it is left to finish and counted as stuck).
+        - ``max_lost``: a job whose worker was lost (killed, crashed) while running it more
+          than this many times is failed with a JobLostError instead of run again (default
+          3; None: run it again however often its worker dies).
         """
         validate_entrypoint(name)
         if name in self._registry:
@@ -162,6 +166,10 @@ class QueueManager:
                 isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
             ):
                 raise ConfigurationError(f"{label} must be a positive int")
+        if max_lost is not None and (
+            isinstance(max_lost, bool) or not isinstance(max_lost, int) or max_lost < 1
+        ):
+            raise ConfigurationError("max_lost must be a positive int, or None for no limit")
         if requests_per_second is not None:
             requests_per_second = positive_number(requests_per_second, "requests_per_second")
         if retry is not None and not isinstance(retry, RetryPolicy):
@@ -185,6 +193,7 @@ class QueueManager:
                 per_worker_limit=per_worker_limit,
                 requests_per_second=requests_per_second,
                 timeout=seconds,
+                max_lost=max_lost,
             )
             return func
 

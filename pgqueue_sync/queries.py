@@ -28,8 +28,6 @@ from .errors import (
     DatabaseError,
     DuplicateJobError,
     JobNotFoundError,
-    SchemaNotInstalledError,
-    SchemaVersionError,
     WaitTimeoutError,
     translate_errors,
 )
@@ -43,7 +41,7 @@ from .models import (
     QueueStatistic,
 )
 from .options import duration
-from .sql import SCHEMA_VERSION
+from .schema_queries import SchemaQueries
 from .worker_queries import Completed, LimitedClaim, Outcome, WorkerQueries
 
 __all__ = ["COPY_THRESHOLD", "Completed", "LimitedClaim", "Outcome", "Queries"]
@@ -65,78 +63,8 @@ WAIT_POLL_MAX = 1.0
 _DUPLICATE_KEY = re.compile(r"\(dedupe_key\)=\((.*)\)")
 
 
-class Queries(WorkerQueries):
+class Queries(SchemaQueries, WorkerQueries):
     """The queue's database operations. ``qm.queries`` is one of these."""
-
-    def install(self) -> int:
-        """Create the queue's schema objects, or upgrade them; return the schema version.
-
-        Safe to run concurrently and repeatedly: advisory locks serialise installers (of
-        any prefix into the same schema) and an installed, current schema is left as it is.
-        """
-        with self._conn() as conn, conn.transaction():
-            # The schema first (queues of other prefixes create it too), then this queue.
-            conn.execute(self._sql.install_lock, {"key": f"pgqueue-sync:{self.settings.schema}"})
-            conn.execute(self._sql.install_lock, {"key": f"pgqueue-sync:{self.settings.channel}"})
-            current = self._installed_version(conn)
-            if current is None:
-                conn.execute(self._sql.install)
-                conn.execute(self._sql.record_version, {"version": SCHEMA_VERSION})
-                logger.info(
-                    "installed pgqueue-sync schema v%d in %r", SCHEMA_VERSION, self.settings.schema
-                )
-                return SCHEMA_VERSION
-            if current > SCHEMA_VERSION:
-                raise SchemaVersionError(self._newer_message(current))
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                conn.execute(self._sql.migrations[version])
-                conn.execute(self._sql.record_version, {"version": version})
-                logger.info("upgraded pgqueue-sync schema to v%d", version)
-            return SCHEMA_VERSION
-
-    def uninstall(self) -> None:
-        """Drop the queue's tables, function and type (jobs and log are lost)."""
-        with self._conn() as conn, conn.transaction():
-            conn.execute(self._sql.uninstall)
-
-    def verify(self) -> int:
-        """Check the schema is installed and current; return its version.
-
-        Raises SchemaNotInstalledError or SchemaVersionError with what to do.
-        """
-        with self._conn() as conn:
-            current = self._installed_version(conn)
-        if current is None:
-            raise SchemaNotInstalledError(
-                f"schema not installed in schema {self.settings.schema!r} "
-                f"(prefix {self.settings.prefix!r}): run `pgq-sync install` "
-                "(or `qm.queries.install()`)"
-            )
-        if current > SCHEMA_VERSION:
-            raise SchemaVersionError(self._newer_message(current))
-        if current < SCHEMA_VERSION:
-            raise SchemaVersionError(
-                f"the installed queue schema is v{current}, this pgqueue-sync needs "
-                f"v{SCHEMA_VERSION}: run `pgq-sync install` to upgrade it"
-            )
-        return current
-
-    def _newer_message(self, current: int) -> str:
-        return (
-            f"the installed queue schema is v{current}, newer than this pgqueue-sync "
-            f"(v{SCHEMA_VERSION}): upgrade pgqueue-sync"
-        )
-
-    def _installed_version(self, conn: Connection) -> int | None:
-        with conn.cursor(row_factory=tuple_row) as cur:
-            name = self.settings.ident("version").as_string(None)
-            cur.execute(self._sql.table_exists, {"name": name})
-            row = cur.fetchone()
-            if not row or not row[0]:
-                return None
-            cur.execute(self._sql.current_version)
-            row = cur.fetchone()
-            return None if row is None or row[0] is None else int(row[0])
 
     # -- producers -----------------------------------------------------------------------
 

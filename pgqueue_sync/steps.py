@@ -40,6 +40,7 @@ from .execution import Entrypoint, execute, failure
 from .models import Context, Job, JobId, JobStatus
 from .options import RunOptions
 from .queries import Outcome, Queries
+from .rescue import before_rescued
 from .settings import Settings
 
 __all__ = ["FETCH_SESSION", "WorkerStats", "WorkerSteps"]
@@ -167,6 +168,8 @@ class WorkerSteps:
         # (job id, attempt) of handlers that ran past their timeout: their threads cannot be
         # killed, so they are abandoned and whatever they return later is dropped.
         self._abandoned: set[tuple[JobId, int]] = set()
+        # The job counted as lost (suspected of killing its workers) that runs alone here.
+        self._suspect: tuple[JobId, int] | None = None
         # Idents of handler threads that were abandoned and replaced: if their handler ever
         # returns, the thread ends instead of taking another job.
         self._retired: set[int] = set()
@@ -352,6 +355,8 @@ class WorkerSteps:
 
     def run_job(self, job: Job) -> Outcome:
         """Run the handler of one job and queue its outcome for writing."""
+        if job.rescued and (instead := before_rescued(self, job)) is not None:
+            return instead
         key = (job.id, job.attempts)
         with self._lock:
             if not self._holds(*key):

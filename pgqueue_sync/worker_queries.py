@@ -285,6 +285,17 @@ class WorkerQueries(QueriesBase):
             )
             return {row[0] for row in cur.fetchall()}
 
+    def mark_started(self, worker_id: uuid.UUID, job_id: JobId, attempt: int) -> bool:
+        """Record that the handler of this attempt starts (done for rescued jobs only, so
+        that a worker lost while running it is counted); False if the attempt is no longer
+        ``worker_id``'s."""
+        with self._conn() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(
+                self._sql.mark_started,
+                self._params(id=job_id, attempt=attempt, worker_id=worker_id),
+            )
+            return cur.fetchone() is not None
+
     def heartbeat(self, worker_id: uuid.UUID, job_ids: Collection[JobId]) -> dict[JobId, bool]:
         """Refresh the heartbeat of jobs ``worker_id`` holds.
 

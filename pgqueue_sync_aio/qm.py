@@ -25,7 +25,7 @@ from anyio.lowlevel import EventLoopToken, current_token
 from pgqueue_sync.clock import Clock
 from pgqueue_sync.db import Driver
 from pgqueue_sync.errors import AlreadyRunningError, InvalidStateError, PgQueueError
-from pgqueue_sync.execution import Entrypoint, current_context, is_async_callable
+from pgqueue_sync.execution import DEFAULT_MAX_LOST, Entrypoint, current_context, is_async_callable
 from pgqueue_sync.models import Context, JobCancelled
 from pgqueue_sync.options import Mode
 from pgqueue_sync.qm import QueueManager
@@ -141,6 +141,7 @@ class AsyncQueueManager:
         per_worker_limit: int | None = None,
         requests_per_second: float | None = None,
         timeout: timedelta | float | None = None,
+        max_lost: int | None = DEFAULT_MAX_LOST,
     ) -> Callable[[F], F]:
         """Register a handler for jobs of entrypoint ``name``: ``async def`` handlers run on
         the event loop awaiting ``run()``, plain ``def`` ones in the handler threads.
@@ -158,6 +159,7 @@ class AsyncQueueManager:
             per_worker_limit=per_worker_limit,
             requests_per_second=requests_per_second,
             timeout=timeout,
+            max_lost=max_lost,
         )
 
         def decorate(func: F) -> F:

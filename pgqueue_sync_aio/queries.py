@@ -113,6 +113,12 @@ class AsyncQueries:
     async def verify(self) -> int:
         return await self._run(self.sync.verify)
 
+    async def upgrade(self) -> list[int]:
+        return await self._run(self.sync.upgrade)
+
+    async def installed_version(self) -> int | None:
+        return await self._run(self.sync.installed_version)
+
     # -- producers -----------------------------------------------------------------------
 
     async def enqueue(
@@ -253,6 +259,9 @@ class AsyncQueries:
 
     async def recorded(self, worker_id: uuid.UUID, outcomes: Sequence[Outcome]) -> set[JobId]:
         return await self._run(partial(self.sync.recorded, worker_id, outcomes))
+
+    async def mark_started(self, worker_id: uuid.UUID, job_id: JobId, attempt: int) -> bool:
+        return await self._run(partial(self.sync.mark_started, worker_id, job_id, attempt))
 
     async def heartbeat(
         self, worker_id: uuid.UUID, job_ids: Collection[JobId]

@@ -14,15 +14,35 @@ from typing import TYPE_CHECKING
 
 from psycopg import sql
 
+from pgqueue_sync.errors import SchemaVersionError
 from pgqueue_sync.settings import Settings
 
 from . import dml
-from .ddl import DDL, MIGRATIONS, SCHEMA_VERSION, UNINSTALL
+from .ddl import (
+    CREATE_SCHEMA,
+    DDL,
+    DROP_SCHEMA,
+    LOCK,
+    MIGRATIONS,
+    RECORD_VERSION,
+    SCHEMA_VERSION,
+    UNINSTALL,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import LiteralString
 
-__all__ = ["INSERT_EVENT", "REQUEUE_EVENT", "SCHEMA_VERSION", "Statements", "statements"]
+__all__ = [
+    "INSERT_EVENT",
+    "REQUEUE_EVENT",
+    "SCHEMA_VERSION",
+    "Statements",
+    "install_lock_key",
+    "install_script",
+    "migration_path",
+    "statements",
+    "upgrade_script",
+]
 
 INSERT_EVENT = json.dumps({"type": "insert"})
 REQUEUE_EVENT = json.dumps({"type": "requeue"})
@@ -60,13 +80,15 @@ class Statements:
             "job_columns": sql.SQL(dml.JOB_COLUMNS),
             "log_columns": sql.SQL(dml.LOG_COLUMNS),
         }
-        c = self._compose
+        c = self.compose
         # schema
         self.install = c(DDL)
         self.migrations = {v: c(ddl) for v, ddl in MIGRATIONS.items()}
         self.uninstall = c(UNINSTALL)
+        self.create_schema = c(CREATE_SCHEMA)
+        self.drop_schema = c(DROP_SCHEMA)
         self.record_version = c("INSERT INTO {version} (version) VALUES (%(version)s)")
-        self.current_version = c("SELECT max(version) FROM {version}")
+        self.recorded_versions = c("SELECT array_agg(version) FROM {version}")
         self.install_lock = b"SELECT pg_advisory_xact_lock(hashtext(%(key)s))"
         self.table_exists = b"SELECT to_regclass(%(name)s) IS NOT NULL"
         self.jobs_sequence = c("SELECT pg_get_serial_sequence({jobs_regclass}, 'id')")
@@ -91,6 +113,7 @@ class Statements:
         self.set_tokens = c(dml.SET_TOKENS)
         self.complete = c(dml.COMPLETE)
         self.heartbeat = c(dml.HEARTBEAT)
+        self.mark_started = c(dml.MARK_STARTED)
         self.release = c(dml.RELEASE)
         self.recorded = c(dml.RECORDED)
         # control and inspection
@@ -104,11 +127,85 @@ class Statements:
         self.get_jobs = c(dml.GET_JOBS)
         self.prune_log = c(dml.PRUNE_LOG)
 
-    def _compose(self, template: LiteralString) -> bytes:
+    def compose(self, template: LiteralString) -> bytes:
+        """``template`` with this queue's identifiers filled in."""
         return sql.SQL(template).format(**self._idents).as_bytes(None)
+
+    def script(self, template: LiteralString, **literals: object) -> str:
+        """``template`` as SQL text to run elsewhere: identifiers filled in, and values
+        given here written as literals."""
+        values = {k: sql.Literal(v) for k, v in literals.items()}
+        return sql.SQL(template).format(**self._idents, **values).as_string(None)
 
 
 @functools.lru_cache(maxsize=64)
 def statements(settings: Settings) -> Statements:
     """The (cached) statements for ``settings``."""
     return Statements(settings)
+
+
+def migration_path(installed: int) -> list[int]:
+    """The versions to apply, in order, to bring a schema at ``installed`` to the current
+    one; SchemaVersionError if there is no such path."""
+    if installed < 1:
+        raise SchemaVersionError(
+            f"schema version {installed} was never released (versions start at 1): the "
+            "version table was edited or damaged"
+        )
+    if installed > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"the queue schema is v{installed}, newer than this pgqueue-sync (v{SCHEMA_VERSION})"
+            ": upgrade pgqueue-sync"
+        )
+    path = list(range(installed + 1, SCHEMA_VERSION + 1))
+    missing = [v for v in path if v not in MIGRATIONS]
+    if missing:
+        raise SchemaVersionError(f"no migration to schema v{missing[0]} in this pgqueue-sync")
+    return path
+
+
+def install_lock_key(settings: Settings) -> str:
+    """The advisory lock key of installs and upgrades: one per PostgreSQL schema, whatever
+    the prefix, since queues of one schema share its CREATE SCHEMA."""
+    return f"pgqueue-sync:{settings.schema}"
+
+
+def _header(settings: Settings, what: str) -> str:
+    prefix = f", prefix {settings.prefix!r}" if settings.prefix else ""
+    return (
+        f"-- pgqueue-sync: {what}, for the queue in schema {settings.schema!r}{prefix}.\n"
+        "-- Run it in one transaction (migration tools do): its first statement takes the\n"
+        "-- lock that `pgq-sync install` and `pgq-sync upgrade` take.\n"
+    )
+
+
+def install_script(settings: Settings) -> str:
+    """The SQL that installs the current schema for ``settings``, the version row included
+    (what ``pgq-sync sql install`` prints), for migration tools such as Alembic or Flyway."""
+    s = statements(settings)
+    return (
+        _header(settings, f"install schema v{SCHEMA_VERSION}")
+        + s.script(LOCK, lock_key=install_lock_key(settings))
+        + "\n"
+        + s.script(DDL)
+        + "\n"
+        + s.script(RECORD_VERSION, version_number=SCHEMA_VERSION)
+        + "\n"
+    )
+
+
+def upgrade_script(settings: Settings, installed: int) -> str:
+    """The SQL that upgrades a schema at version ``installed`` to the current one, each
+    step followed by its version row (what ``pgq-sync sql upgrade --from N`` prints); only
+    the header when there is nothing to do."""
+    s = statements(settings)
+    path = migration_path(installed)
+    if not path:
+        return _header(settings, f"nothing to upgrade, schema v{installed} is current")
+    text = _header(settings, f"upgrade schema v{installed} to v{SCHEMA_VERSION}")
+    text += s.script(LOCK, lock_key=install_lock_key(settings)) + "\n"
+    for version in path:
+        text += f"\n-- v{version - 1} -> v{version}\n"
+        text += s.script(MIGRATIONS[version]).strip() + "\n"
+        text += s.script(RECORD_VERSION, version_number=version) + "\n"
+    return text

@@ -1,4 +1,10 @@
-"""The queue's schema: DDL of the current version, and the migrations that reach it."""
+"""The queue's schema: DDL of the current version, and the migrations that reach it.
+
+A fresh install runs ``DDL`` and records ``SCHEMA_VERSION``; an older schema is upgraded by
+running ``MIGRATIONS[v]`` for each version ``v`` after its own, each recorded as it is
+applied. A migration's result must be the same catalog as ``DDL``'s (the tests compare
+them): new columns go at the end of their table, in the same order in both.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,20 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from typing_extensions import LiteralString
 
-__all__ = ["DDL", "MIGRATIONS", "SCHEMA_VERSION", "UNINSTALL"]
+__all__ = [
+    "CREATE_SCHEMA",
+    "DDL",
+    "DROP_SCHEMA",
+    "LOCK",
+    "MIGRATIONS",
+    "RECORD_VERSION",
+    "SCHEMA_VERSION",
+    "UNINSTALL",
+]
 
 # Bump when the DDL changes, and add the step that gets there to MIGRATIONS.
-SCHEMA_VERSION = 1
+# v1: the first release. v2: lost, rescued and started on jobs (workers lost while running).
+SCHEMA_VERSION = 2
 
 DDL: LiteralString = """
 CREATE SCHEMA IF NOT EXISTS {schema};
@@ -34,7 +50,12 @@ CREATE TABLE {jobs} (
     dedupe_key       text,
     headers          jsonb,
     last_error       text,
-    cancel_requested boolean NOT NULL DEFAULT false
+    cancel_requested boolean NOT NULL DEFAULT false,
+    -- v2. A job re-claimed from a worker presumed dead is "rescued"; if the handler of the
+    -- attempt it lost had recorded that it "started", its worker was "lost" while running it.
+    lost             integer NOT NULL DEFAULT 0,
+    rescued          integer NOT NULL DEFAULT 0,
+    started          timestamptz
 ) WITH (
     fillfactor = 80,
     autovacuum_vacuum_scale_factor = 0.01,
@@ -100,8 +121,23 @@ CREATE TRIGGER {notify_trigger} AFTER INSERT ON {jobs}
     FOR EACH STATEMENT EXECUTE FUNCTION {notify_fn}();
 """
 
-# version -> DDL that upgrades the schema from version - 1 to version.
-MIGRATIONS: dict[int, LiteralString] = {}
+# version -> DDL that upgrades the schema from version - 1 to version. Each runs in the
+# transaction that records it. ADD COLUMN with a constant default rewrites no rows.
+MIGRATIONS: dict[int, LiteralString] = {
+    2: """
+ALTER TABLE {jobs}
+    ADD COLUMN lost integer NOT NULL DEFAULT 0,
+    ADD COLUMN rescued integer NOT NULL DEFAULT 0,
+    ADD COLUMN started timestamptz;
+""",
+}
+
+# Installs and upgrades of queues in one PostgreSQL schema take this lock for their
+# transaction (``lock_key``: see ``install_lock_key``), scripts for other tools included.
+LOCK: LiteralString = "SELECT pg_advisory_xact_lock(hashtext({lock_key}));"
+
+# The version row, as scripts for other migration tools write it (a literal, not a parameter).
+RECORD_VERSION: LiteralString = "INSERT INTO {version} (version) VALUES ({version_number});"
 
 UNINSTALL: LiteralString = """
 DROP TRIGGER IF EXISTS {notify_trigger} ON {jobs};
@@ -112,3 +148,7 @@ DROP TABLE IF EXISTS {limits};
 DROP TABLE IF EXISTS {version};
 DROP TYPE IF EXISTS {status};
 """
+
+# A schema of its own (the demo's): created only if it does not exist yet, dropped whole.
+CREATE_SCHEMA: LiteralString = "CREATE SCHEMA {schema}"
+DROP_SCHEMA: LiteralString = "DROP SCHEMA IF EXISTS {schema} CASCADE"

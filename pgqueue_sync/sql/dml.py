@@ -17,7 +17,7 @@ JOB_COLUMNS: LiteralString = (
     "j.id, j.priority, j.created, j.updated, j.heartbeat, j.execute_after, "
     "j.status::text AS status, "
     "j.entrypoint, j.payload, j.attempts, j.worker_id, j.dedupe_key, j.headers, "
-    "j.last_error, j.cancel_requested"
+    "j.last_error, j.cancel_requested, j.lost, j.rescued, j.started"
 )
 
 LOG_COLUMNS: LiteralString = (
@@ -91,6 +91,9 @@ FROM STDIN (FORMAT BINARY)
 # worker is dead or frozen), then queued ones that are due, highest priority first, then
 # oldest. %(fresh_limit)s caps the queued ones (a concurrency or rate budget). Both scans
 # skip rows that another worker has locked.
+# A stale row (still 'picked' before the update) is "rescued" from a worker presumed dead;
+# if the handler of the attempt it lost had recorded that it started (MARK_STARTED, only
+# done for rescued jobs), that worker was "lost" while running it.
 DEQUEUE: LiteralString = """
 WITH stale AS (
     SELECT id FROM {jobs}
@@ -114,7 +117,10 @@ WITH stale AS (
 )
 UPDATE {jobs} AS j
 SET status = 'picked', worker_id = %(worker_id)s, attempts = j.attempts + 1,
-    heartbeat = {now}, updated = {now}
+    heartbeat = {now}, updated = {now},
+    rescued = j.rescued + (j.status = 'picked')::integer,
+    lost = j.lost + (j.status = 'picked' AND j.started IS NOT NULL)::integer,
+    started = NULL
 FROM chosen
 WHERE j.id = chosen.id
 RETURNING {job_columns}
@@ -222,6 +228,15 @@ SELECT
         AS notified_requeue
 """
 
+# A handler of a rescued job is about to start: recorded first, fenced like an outcome, so
+# that if this worker dies too, the next claim counts it as lost.
+MARK_STARTED: LiteralString = """
+UPDATE {jobs} SET started = {now}
+WHERE id = %(id)s AND attempts = %(attempt)s AND worker_id = %(worker_id)s
+  AND status = 'picked'
+RETURNING id
+"""
+
 # Refresh the heartbeat of held jobs; report which are still held and which were cancelled.
 HEARTBEAT: LiteralString = """
 UPDATE {jobs} SET heartbeat = {now}
@@ -232,7 +247,7 @@ RETURNING id, cancel_requested
 # Give held jobs back at once; unstarted ones do not use up an attempt.
 RELEASE: LiteralString = """
 WITH released AS (
-    UPDATE {jobs} SET status = 'queued', worker_id = NULL, updated = {now},
+    UPDATE {jobs} SET status = 'queued', worker_id = NULL, updated = {now}, started = NULL,
         attempts = attempts - CASE WHEN id = ANY(%(unstarted)s::bigint[]) THEN 1 ELSE 0 END
     WHERE id = ANY(%(ids)s::bigint[]) AND worker_id = %(worker_id)s AND status = 'picked'
     RETURNING id
@@ -298,7 +313,7 @@ REQUEUE: LiteralString = """
 WITH requeued AS (
     UPDATE {jobs}
     SET status = 'queued', attempts = 0, worker_id = NULL, cancel_requested = false,
-        execute_after = {now}, updated = {now}
+        execute_after = {now}, updated = {now}, lost = 0, rescued = 0, started = NULL
     WHERE id = ANY(%(ids)s::bigint[]) AND status = 'failed'
     RETURNING id
 )

@@ -4,9 +4,14 @@ import os
 import subprocess
 import sys
 
+import click
 import pytest
+from click.testing import CliRunner
 
+from pgqueue_sync import PsycopgDriver, Queries, Settings
 from pgqueue_sync.cli import main
+from pgqueue_sync.cli.app import COMMANDS
+from pgqueue_sync.cli.context import QueueContext
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -69,3 +74,27 @@ def test_demo_with_no_dsn_runs_on_an_embedded_postgres() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "embedded PostgreSQL" in proc.stdout
     assert "demo OK" in proc.stdout
+
+
+def test_the_commands_run_in_another_group_on_the_queue_it_gives_them(
+    driver: PsycopgDriver, settings: Settings
+) -> None:
+    """A front end that knows its queue (a web framework's command group) reuses the
+    commands: they take the settings and driver of the QueueContext it provides."""
+    queries = Queries(driver, settings)
+    queries.install()
+    queries.enqueue(["a", "a", "b"], [None] * 3)
+
+    @click.group()
+    @click.pass_context
+    def app(ctx: click.Context) -> None:
+        ctx.obj = QueueContext(settings=settings, driver=driver)
+
+    for command in COMMANDS:
+        app.add_command(command)
+    result = CliRunner().invoke(app, ["queue-size"])
+    assert result.exit_code == 0, result.output
+    assert result.output.split("\n")[2:4] == ["a           queued  2", "b           queued  1"]
+    result = CliRunner().invoke(app, ["clear", "--entrypoint", "b"])
+    assert (result.exit_code, result.output) == (0, "deleted 1 queued job(s)\n")
+    assert queries.queue_size()  # the group's driver is still open

@@ -62,8 +62,8 @@ def test_newer_or_older_schema_versions_are_refused(
         q.verify()
     with pytest.raises(SchemaVersionError):
         q.install()
-    conn.execute(f"UPDATE {table} SET version = 0")
-    with pytest.raises(SchemaVersionError, match="pgq-sync install"):
+    conn.execute(f"UPDATE {table} SET version = %s", (SCHEMA_VERSION - 1,))
+    with pytest.raises(SchemaVersionError, match="pgq-sync upgrade"):
         q.verify()
 
 

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 import pytest
 
 from pgqueue_sync.models import Context, Job, JobCancelled, JobStatus
+from pgqueue_sync.sql.dml import JOB_COLUMNS
 
 NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
 WORKER = uuid.uuid4()
@@ -20,7 +21,7 @@ def _job() -> Job:
 
 def test_from_tuple_builds_the_same_frozen_job_as_the_constructor() -> None:
     row = (7, 1, NOW, NOW, NOW, NOW, "picked", "e", memoryview(b"p"), 2, WORKER, "k", {"a": 1})
-    job = Job.from_tuple((*row, None, 0))
+    job = Job.from_tuple((*row, None, 0, 0, 0, None))
     assert job == _job()
     assert type(job.payload) is bytes
     assert job.status is JobStatus.PICKED
@@ -58,3 +59,9 @@ def test_cancel_callbacks_run_once_and_at_once_when_already_cancelled() -> None:
     ctx.cancel()
     ctx.on_cancel(lambda: calls.append("after"))
     assert calls == ["first", "after"]
+
+
+def test_the_claim_columns_are_the_job_fields_in_order() -> None:
+    columns = [c.strip().split()[0].removeprefix("j.") for c in JOB_COLUMNS.split(",")]
+    columns = [c.split("::")[0] for c in columns]
+    assert columns == [f.name for f in dataclasses.fields(Job)]

@@ -1,0 +1,82 @@
+"""The ``pgq-sync`` click group, and ``run()``, which maps its outcomes to exit codes.
+
+Exit codes: 0 ok, 1 failure, 2 usage error (bad option or argument), 130 interrupted.
+
+``COMMANDS`` are plain click commands over a :class:`~pgqueue_sync.cli.context.QueueContext`:
+another front end (a web framework's command group) can add them to a group of its own.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from pgqueue_sync._version import __version__
+from pgqueue_sync.errors import PgQueueError
+
+from .context import EXIT_INTERRUPTED
+from .demo import demo
+from .inspection import clear, log, queue_size
+from .schema import install, sql, uninstall, upgrade, verify
+
+__all__ = ["COMMANDS", "cli", "run"]
+
+COMMANDS: tuple[click.Command, ...] = (
+    install,
+    upgrade,
+    uninstall,
+    verify,
+    sql,
+    queue_size,
+    log,
+    clear,
+    demo,
+)
+
+
+@click.group(
+    name="pgq-sync",
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, prog_name="pgq-sync", message="%(prog)s %(version)s")
+def cli() -> None:
+    """pgqueue-sync: a sync-first PostgreSQL job queue.
+
+    Every command takes --dsn (else $PGQUEUE_DSN, else libpq's PG* variables), --schema and
+    --prefix. Exit codes: 0 ok, 1 failure, 2 usage error, 130 interrupted.
+    """
+
+
+for _command in COMMANDS:
+    cli.add_command(_command)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the group on ``argv`` (default: the process's arguments); return the exit code."""
+    try:
+        result = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="pgq-sync",
+            standalone_mode=False,
+        )
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            click.echo("interrupted", err=True)
+            return EXIT_INTERRUPTED
+        return 1
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except PgQueueError as exc:  # raised outside a command's own reporting
+        click.echo(f"error: {exc}", err=True)
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,223 @@
+"""What every ``pgq-sync`` command shares: the queue it works on, its options, its errors.
+
+A command takes a :class:`QueueContext` (settings, driver, queries), found in the click
+context: a front end that already knows its queue (a web framework's command group, say)
+puts one there, with its own settings and driver; ``pgq-sync`` builds one from ``--dsn``,
+``--schema`` and ``--prefix`` (or the environment).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import IO, Any, TypeVar
+
+import click
+
+from pgqueue_sync.db import Driver, PsycopgDriver
+from pgqueue_sync.errors import PgQueueError
+from pgqueue_sync.queries import Queries
+from pgqueue_sync.settings import Settings
+
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_USAGE",
+    "META_KEY",
+    "CliError",
+    "CliRefusal",
+    "QueueContext",
+    "print_table",
+    "queue_context",
+    "with_queue",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+# Where a QueueContext is kept in ``click.Context.meta`` (shared by nested commands).
+META_KEY = "pgqueue_sync.queue"
+
+
+class CliError(click.ClickException):
+    """A failure the command reports on one line (``error: ...``), exit code 1 by default."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"error: {self.format_message()}", file=file, err=file is None)
+
+
+class CliRefusal(CliError):
+    """An argument the command refuses for what it would do (exit code 2, as a usage error)."""
+
+    exit_code = EXIT_USAGE
+
+
+class QueueContext:
+    """The queue a command works on.
+
+    Built lazily: ``settings`` from the options (else ``PGQUEUE_SCHEMA`` / ``PGQUEUE_PREFIX``),
+    ``driver`` from ``--dsn`` (else ``PGQUEUE_DSN``, else libpq's ``PG*`` variables). A driver
+    given to the constructor is the caller's and is not closed.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings | None = None,
+        driver: Driver | None = None,
+    ) -> None:
+        self.dsn: str | None = None
+        self.schema: str | None = None
+        self.prefix: str | None = None
+        self.verbose = False
+        self._given = settings
+        self._settings: Settings | None = None
+        self._driver = driver
+        self._owned: PsycopgDriver | None = None
+        self._queries: Queries | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            if self._given is None:
+                self._settings = Settings.from_env(schema=self.schema, prefix=self.prefix)
+            else:
+                self._settings = dataclasses.replace(
+                    self._given,
+                    schema=self.schema or self._given.schema,
+                    prefix=self._given.prefix if self.prefix is None else self.prefix,
+                )
+        return self._settings
+
+    @property
+    def driver(self) -> Driver:
+        if self._driver is None:
+            self._owned = PsycopgDriver(self.dsn or "")
+            self._driver = self._owned
+        return self._driver
+
+    @property
+    def queries(self) -> Queries:
+        if self._queries is None:
+            self._queries = Queries(self.driver, self.settings)
+        return self._queries
+
+    @property
+    def where(self) -> str:
+        """Where the queue is, for messages: ``schema 'x'`` (and its prefix, if any)."""
+        s = self.settings
+        return f"schema {s.schema!r}" + (f", prefix {s.prefix!r}" if s.prefix else "")
+
+    def configure_logging(self, quiet: int = logging.WARNING) -> None:
+        """Log to stderr: INFO with ``-v``, else ``quiet`` and above."""
+        logging.basicConfig(
+            level=logging.INFO if self.verbose else quiet,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+
+    def close(self) -> None:
+        """Close the driver this context opened (never one it was given)."""
+        if self._owned is not None:
+            self._owned.close()
+            self._owned = None
+            self._driver = None
+            self._queries = None
+
+
+def queue_context(ctx: click.Context | None = None) -> QueueContext:
+    """The QueueContext of ``ctx`` (the current click context by default): the one in
+    ``ctx.obj`` or a parent's, else the one in ``ctx.meta``, else a new one."""
+    ctx = ctx if ctx is not None else click.get_current_context()
+    found = ctx.find_object(QueueContext)
+    if found is None:
+        found = ctx.meta.get(META_KEY)
+    if found is None:
+        found = ctx.meta[META_KEY] = QueueContext()
+        ctx.call_on_close(found.close)
+    assert isinstance(found, QueueContext)
+    return found
+
+
+def _store(attribute: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value is not None and value is not False:
+            setattr(queue_context(ctx), attribute, value)
+
+    return callback
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    """Library errors become one-line CLI errors (exit code 1)."""
+    try:
+        yield
+    except PgQueueError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def with_queue(quiet: int = logging.WARNING) -> Callable[[F], F]:
+    """Give a command the queue options and its QueueContext as first argument.
+
+    ``--dsn``, ``--schema``, ``--prefix`` and ``-v`` fill the context; the command runs with
+    logging configured (``quiet``: the level without ``-v``) and library errors reported as
+    ``error: ...``.
+    """
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            queue = queue_context()
+            queue.configure_logging(quiet)
+            with reported_errors():
+                return func(queue, *args, **kwargs)
+
+        options = [
+            click.option(
+                "--dsn",
+                envvar="PGQUEUE_DSN",
+                expose_value=False,
+                callback=_store("dsn"),
+                help="PostgreSQL conninfo or URI (default: $PGQUEUE_DSN, else libpq's PG* "
+                "variables).",
+            ),
+            click.option(
+                "--schema",
+                expose_value=False,
+                callback=_store("schema"),
+                help="Schema of the queue (default: $PGQUEUE_SCHEMA, else public).",
+            ),
+            click.option(
+                "--prefix",
+                expose_value=False,
+                callback=_store("prefix"),
+                help="Prefix of the queue's tables (default: $PGQUEUE_PREFIX, else none).",
+            ),
+            click.option(
+                "-v",
+                "--verbose",
+                is_flag=True,
+                expose_value=False,
+                callback=_store("verbose"),
+                help="Log what the library does (INFO).",
+            ),
+        ]
+        wrapped: Callable[..., Any] = command
+        for option in reversed(options):
+            wrapped = option(wrapped)
+        return wrapped  # type: ignore[return-value]
+
+    return decorate
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """A plain text table: a header, a rule, one line per row."""
+    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for n, row in enumerate(cells):
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            click.echo("  ".join("-" * w for w in widths))
