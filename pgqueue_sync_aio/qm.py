@@ -23,15 +23,16 @@ import anyio.to_thread
 from anyio.lowlevel import EventLoopToken, current_token
 
 from pgqueue_sync.clock import Clock
+from pgqueue_sync.context import Context, JobCancelled, current_context
 from pgqueue_sync.db import Driver
-from pgqueue_sync.errors import AlreadyRunningError, InvalidStateError, PgQueueError
-from pgqueue_sync.execution import DEFAULT_MAX_LOST, Entrypoint, current_context, is_async_callable
-from pgqueue_sync.models import Context, JobCancelled
+from pgqueue_sync.engine import Worker
+from pgqueue_sync.errors import AlreadyRunningError, HandlerAbandoned, InvalidStateError
+from pgqueue_sync.models import WorkerStats
 from pgqueue_sync.options import Mode
 from pgqueue_sync.qm import QueueManager
+from pgqueue_sync.registry import DEFAULT_MAX_LOST, Entrypoint, is_async_callable
 from pgqueue_sync.retry import RetryPolicy
 from pgqueue_sync.settings import Settings
-from pgqueue_sync.worker import Worker, WorkerStats
 
 from .queries import AsyncQueries
 
@@ -42,11 +43,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 # How long run() waits for a handler thread to return once its async handler was cancelled
 # past shutdown_timeout (it only has bookkeeping left to do).
 _ABANDON_JOIN_TIMEOUT = 5.0
-
-
-class HandlerAbandoned(PgQueueError):
-    """An async handler still running past ``shutdown_timeout`` was cancelled; its job had
-    already gone back to the queue."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,11 +24,13 @@ import click
 import psycopg.errors
 
 from pgqueue_sync.db import PsycopgDriver
-from pgqueue_sync.errors import PgQueueError, redact_conninfo, translate_errors
+from pgqueue_sync.errors import PgQueueError
 from pgqueue_sync.models import Job, JobStatus
 from pgqueue_sync.qm import QueueManager
+from pgqueue_sync.redaction import redact_conninfo
 from pgqueue_sync.settings import Settings
 from pgqueue_sync.sql import statements
+from pgqueue_sync.translate import translate_errors
 
 from .context import CliError, CliRefusal, QueueContext, with_queue
 
@@ -297,10 +299,10 @@ class _Demo:
         started = time.perf_counter()
         interval = 0.2 if tty else 1.0
         while not done.wait(interval):
-            worker = qm._worker
-            if worker is None:
+            stats = qm.stats
+            if stats is None:
                 continue
-            count = worker.stats.succeeded + worker.stats.failed
+            count = stats.succeeded + stats.failed
             rate = count / max(1e-9, time.perf_counter() - started)
             line = f"  running: {count}/{self.jobs} jobs ({rate:,.0f} jobs/s)"
             self.out.echo(f"\r{line}" if tty else line, nl=not tty)
