@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
+import pytest
 
 from pgqueue_sync import Context, Job, JobResult, JobStatus, QueueManager, Settings
+from pgqueue_sync.queries import Outcome
 from tests.conftest import Runner, eventually, fetcher_asleep, wait_promptly, waiter_asleep
 
 Start = Callable[..., Runner]
@@ -134,3 +137,79 @@ def test_an_idle_worker_is_woken_by_the_insert_notify(
     qm.queries.enqueue("wake", None)
     assert ran.wait(FAST), "the idle worker was not woken by the insert NOTIFY"
     r.stop()
+
+
+@pytest.mark.parametrize("how", ["released", "retried", "requeued"])
+def test_an_idle_worker_is_woken_when_a_job_goes_back_to_the_queue(
+    how: str, qm: QueueManager, runner: Start, conn: psycopg.Connection[Any], settings: Settings
+) -> None:
+    ran = threading.Event()
+
+    @qm.entrypoint("back")
+    def back(job: Job) -> None:
+        ran.set()
+
+    [job_id] = qm.queries.enqueue("back", None)
+    elsewhere = uuid.uuid4()  # another worker holds the job
+    [job] = qm.queries.dequeue(1, ["back"], elsewhere)
+    if how == "requeued":
+        qm.queries.complete(elsewhere, [Outcome(job_id, job.attempts, JobStatus.FAILED, 0.0)])
+    r = runner(qm, dequeue_timeout=3600, retry_timer=None)
+    assert eventually(lambda: fetcher_asleep(conn, settings.schema), FAST)
+    if how == "released":
+        assert qm.queries.release(elsewhere, {job_id}, {job_id}) == {job_id}
+    elif how == "retried":
+        retry = Outcome(job_id, job.attempts, JobStatus.QUEUED, 0.0, delay=0.0)
+        assert qm.queries.complete(elsewhere, [retry]).retried == {job_id}
+    else:
+        assert qm.queries.requeue([job_id]) == [job_id]
+    assert ran.wait(FAST), f"the idle worker was not woken when the job was {how}"
+    r.stop()
+
+
+def test_a_worker_held_at_a_global_limit_is_freed_by_the_done_notify(
+    qm: QueueManager, runner: Start, conn: psycopg.Connection[Any], settings: Settings
+) -> None:
+    ran = threading.Event()
+
+    @qm.entrypoint("one", concurrency_limit=1)
+    def one(job: Job) -> None:
+        ran.set()
+
+    @qm.entrypoint("other")  # unlimited: the sleeping fetcher asks when its next job is due
+    def other(job: Job) -> None:
+        pass
+
+    first, _ = qm.queries.enqueue(["one", "one"], [None, None])
+    qm.queries.ensure_limit_rows(["one"])
+    elsewhere = uuid.uuid4()  # another worker runs the one job the limit allows
+    claim = qm.queries.dequeue_limited(
+        "one", 1, elsewhere, None, concurrency_limit=1, requests_per_second=None
+    )
+    assert [j.id for j in claim.jobs] == [first]
+    # Held at the limit, the worker would look again only after dequeue_timeout.
+    r = runner(qm, dequeue_timeout=3600, retry_timer=None)
+    assert eventually(lambda: fetcher_asleep(conn, settings.schema), FAST)
+    assert not ran.is_set()
+    done = Outcome(first, 1, JobStatus.SUCCESSFUL, 0.0)
+    assert qm.queries.complete(elsewhere, [done]).finished == {first}
+    assert ran.wait(FAST), "the worker at the limit was not freed by the done NOTIFY"
+    r.stop()
+
+
+def test_drain_mode_returns_as_soon_as_the_last_outcome_is_written(
+    qm: QueueManager, runner: Start, conn: psycopg.Connection[Any], settings: Settings
+) -> None:
+    release = threading.Event()
+
+    @qm.entrypoint("d")
+    def d(job: Job) -> None:
+        release.wait(GUARD)
+
+    qm.queries.enqueue(["d"] * 3, [None] * 3)
+    r = runner(qm, mode="drain", dequeue_timeout=3600, retry_timer=None)
+    # Every job is claimed and running; the fetcher sleeps until they are written.
+    assert eventually(lambda: fetcher_asleep(conn, settings.schema), FAST)
+    release.set()
+    r.join(FAST)
+    assert [s.count for s in qm.queries.queue_size()] == []

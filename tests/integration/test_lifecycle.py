@@ -8,7 +8,7 @@ import textwrap
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
@@ -80,7 +80,7 @@ def test_retry_with_backoff_ends_failed_after_n_attempts(
     drain(cqm)
     assert attempts == [1, 2, 3]
     [job] = cqm.queries.get_jobs([job_id])
-    assert (job.status, job.attempts) == (JobStatus.FAILED, 3)
+    assert (job.status, job.attempts, job.worker_id) == (JobStatus.FAILED, 3, None)
     [entry] = cqm.queries.history(job_ids=[job_id])
     assert entry.status is JobStatus.FAILED
     assert "ValueError: attempt 3 failed" in (entry.traceback or "")
@@ -90,6 +90,34 @@ def test_retry_with_backoff_ends_failed_after_n_attempts(
     [job] = cqm.queries.get_jobs([job_id])
     assert (job.status, job.attempts) == (JobStatus.QUEUED, 0)
     assert cqm.queries.requeue([job_id]) == []  # only failed jobs are requeued
+
+
+def test_stop_after_delay_counts_from_the_jobs_creation(
+    driver: PsycopgDriver, settings: Settings
+) -> None:
+    # Rows are created at the database's now(): the clock starts there too.
+    clock = ManualClock(datetime.now(timezone.utc))
+    cqm = QueueManager(driver, settings=settings, clock=clock)
+    cqm.queries.install()
+    attempts: list[int] = []
+
+    @cqm.entrypoint(
+        "patient",
+        retry=RetryPolicy(stop=tenacity.stop_after_delay(50), wait=tenacity.wait_fixed(25)),
+    )
+    def patient(job: Job) -> None:
+        attempts.append(job.attempts)
+        raise ValueError("still down")
+
+    [job_id] = cqm.queries.enqueue("patient", None)
+    clock.advance(10)  # the job waited 10 s before its first run
+    for _ in range(4):
+        drain(cqm)
+        clock.advance(25)
+    # Runs about 10, 35 and 60 s after creation: the third is past the 50 s budget.
+    assert attempts == [1, 2, 3]
+    [job] = cqm.queries.get_jobs([job_id])
+    assert (job.status, job.attempts) == (JobStatus.FAILED, 3)
 
 
 def test_retry_only_on_the_given_exception_types(cqm: QueueManager) -> None:

@@ -167,7 +167,12 @@ def test_deferred_jobs_run_when_due_without_a_notify(qm: QueueManager, runner: S
     def handler(job: Job) -> None:
         ran.set()
 
-    qm.queries.enqueue("later", None, execute_after=timedelta(seconds=1))
+    # The worker sleeps until the earliest of them is due.
+    qm.queries.enqueue(
+        ["later", "later"],
+        [None, None],
+        execute_after=[timedelta(hours=1), timedelta(seconds=1)],
+    )
     r = runner(qm, dequeue_timeout=3600, retry_timer=None)
     assert ran.wait(20), "the worker did not wake for the deferred job"
     r.stop()
