@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -106,9 +107,16 @@ def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
     return True
 
 
-def backend_idle_after(conn: psycopg.Connection[Any], role: str, schema: str, marker: str) -> bool:
+def backend_idle_after(
+    conn: psycopg.Connection[Any],
+    role: str,
+    schema: str,
+    marker: str,
+    since: datetime | None = None,
+) -> bool:
     """Whether a connection of ``role`` (``pgqueue-sync:<role>...``) working on ``schema``
-    has run a statement containing ``marker`` last and now sits idle.
+    has run a statement containing ``marker`` last (started after ``since``, if given) and
+    now sits idle.
 
     The server's view of a worker's connection: a test waits on it for a state of another
     thread that no event reports (the fetcher asleep after an empty claim, a waiter asleep
@@ -116,21 +124,30 @@ def backend_idle_after(conn: psycopg.Connection[Any], role: str, schema: str, ma
     """
     row = conn.execute(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %s "
-        "AND state = 'idle' AND strpos(query, %s) > 0 AND strpos(query, %s) > 0",
-        (f"pgqueue-sync:{role}%", marker, f'"{schema}".'),
+        "AND state = 'idle' AND strpos(query, %s) > 0 AND strpos(query, %s) > 0 "
+        "AND (%s::timestamptz IS NULL OR query_start > %s::timestamptz)",
+        (f"pgqueue-sync:{role}%", marker, schema, since, since),
     ).fetchone()
     return row is not None and row[0] > 0
 
 
-def fetcher_asleep(conn: psycopg.Connection[Any], schema: str) -> bool:
+def fetcher_asleep(
+    conn: psycopg.Connection[Any], schema: str, since: datetime | None = None
+) -> bool:
     """The fetcher of the (only) worker on ``schema`` found nothing to claim and sleeps: its
-    last statement asked when the next job is due."""
-    return backend_idle_after(conn, "fetch", schema, "min(execute_after)")
+    last statement asked when the next job is due (after ``since``: after an outcome written
+    then, whose wake-up is behind it)."""
+    return backend_idle_after(conn, "fetch", schema, "min(execute_after)", since)
 
 
 def waiter_asleep(conn: psycopg.Connection[Any], schema: str) -> bool:
     """A ``wait_for`` on ``schema`` has read the results and sleeps until a NOTIFY."""
     return backend_idle_after(conn, "wait", schema, "DISTINCT ON (l.job_id)")
+
+
+def listening(conn: psycopg.Connection[Any], schema: str) -> bool:
+    """A worker's listener on ``schema`` has run LISTEN on its current connection."""
+    return backend_idle_after(conn, "listen", schema, "LISTEN")
 
 
 def wait_promptly(
