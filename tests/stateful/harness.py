@@ -22,7 +22,7 @@ from pgqueue_sync.models import Job, JobId, JobStatus
 from pgqueue_sync.options import RunOptions
 from pgqueue_sync.worker import Worker
 
-from .model import QueueModel
+from .model import LogRow, QueueModel, Row
 
 __all__ = [
     "GUARD",
@@ -65,18 +65,28 @@ class Database:
     def enqueue(self, n: int) -> list[JobId]:
         return self.qm.queries.enqueue(["e"] * n, [None] * n)
 
-    def rows(self) -> dict[JobId, tuple[JobStatus, int, uuid.UUID | None, datetime | None]]:
-        """Each job's status, attempts, worker, and heartbeat (while picked)."""
+    def rows(self) -> dict[JobId, Row]:
+        """Each job's status, attempts, worker, heartbeat (while picked), due time, priority
+        and whether its cancellation was requested."""
         with self.conn.cursor(row_factory=tuple_row) as cur:
             cur.execute(
-                f"SELECT id, status::text, attempts, worker_id, heartbeat FROM {self.jobs_table}"
+                "SELECT id, status::text, attempts, worker_id, heartbeat, execute_after, "
+                f"priority, cancel_requested FROM {self.jobs_table}"
             )
             return {
-                r[0]: (JobStatus(r[1]), r[2], r[3], r[4] if r[1] == "picked" else None)
+                r[0]: (
+                    JobStatus(r[1]),
+                    r[2],
+                    r[3],
+                    r[4] if r[1] == "picked" else None,
+                    r[5],
+                    r[6],
+                    r[7],
+                )
                 for r in cur.fetchall()
             }
 
-    def log(self) -> list[tuple[JobId, JobStatus, int, uuid.UUID]]:
+    def log(self) -> list[LogRow]:
         with self.conn.cursor(row_factory=tuple_row) as cur:
             cur.execute(
                 f"SELECT job_id, status::text, attempts, worker_id FROM {self.log_table} "
