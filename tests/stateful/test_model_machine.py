@@ -77,6 +77,14 @@ class ModelMachine(RuleBasedStateMachine):
             self.holding[worker].add((job_id, self.tries[job_id]))
             assert self.model.jobs[job_id].attempts == self.tries[job_id]
 
+    @rule(worker=workers, limit=st.integers(1, 4))
+    def lapse_and_reclaim(self, worker: uuid.UUID, limit: int) -> None:
+        """A worker's heartbeats stop for longer than retry_timer (a long GC pause), then it
+        claims again: its own lapsed jobs come back to it as new attempts, while it still
+        believes it holds the old ones."""
+        self.now += RETRY_TIMER + timedelta(seconds=1)
+        self.claim(worker, limit)
+
     @rule(worker=workers, data=st.data(), status=st.sampled_from(OUTCOMES))
     def complete(self, worker: uuid.UUID, data: st.DataObject, status: JobStatus) -> None:
         """Complete one attempt this worker believes it holds (possibly long lost)."""
