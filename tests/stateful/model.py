@@ -65,6 +65,7 @@ class ModelJob:
     execute_after: datetime
     priority: int = 0
     cancel_requested: bool = False
+    entrypoint: str = "e"
 
     def row(self) -> Row:
         """What the table must say; the heartbeat only matters while the job is picked."""
