@@ -170,21 +170,21 @@ class BufferMachine(PgMachine):
             self.outcomes[key] = self.worker.run_job(job)
 
         thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        if key in self.cancelled:
-            # Cancelled while it waited in the buffer: it ends at once, its handler unrun.
-            thread.join(GUARD)
-            assert not thread.is_alive(), f"cancelled job {key} did not end"
-            assert key not in self.gates.entered | self.gates.returned, (
-                f"the handler of job {key} ran after its cancellation reached the worker"
-            )
-            assert self.outcomes[key].status is JobStatus.CANCELED, self.outcomes[key]
-            self.unwritten[key] = (JobStatus.CANCELED, 0.0)
-            return
         self.threads[key] = thread
+        thread.start()
         self.gates.wait_for(
             lambda: key in self.gates.entered or not thread.is_alive(), f"job {key} to start"
         )
+        if key in self.cancelled:
+            # Cancelled while it waited in the buffer: it ends at once, its handler unrun.
+            assert key not in self.gates.entered, (
+                f"the handler of job {key} ran after its cancellation reached the worker"
+            )
+            thread.join(GUARD)
+            del self.threads[key]
+            assert self.outcomes[key].status is JobStatus.CANCELED, self.outcomes[key]
+            self.unwritten[key] = (JobStatus.CANCELED, 0.0)
+            return
         assert key in self.gates.entered, f"job {key} was taken but its handler never ran"
 
     @precondition(lambda self: bool(self.threads))
