@@ -231,7 +231,11 @@ class BufferMachine(PgMachine):
         known = sorted(set(self.model.jobs) | {i for i, _, _, _ in self.model.log})
         if not known:
             return
-        ids = data.draw(st.sets(st.sampled_from(known), min_size=1, max_size=3), label="ids")
+        held = sorted(self.worker.held())  # often the interesting ones: drawn more often
+        pick = st.one_of(st.sampled_from(held), st.sampled_from(known)) if held else None
+        ids = data.draw(
+            st.sets(pick or st.sampled_from(known), min_size=1, max_size=3), label="ids"
+        )
         result = self.db.qm.queries.cancel(ids)
         canceled, requested = self.model.cancel(ids)
         assert (result.canceled, result.requested) == (canceled, requested)
