@@ -232,10 +232,10 @@ class BufferMachine(PgMachine):
         if not known:
             return
         held = sorted(self.worker.held())  # often the interesting ones: drawn more often
-        pick = st.one_of(st.sampled_from(held), st.sampled_from(known)) if held else None
-        ids = data.draw(
-            st.sets(pick or st.sampled_from(known), min_size=1, max_size=3), label="ids"
-        )
+        pick = st.sampled_from(known)
+        if held:
+            pick = st.one_of(st.sampled_from(held), pick)
+        ids = data.draw(st.sets(pick, min_size=1, max_size=3), label="ids")
         result = self.db.qm.queries.cancel(ids)
         canceled, requested = self.model.cancel(ids)
         assert (result.canceled, result.requested) == (canceled, requested)
