@@ -38,7 +38,7 @@ HEARTBEAT = 10.0
 MAX_WORKERS = 3
 
 LIVE, STALLED, CRASHED = "live", "stalled", "crashed"
-POLICY = Policy(attempts=3, wait=20.0)
+POLICY = Policy(attempts=2, wait=20.0)
 
 
 @dataclasses.dataclass
