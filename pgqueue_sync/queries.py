@@ -57,6 +57,10 @@ _DUPLICATE_KEY = re.compile(r"\(dedupe_key\)=\((.*)\)")
 class Queries(SchemaQueries):
     """The queue's database operations. ``qm.queries`` is one of these."""
 
+    # Lists at least this long go through COPY; None: COPY_THRESHOLD. Set on an instance, it
+    # sends short lists through COPY (tests run both paths on the same inputs).
+    copy_threshold: int | None = None
+
     # -- producers -----------------------------------------------------------------------
 
     def enqueue(
@@ -110,7 +114,8 @@ class Queries(SchemaQueries):
                 return self._enqueue_skipping(conn, rows)
             if keyed:
                 return self._enqueue_unique(conn, rows)
-            if len(rows) >= COPY_THRESHOLD:
+            threshold = COPY_THRESHOLD if self.copy_threshold is None else self.copy_threshold
+            if len(rows) >= threshold:
                 return self._enqueue_copy(conn, rows)
             return self._enqueue_insert(conn, rows)
 

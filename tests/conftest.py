@@ -11,7 +11,8 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -19,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
-from pgqueue_sync import PsycopgDriver, QueueManager, Settings
+from pgqueue_sync import JobResult, PsycopgDriver, Queries, QueueManager, Settings
 from pgqueue_sync.embedded import embedded_postgres
 
 LOCAL_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
@@ -104,6 +105,65 @@ def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+def backend_idle_after(
+    conn: psycopg.Connection[Any],
+    role: str,
+    schema: str,
+    marker: str,
+    since: datetime | None = None,
+) -> bool:
+    """Whether a connection of ``role`` (``pgqueue-sync:<role>...``) working on ``schema``
+    has run a statement containing ``marker`` last (started after ``since``, if given) and
+    now sits idle.
+
+    The server's view of a worker's connection: a test waits on it for a state of another
+    thread that no event reports (the fetcher asleep after an empty claim, a waiter asleep
+    in its LISTEN), so that only the fast path it tests can move things on.
+    """
+    row = conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %s "
+        "AND state = 'idle' AND strpos(query, %s) > 0 AND strpos(query, %s) > 0 "
+        "AND (%s::timestamptz IS NULL OR query_start > %s::timestamptz)",
+        (f"pgqueue-sync:{role}%", marker, schema, since, since),
+    ).fetchone()
+    return row is not None and row[0] > 0
+
+
+def fetcher_asleep(
+    conn: psycopg.Connection[Any], schema: str, since: datetime | None = None
+) -> bool:
+    """The fetcher of the (only) worker on ``schema`` found nothing to claim and sleeps: its
+    last statement asked when the next job is due (after ``since``: after an outcome written
+    then, whose wake-up is behind it)."""
+    return backend_idle_after(conn, "fetch", schema, "min(execute_after)", since)
+
+
+def waiter_asleep(conn: psycopg.Connection[Any], schema: str) -> bool:
+    """A ``wait_for`` on ``schema`` has read the results and sleeps until a NOTIFY."""
+    return backend_idle_after(conn, "wait", schema, "DISTINCT ON (l.job_id)")
+
+
+def listening(conn: psycopg.Connection[Any], schema: str) -> bool:
+    """A worker's listener on ``schema`` has run LISTEN on its current connection."""
+    return backend_idle_after(conn, "listen", schema, "LISTEN")
+
+
+def wait_promptly(
+    queries: Queries, job_ids: Sequence[int], within: float = 10.0
+) -> list[JobResult]:
+    """``queries.wait_for(job_ids)``, which must return well within ``within`` seconds.
+
+    ``wait_for`` also re-reads the results every 30 s, and once more when its timeout runs
+    out: a bound far below both makes a test fail when the completion NOTIFY no longer wakes
+    the waiter, instead of passing late on the re-read.
+    """
+    start = time.monotonic()
+    results = queries.wait_for(job_ids, timeout=within)
+    elapsed = time.monotonic() - start
+    assert elapsed < within, f"wait_for returned after {elapsed:.1f} s: not woken by NOTIFY"
+    return results
 
 
 class Runner:

@@ -158,14 +158,19 @@ async def test_every_method_round_trips(
     assert await queries.requeue([back.id]) == []
     assert await queries.prune_log(timedelta(days=1)) == 0
     await queries.ensure_limit_rows(["a"])
+    fresh = await queries.enqueue(["a", "a"], [None, None])
     claim = await queries.dequeue_limited(
         "a", 5, worker, None, concurrency_limit=1, requests_per_second=None
     )
-    assert claim.jobs == []
+    assert ([j.id for j in claim.jobs], claim.at_limit) == ([fresh[0]], False)
+    claim = await queries.dequeue_limited(
+        "a", 5, worker, None, concurrency_limit=1, requests_per_second=None
+    )
+    assert (claim.jobs, claim.at_limit) == ([], True)
 
     assert await queries.clear_queue("b") == 2
     assert in_tx not in {j.id for j in await queries.get_jobs([in_tx])}
-    assert await queries.clear_queue() == 0  # the released job was cancelled above
+    assert await queries.clear_queue() == 1  # the second fresh job; the released one was cancelled
     await queries.uninstall()
 
 

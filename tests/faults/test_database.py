@@ -5,25 +5,35 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 import pytest
 
 from pgqueue_sync import ConnectError, Job, PsycopgDriver, Queries, QueueManager, Settings
-from tests.conftest import Runner, eventually
+from tests.conftest import Runner, eventually, fetcher_asleep, listening
 from tests.faults.cluster import PrivateCluster
 from tests.faults.conftest import Ledger, Workers
 from tests.faults.proxy import Proxy
 from tests.faults.test_workers import enqueue
 
 
-def terminate(dsn: str, pattern: str) -> int:
+def terminate(dsn: str | psycopg.Connection[Any], pattern: str) -> int:
+    """Cut the backends whose application_name is LIKE ``pattern``; return how many."""
+    statement = (
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s"
+    )
+    if isinstance(dsn, psycopg.Connection):
+        return len(dsn.execute(statement, (pattern,)).fetchall())
     with psycopg.connect(dsn, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s",
-            (pattern,),
-        ).fetchall()
-    return len(rows)
+        return len(conn.execute(statement, (pattern,)).fetchall())
+
+
+def backends(conn: psycopg.Connection[Any], pattern: str) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %s", (pattern,)
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def resume_time(ledger: Ledger, timeout: float = 60.0) -> float:
@@ -102,24 +112,46 @@ def test_a_killed_listener_comes_back_and_missed_jobs_are_polled(fdsn: str, fsch
         with ran:
             seen.append(job.payload or b"")
             ran.notify_all()
+            if job.payload == b"2":
+                # Held until job 3 has run: the worker is never idle meanwhile, so only a
+                # NOTIFY can bring job 3 (an idle worker looks once more).
+                ran.wait_for(lambda: b"3" in seen, 20)
 
     def wait_for(payload: bytes) -> bool:
         with ran:
             return ran.wait_for(lambda: payload in seen, 20)
 
-    # Idle polls far away: only the listener (or its reconnect poll) can wake the worker.
+    # Idle polls, heartbeats and the listener's deafness check far away: only the listener
+    # (or its poll after reconnecting) can wake the worker.
     runner = Runner(qm, dequeue_timeout=3600, retry_timer=None, heartbeat_interval=60).start()
+    # The producer keeps one connection open: it enqueues while new connections are refused.
+    # (A database's connections can only be switched off from another database.)
+    admin = psycopg.connect(fdsn.replace("dbname=postgres", "dbname=template1"), autocommit=True)
+    producer_conn = psycopg.connect(fdsn, autocommit=True)
+    producer = Queries(PsycopgDriver(producer_conn), Settings(schema=fschema))
     try:
-        qm.queries.enqueue("ledger", b"1")
+        producer.enqueue("ledger", b"1")
         assert wait_for(b"1")
-        assert terminate(fdsn, "pgqueue-sync:listen:%") == 1
-        qm.queries.enqueue("ledger", b"2")  # its NOTIFY is lost: no one listens
-        assert wait_for(b"2")  # picked up by the poll after the listener reconnected
-        qm.queries.enqueue("ledger", b"3")
-        assert wait_for(b"3")  # LISTEN is back
+        # The listener cannot come back until job 2's NOTIFY is gone for good.
+        admin.execute("ALTER DATABASE postgres WITH ALLOW_CONNECTIONS false")
+        try:
+            assert terminate(admin, "pgqueue-sync:listen:%") == 1
+            assert eventually(lambda: backends(admin, "pgqueue-sync:listen:%") == 0)
+            producer.enqueue("ledger", b"2")  # its NOTIFY is lost: no one listens
+        finally:
+            admin.execute("ALTER DATABASE postgres WITH ALLOW_CONNECTIONS true")
+        assert wait_for(b"2"), "the job missed while the listener was away was not polled"
+        assert eventually(lambda: listening(admin, fschema)), "no LISTEN after reconnecting"
+        # The poll is over (job 2 runs, held until job 3 has run): only a NOTIFY is left to
+        # bring job 3.
+        assert eventually(lambda: fetcher_asleep(admin, fschema))
+        producer.enqueue("ledger", b"3")
+        assert wait_for(b"3"), "the listener did not LISTEN again after reconnecting"
     finally:
         runner.stop()
         qm.driver.close()
+        admin.close()
+        producer_conn.close()
 
 
 def test_a_black_holed_link_is_detected_and_replaced(
@@ -134,19 +166,27 @@ def test_a_black_holed_link_is_detected_and_replaced(
     def handler(job: Job) -> None:
         done.release()
 
-    producer = Queries(PsycopgDriver(fdsn), Settings(schema=fschema))
-    runner = Runner(qm, dequeue_timeout=2, retry_timer=10, heartbeat_interval=0.5).start()
+    producer_conn = psycopg.connect(fdsn, autocommit=True)
+    producer = Queries(PsycopgDriver(producer_conn), Settings(schema=fschema))
+    # Idle polls and rescues far away: only the listener noticing that it went deaf, and
+    # its poll after listening anew, can bring the jobs enqueued after the cut.
+    runner = Runner(qm, dequeue_timeout=3600, retry_timer=3600, heartbeat_interval=0.5).start()
     try:
-        producer.enqueue("ledger", None)
+        [first] = producer.enqueue("ledger", None)
         assert done.acquire(timeout=30)
+        # Idle and asleep once the outcome is written: no claim in flight that would find
+        # the next jobs after its stall.
+        assert eventually(lambda: bool(producer.history(job_ids=[first])))
+        written = producer.history(job_ids=[first])[0].created
+        assert eventually(lambda: fetcher_asleep(producer_conn, fschema, since=written))
         assert proxy.blackhole() >= 3  # listen, fetch, complete: silently dead
         producer.enqueue(["ledger"] * 5, [None] * 5)
         for _ in range(5):
-            assert done.acquire(timeout=60), "jobs were not processed after the link died"
+            assert done.acquire(timeout=30), "jobs were not processed after the link died"
     finally:
         runner.stop()
         qm.driver.close()
-        producer.driver.close()
+        producer_conn.close()
         proxy.close()
 
 

@@ -58,15 +58,36 @@ def test_a_frozen_worker_cannot_overwrite_the_outcome_of_the_worker_that_reran_i
 ) -> None:
     [job_id] = enqueue(fdsn, fschema, 1)
     pool = workers(threads=1, work_ms=2000, retry_timer=2)
+
+    def runs() -> list[tuple[int, int]]:
+        rows = ledger._query("SELECT attempt, pid FROM {s}.ledger ORDER BY attempt")
+        return [(int(str(a)), int(str(p))) for a, p in rows]
+
     frozen = pool.start()
-    assert eventually(lambda: bool(ledger._query("SELECT 1 FROM {s}.ledger")), 30)
+    assert eventually(lambda: runs() == [(1, frozen.pid)], 30)
     os.kill(frozen.pid, signal.SIGSTOP)
-    pool.start()  # re-picks the job once the frozen worker's heartbeat is retry_timer old
-    assert eventually(lambda: ledger.count() == 1, 60)
+    # Re-picks the job once the frozen worker's heartbeat is retry_timer old, and is still
+    # running it when the frozen worker resumes.
+    rescuer = pool.start(work_ms=6000)
+    assert eventually(lambda: (2, rescuer.pid) in runs(), 60)
     os.kill(frozen.pid, signal.SIGCONT)
-    outputs = pool.stop_all()  # the frozen worker first: it finishes its run, then exits
-    assert [code for code, _, _ in outputs] == [0, 0]
-    assert "outcome discarded" in outputs[0][2]
+    # The frozen worker's run ends and its outcome is written, late, while the rescuer holds
+    # the job at attempt 2: fenced out. Stopped now, it exits once that write is done.
+    frozen.send_signal(signal.SIGTERM)
+    _, err = frozen.communicate(timeout=60)
+    pool.procs.remove(frozen)
+    with psycopg.connect(fdsn) as conn:
+        row = conn.execute(
+            f'SELECT status::text, attempts, worker_id IS NOT NULL FROM "{fschema}".pgqueue_jobs '
+            "WHERE id = %s",
+            (job_id,),
+        ).fetchone()
+        assert row == ("picked", 2, True), "the late outcome changed the rescuer's job"
+    assert frozen.returncode == 0
+    assert "outcome discarded" in err
+    assert eventually(lambda: ledger.count() == 1, 60)
+    outputs = pool.stop_all()
+    assert [code for code, _, _ in outputs] == [0]
     with psycopg.connect(fdsn) as conn:
         rows = conn.execute(
             f'SELECT status::text, attempts FROM "{fschema}".pgqueue_log WHERE job_id = %s',

@@ -6,8 +6,9 @@ import subprocess
 import sys
 import textwrap
 import threading
+import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
@@ -28,7 +29,7 @@ from pgqueue_sync import (
     Settings,
     WaitTimeoutError,
 )
-from tests.conftest import Runner, eventually
+from tests.conftest import Runner, eventually, wait_promptly
 
 Start = Callable[..., Runner]
 
@@ -79,7 +80,7 @@ def test_retry_with_backoff_ends_failed_after_n_attempts(
     drain(cqm)
     assert attempts == [1, 2, 3]
     [job] = cqm.queries.get_jobs([job_id])
-    assert (job.status, job.attempts) == (JobStatus.FAILED, 3)
+    assert (job.status, job.attempts, job.worker_id) == (JobStatus.FAILED, 3, None)
     [entry] = cqm.queries.history(job_ids=[job_id])
     assert entry.status is JobStatus.FAILED
     assert "ValueError: attempt 3 failed" in (entry.traceback or "")
@@ -89,6 +90,34 @@ def test_retry_with_backoff_ends_failed_after_n_attempts(
     [job] = cqm.queries.get_jobs([job_id])
     assert (job.status, job.attempts) == (JobStatus.QUEUED, 0)
     assert cqm.queries.requeue([job_id]) == []  # only failed jobs are requeued
+
+
+def test_stop_after_delay_counts_from_the_jobs_creation(
+    driver: PsycopgDriver, settings: Settings
+) -> None:
+    # Rows are created at the database's now(): the clock starts there too.
+    clock = ManualClock(datetime.now(timezone.utc))
+    cqm = QueueManager(driver, settings=settings, clock=clock)
+    cqm.queries.install()
+    attempts: list[int] = []
+
+    @cqm.entrypoint(
+        "patient",
+        retry=RetryPolicy(stop=tenacity.stop_after_delay(50), wait=tenacity.wait_fixed(25)),
+    )
+    def patient(job: Job) -> None:
+        attempts.append(job.attempts)
+        raise ValueError("still down")
+
+    [job_id] = cqm.queries.enqueue("patient", None)
+    clock.advance(10)  # the job waited 10 s before its first run
+    for _ in range(4):
+        drain(cqm)
+        clock.advance(25)
+    # Runs about 10, 35 and 60 s after creation: the third is past the 50 s budget.
+    assert attempts == [1, 2, 3]
+    [job] = cqm.queries.get_jobs([job_id])
+    assert (job.status, job.attempts) == (JobStatus.FAILED, 3)
 
 
 def test_retry_only_on_the_given_exception_types(cqm: QueueManager) -> None:
@@ -129,6 +158,28 @@ def test_retry_requested_by_the_handler(cqm: QueueManager, clock: ManualClock) -
     assert runs == [1, 2]
     [entry] = cqm.queries.history(job_ids=[job_id])
     assert (entry.status, entry.value) == (JobStatus.SUCCESSFUL, "done")
+
+
+def test_retry_requested_forever_ends_failed_when_the_policy_stops(
+    cqm: QueueManager, clock: ManualClock
+) -> None:
+    runs: list[int] = []
+
+    @cqm.entrypoint("again", retry=RetryPolicy(stop=tenacity.stop_after_attempt(3)))
+    def again(job: Job) -> None:
+        runs.append(job.attempts)
+        raise RetryRequested(delay=timedelta(seconds=5), reason="not yet")
+
+    [job_id] = cqm.queries.enqueue("again", None)
+    for _ in range(4):
+        drain(cqm)
+        clock.advance(5)
+    assert runs == [1, 2, 3]
+    [job] = cqm.queries.get_jobs([job_id])
+    assert (job.status, job.attempts) == (JobStatus.FAILED, 3)
+    [entry] = cqm.queries.history(job_ids=[job_id])
+    assert entry.status is JobStatus.FAILED
+    assert "RetryRequested: not yet" in (entry.traceback or "")
 
 
 def test_deferred_jobs_wait_for_their_time(cqm: QueueManager, clock: ManualClock) -> None:
@@ -185,6 +236,21 @@ def test_unique_jobs(qm: QueueManager, conn: psycopg.Connection[Any], dsn: str) 
     # Once the job is done the key is free again.
     drain(qm)
     qm.queries.enqueue("report", b"", dedupe_key="daily-2026-11-27")
+
+
+def test_a_dedupe_key_stays_taken_while_its_job_runs(qm: QueueManager) -> None:
+    [holder] = qm.queries.enqueue("report", b"", dedupe_key="nightly")
+    [running] = qm.queries.dequeue(1, ["report"], uuid.uuid4())
+    assert (running.id, running.status) == (holder, JobStatus.PICKED)
+    with pytest.raises(DuplicateJobError) as info:
+        qm.queries.enqueue("report", b"", dedupe_key="nightly")
+    assert info.value.dedupe_keys == ["nightly"]
+    ids = qm.queries.enqueue(
+        ["report", "report"], [None, None], dedupe_key=["nightly", "other"], on_conflict="skip"
+    )
+    assert ids[0] == holder
+    assert {j.id for j in qm.queries.get_jobs([holder, ids[1]])} == {holder, ids[1]}
+    assert sum(s.count for s in qm.queries.queue_size()) == 2
 
 
 class Concurrency:
@@ -289,19 +355,37 @@ def test_cancel_queued_failed_and_running_jobs(qm: QueueManager, runner: Start) 
     def other(job: Job) -> None:
         pass
 
+    @qm.entrypoint("fails", retry=RetryPolicy(stop=tenacity.stop_after_attempt(1)))
+    def fails(job: Job) -> None:
+        raise ValueError("gives up at once")
+
+    [failed] = qm.queries.enqueue("fails", None)
     [running] = qm.queries.enqueue("long", None)
     [queued] = qm.queries.enqueue("other", None, execute_after=timedelta(hours=1))
     r = runner(qm)
     assert started.wait(30)
-    result = qm.queries.cancel([running, queued])
-    assert result.canceled == [queued]
+    [first] = wait_promptly(qm.queries, [failed])
+    assert first.status is JobStatus.FAILED
+    assert [j.status for j in qm.queries.get_jobs([failed])] == [JobStatus.FAILED]
+    result = qm.queries.cancel([running, queued, failed])
+    assert result.canceled == sorted([queued, failed])
     assert result.requested == [running]
-    [final] = qm.queries.wait_for([running], timeout=30)
+    [final] = wait_promptly(qm.queries, [running])
     assert final.status is JobStatus.CANCELED
     assert outcome == ["saw cancellation"]
     r.stop()
-    statuses = {e.job_id: e.status for e in qm.queries.history()}
-    assert statuses == {running: JobStatus.CANCELED, queued: JobStatus.CANCELED}
+    latest: dict[int, JobStatus] = {}
+    for entry in qm.queries.history():  # newest first
+        latest.setdefault(entry.job_id, entry.status)
+    assert latest == {
+        running: JobStatus.CANCELED,
+        queued: JobStatus.CANCELED,
+        failed: JobStatus.CANCELED,
+    }
+    assert [e.status for e in qm.queries.history(job_ids=[failed])] == [
+        JobStatus.CANCELED,
+        JobStatus.FAILED,
+    ]
     assert qm.queries.queue_size() == []
 
 
@@ -317,13 +401,67 @@ def test_a_missed_cancel_notify_arrives_with_the_next_heartbeat(
         ctx.check()
 
     [job_id] = qm.queries.enqueue("long", None)
-    r = runner(qm, retry_timer=1.0, heartbeat_interval=0.05)
+    # retry_timer far away: the worker cannot re-claim its own job (whose claim would carry
+    # the flag too), so only a heartbeat can bring the request.
+    r = runner(qm, retry_timer=3600, heartbeat_interval=0.05)
     assert started.wait(30)
     table = settings.ident("jobs").as_string(None)
     conn.execute(f"UPDATE {table} SET cancel_requested = true WHERE id = %s", (job_id,))
-    [final] = qm.queries.wait_for([job_id], timeout=30)
+    [final] = wait_promptly(qm.queries, [job_id])
     assert final.status is JobStatus.CANCELED
+    [entry] = qm.queries.history(job_ids=[job_id])
+    assert entry.attempts == 1  # the first and only attempt saw it
     r.stop()
+
+
+def test_a_cancelled_job_waiting_in_the_buffer_never_runs(qm: QueueManager, runner: Start) -> None:
+    started = threading.Event()
+    ran: list[int] = []
+
+    @qm.entrypoint("block")
+    def block(job: Job, ctx: Context) -> None:
+        started.set()
+        ctx.cancelled.wait(30)
+        ctx.check()
+
+    @qm.entrypoint("next")
+    def next_job(job: Job) -> None:
+        ran.append(job.id)
+
+    [first] = qm.queries.enqueue("block", None)
+    [second] = qm.queries.enqueue("next", None)
+    # One thread, both jobs claimed together: the second waits in the buffer behind the first.
+    # Heartbeats far away: the cancel requests come by NOTIFY.
+    r = runner(qm, workers=1, batch_size=2, retry_timer=3600, heartbeat_interval=600)
+    assert started.wait(30)
+    assert [j.status for j in qm.queries.get_jobs([second])] == [JobStatus.PICKED]
+    assert qm.queries.cancel([second]).requested == [second]
+    # Events reach the worker in order: by the time the first handler sees its own
+    # cancellation, the second job's has arrived too.
+    assert qm.queries.cancel([first]).requested == [first]
+    results = wait_promptly(qm.queries, [first, second])
+    assert [res.status for res in results] == [JobStatus.CANCELED, JobStatus.CANCELED]
+    assert ran == []
+    r.stop()
+
+
+def test_a_job_released_with_a_cancel_request_never_runs(qm: QueueManager) -> None:
+    ran: list[int] = []
+
+    @qm.entrypoint("c")
+    def handler(job: Job) -> None:
+        ran.append(job.id)
+
+    [job_id] = qm.queries.enqueue("c", None)
+    gone = uuid.uuid4()  # a worker that claimed it, was asked to cancel it, and gave it back
+    qm.queries.dequeue(1, ["c"], gone)
+    assert qm.queries.cancel([job_id]).requested == [job_id]
+    assert qm.queries.release(gone, {job_id}, {job_id}) == {job_id}
+    drain(qm)
+    assert ran == []
+    [entry] = qm.queries.history(job_ids=[job_id])
+    assert entry.status is JobStatus.CANCELED
+    assert qm.queries.queue_size() == []
 
 
 def test_results_and_wait_for(qm: QueueManager, runner: Start) -> None:
@@ -339,7 +477,7 @@ def test_results_and_wait_for(qm: QueueManager, runner: Start) -> None:
 
     ids = qm.queries.enqueue(["answer"] * 4, [b"json", b"bytes", b"fail", b"opaque"])
     r = runner(qm)
-    results = qm.queries.wait_for(ids, timeout=30)
+    results = wait_promptly(qm.queries, ids)
     r.stop()
     assert [res.job_id for res in results] == ids
     assert results[0].value == {"answer": 42, "payload": "json"}
@@ -352,6 +490,39 @@ def test_results_and_wait_for(qm: QueueManager, runner: Start) -> None:
         None,
     )
     assert "UnstorableResultError" in (results[3].traceback or "")
+
+
+def test_wait_for_ignores_the_outcome_of_an_earlier_run_of_a_live_job(qm: QueueManager) -> None:
+    runs: list[int] = []
+
+    @qm.entrypoint("flaky", retry=RetryPolicy(stop=tenacity.stop_after_attempt(1)))
+    def flaky(job: Job) -> str:
+        runs.append(job.id)
+        if len(runs) == 1:
+            raise ValueError("first run fails")
+        return "second run"
+
+    [job_id] = qm.queries.enqueue("flaky", None)
+    drain(qm)
+    [first] = qm.queries.wait_for([job_id], timeout=5)
+    assert first.status is JobStatus.FAILED
+    assert qm.queries.requeue([job_id]) == [job_id]
+    # Queued again, then running: its failed row is history, not its result.
+    with pytest.raises(WaitTimeoutError) as info:
+        qm.queries.wait_for([job_id], timeout=0.2)
+    assert info.value.finished == {}
+    worker = uuid.uuid4()
+    assert [j.id for j in qm.queries.dequeue(1, ["flaky"], worker)] == [job_id]
+    with pytest.raises(WaitTimeoutError):
+        qm.queries.wait_for([job_id], timeout=0.2)
+    qm.queries.release(worker, {job_id}, {job_id})
+    drain(qm)
+    [second] = qm.queries.wait_for([job_id], timeout=5)
+    assert (second.status, second.value) == (JobStatus.SUCCESSFUL, "second run")
+    assert [e.status for e in qm.queries.history(job_ids=[job_id])] == [
+        JobStatus.SUCCESSFUL,
+        JobStatus.FAILED,
+    ]
 
 
 def test_wait_for_errors(qm: QueueManager) -> None:
@@ -391,7 +562,7 @@ def test_wait_for_a_job_finished_by_another_process(
     [job_id] = producer.queries.enqueue("square", b"12")
     worker = subprocess.Popen([sys.executable, "-c", WORKER_SCRIPT, dsn, settings.schema])
     try:
-        [result] = producer.queries.wait_for([job_id], timeout=60)
+        [result] = wait_promptly(producer.queries, [job_id], within=25)
     finally:
         worker.wait(60)
     assert worker.returncode == 0

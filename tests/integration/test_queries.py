@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -21,6 +22,7 @@ from pgqueue_sync import (
     UnknownEntrypointError,
 )
 from pgqueue_sync.queries import COPY_THRESHOLD, Outcome
+from tests.conftest import eventually
 
 
 @pytest.fixture
@@ -49,16 +51,33 @@ def test_enqueue_scalar_and_lists_return_ids_in_order(q: Queries) -> None:
     assert q.enqueue([], []) == []
 
 
-def test_large_lists_go_through_copy_with_the_same_result(q: Queries) -> None:
+def test_large_lists_go_through_copy_with_the_same_result(
+    driver: PsycopgDriver, settings: Settings
+) -> None:
+    clock = ManualClock()
+    q = Queries(driver, settings, clock=clock)
+    q.install()
     n = COPY_THRESHOLD * 2
+    at = clock.now() + timedelta(days=1)
     payloads = [f"job {i}".encode() for i in range(n)]
-    ids = q.enqueue(["bulk"] * n, payloads, priority=[i % 5 for i in range(n)], headers={"t": 1})
-    assert len(ids) == n == len(set(ids))
+    whens: list[timedelta | datetime | None] = [
+        [None, timedelta(seconds=i), at][i % 3] for i in range(n)
+    ]
+    ids = q.enqueue(
+        ["bulk"] * n,
+        payloads,
+        priority=[i % 5 for i in range(n)],
+        execute_after=whens,
+        headers={"t": 1},
+    )
+    # ids in the order given, each the id of its own input, ascending as inserts return them
+    assert ids == sorted(ids) == list(range(ids[0], ids[0] + n))
     jobs = {j.id: j for j in q.get_jobs(ids)}
     for i, job_id in enumerate(ids):
-        assert jobs[job_id].payload == payloads[i]
-        assert jobs[job_id].priority == i % 5
-        assert jobs[job_id].headers == {"t": 1}
+        job = jobs[job_id]
+        assert (job.payload, job.priority, job.headers) == (payloads[i], i % 5, {"t": 1})
+        due = [clock.now(), clock.now() + timedelta(seconds=i), at][i % 3]
+        assert job.execute_after == due, i
 
 
 def test_scalars_broadcast_and_lengths_must_match(q: Queries) -> None:
@@ -125,12 +144,73 @@ def test_unknown_entrypoints_are_refused_when_handlers_are_registered(
 
 def test_dequeue_orders_by_priority_then_fifo_and_skips_other_entrypoints(q: Queries) -> None:
     ids = q.enqueue(["a", "a", "b", "a", "a"], [None] * 5, [0, 5, 9, 5, 1])
+    # Enqueued last but due an hour ago: first among its priority (FIFO by due time).
+    [overdue] = q.enqueue("a", None, 5, datetime.now(timezone.utc) - timedelta(hours=1))
     worker = uuid.uuid4()
-    claimed = q.dequeue(10, ["a"], worker)
-    assert [j.id for j in claimed] == [ids[1], ids[3], ids[4], ids[0]]
+    # One at a time, so the statement's own order decides (a claim of all would be sorted
+    # after the fact).
+    claimed = [job for _ in range(5) for job in q.dequeue(1, ["a"], worker)]
+    assert [j.id for j in claimed] == [overdue, ids[1], ids[3], ids[4], ids[0]]
     assert all(j.status is JobStatus.PICKED and j.worker_id == worker for j in claimed)
     assert all(j.attempts == 1 for j in claimed)
     assert q.dequeue(10, ["a"], worker) == []
+
+
+@pytest.mark.parametrize("locked", ["queued", "stale"])
+def test_a_claim_skips_rows_another_claim_has_locked(
+    locked: str, driver: PsycopgDriver, settings: Settings, dsn: str
+) -> None:
+    clock = ManualClock()
+    q = Queries(driver, settings, clock=clock)
+    q.install()
+    retry_timer = timedelta(seconds=30)
+    first, second = q.enqueue(["a", "a"], [None, None])
+    if locked == "stale":
+        q.dequeue(2, ["a"], uuid.uuid4(), retry_timer)  # a worker that then dies
+        clock.advance(retry_timer * 2)
+    table = settings.ident("jobs").as_string(None)
+    # A claim in flight elsewhere: it holds the first row's lock until it commits.
+    with psycopg.connect(dsn) as other, psycopg.connect(dsn, autocommit=True) as claimer:
+        other.execute(f"SELECT id FROM {table} WHERE id = %s FOR UPDATE", (first,))
+        claimer.execute("SET statement_timeout = '5s'")  # waiting on the lock fails the test
+        jobs = Queries(PsycopgDriver(claimer), settings, clock=clock).dequeue(
+            2, ["a"], uuid.uuid4(), retry_timer
+        )
+        assert [j.id for j in jobs] == [second]
+        other.rollback()
+
+
+def test_stale_jobs_are_rescued_oldest_first_before_queued_ones(
+    driver: PsycopgDriver, settings: Settings
+) -> None:
+    clock = ManualClock()
+    q = Queries(driver, settings, clock=clock)
+    q.install()
+    retry_timer = timedelta(seconds=30)
+    older, newer, other_entrypoint, failed = q.enqueue(["a", "a", "b", "a"], [None] * 4)
+    dead = uuid.uuid4()
+    q.dequeue(1, ["a"], dead, retry_timer)
+    clock.advance(5)
+    q.dequeue(1, ["a"], dead, retry_timer)
+    q.dequeue(1, ["b"], dead, retry_timer)
+    [job] = q.dequeue(1, ["a"], dead, retry_timer)
+    q.complete(dead, [Outcome(failed, job.attempts, JobStatus.FAILED, 0.0)])
+    [queued] = q.enqueue("a", None)
+    clock.advance(retry_timer * 2)
+    rescuer = uuid.uuid4()
+    # Oldest heartbeat first, then the other stale one, then queued jobs; never a failed
+    # job, nor one of an entrypoint the claimer does not handle.
+    claimed = [j.id for _ in range(4) for j in q.dequeue(1, ["a"], rescuer, retry_timer)]
+    assert claimed == [older, newer, queued]
+    # A claim stamps a fresh heartbeat: the rescuer's jobs are not stale in turn.
+    assert q.dequeue(10, ["a"], uuid.uuid4(), retry_timer) == []
+    jobs = {j.id: j for j in q.get_jobs([older, other_entrypoint, failed])}
+    assert (jobs[older].worker_id, jobs[older].attempts) == (rescuer, 2)
+    assert (jobs[other_entrypoint].status, jobs[other_entrypoint].worker_id) == (
+        JobStatus.PICKED,
+        dead,
+    )
+    assert (jobs[failed].status, jobs[failed].worker_id) == (JobStatus.FAILED, None)
 
 
 def test_concurrent_claims_never_overlap(q: Queries, dsn: str, settings: Settings) -> None:
@@ -221,6 +301,7 @@ def test_release_requeues_and_keeps_attempts_of_unstarted_jobs(q: Queries) -> No
     ids = q.enqueue(["a", "a"], [None, None])
     worker = uuid.uuid4()
     q.dequeue(2, ["a"], worker)
+    assert q.release(uuid.uuid4(), set(ids), set(ids)) == set()  # only the holder releases
     assert q.release(worker, set(ids), unstarted={ids[0]}) == set(ids)
     jobs = {j.id: j for j in q.get_jobs(ids)}
     assert jobs[ids[0]].status is JobStatus.QUEUED
@@ -264,3 +345,66 @@ def test_log_filters(q: Queries, conn: psycopg.Connection[Any]) -> None:
     [failed] = q.log(status="exception")
     assert failed.traceback == "Traceback..."
     assert [e.entrypoint for e in q.log(entrypoint="a")] == ["a"]
+
+
+def test_recorded_finds_only_the_attempts_a_worker_wrote(q: Queries) -> None:
+    [job_id] = q.enqueue("a", None)
+    worker = uuid.uuid4()
+    [first] = q.dequeue(1, ["a"], worker)
+    retry = Outcome(job_id, first.attempts, JobStatus.QUEUED, 0.0, traceback="again")
+    assert q.complete(worker, [retry]).retried == {job_id}
+    [second] = q.dequeue(1, ["a"], worker)
+    done = Outcome(job_id, second.attempts, JobStatus.SUCCESSFUL, 0.0)
+    assert q.complete(worker, [done]).finished == {job_id}
+    assert q.recorded(worker, [done]) == {job_id}
+    assert q.recorded(worker, [retry]) == set()  # a retry leaves no log row
+    assert q.recorded(uuid.uuid4(), [done]) == set()
+
+
+def test_a_completion_that_waited_for_a_repick_is_fenced_out(
+    driver: PsycopgDriver, settings: Settings, dsn: str
+) -> None:
+    """A late completion blocked behind the transaction that re-picks its job must see the
+    re-pick once it commits (the fence is re-checked on the locked row), not its snapshot."""
+    clock = ManualClock()
+    q = Queries(driver, settings, clock=clock)
+    q.install()
+    retry_timer = timedelta(seconds=30)
+    [job_id] = q.enqueue("a", None)
+    slow = uuid.uuid4()
+    [job] = q.dequeue(1, ["a"], slow, retry_timer)
+    clock.advance(retry_timer * 2)
+    recorded: list[set[int]] = []
+    rescuer = uuid.uuid4()
+    with (
+        psycopg.connect(dsn, autocommit=True) as rescuer_conn,
+        psycopg.connect(dsn, autocommit=True) as late,
+        psycopg.connect(dsn, autocommit=True) as observer,
+    ):
+        late_q = Queries(PsycopgDriver(late), settings, clock=clock)
+        (pid,) = late.execute("SELECT pg_backend_pid()").fetchone() or (0,)
+        outcome = Outcome(job_id, job.attempts, JobStatus.SUCCESSFUL, 0.0)
+        thread = threading.Thread(
+            target=lambda: recorded.append(late_q.complete(slow, [outcome]).recorded)
+        )
+        with rescuer_conn.transaction():  # the re-pick commits at the end of this block
+            repicked = Queries(PsycopgDriver(rescuer_conn), settings, clock=clock).dequeue(
+                1, ["a"], rescuer, retry_timer
+            )
+            assert [j.id for j in repicked] == [job_id]
+            thread.start()
+            assert eventually(
+                lambda: (
+                    observer.execute(
+                        "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
+                        (pid,),
+                    ).fetchone()
+                    == (True,)
+                )
+            ), "the late completion never waited for the re-pick's lock"
+        thread.join(10)
+        assert not thread.is_alive()
+    assert recorded == [set()]
+    [row] = q.get_jobs([job_id])
+    assert (row.status, row.worker_id, row.attempts) == (JobStatus.PICKED, rescuer, 2)
+    assert q.log(job_ids=[job_id]) == []

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -112,29 +111,6 @@ def test_failing_handlers_are_recorded_and_the_worker_survives(
     assert (qm.last_stats.succeeded, qm.last_stats.failed) == (2, 4)
 
 
-def test_an_idle_worker_is_woken_by_notify(qm: QueueManager, runner: Start) -> None:
-    started = threading.Event()
-    ran = threading.Event()
-
-    @qm.entrypoint("wake")
-    def handler(job: Job) -> None:
-        ran.set()
-
-    @qm.entrypoint("first")
-    def first(job: Job) -> None:
-        started.set()
-
-    # Poll timers far beyond the test's patience: only NOTIFY can wake the worker in time.
-    qm.queries.enqueue("first", None)
-    r = runner(qm, dequeue_timeout=3600, retry_timer=None)
-    assert started.wait(30)
-    time_enqueued = time.monotonic()
-    qm.queries.enqueue("wake", None)
-    assert ran.wait(20), "the worker was not woken by NOTIFY"
-    assert time.monotonic() - time_enqueued < 20
-    r.stop()
-
-
 def test_handlers_only_get_their_own_entrypoints(
     qm: QueueManager, driver: PsycopgDriver, settings: Settings, runner: Start
 ) -> None:
@@ -191,7 +167,12 @@ def test_deferred_jobs_run_when_due_without_a_notify(qm: QueueManager, runner: S
     def handler(job: Job) -> None:
         ran.set()
 
-    qm.queries.enqueue("later", None, execute_after=timedelta(seconds=1))
+    # The worker sleeps until the earliest of them is due.
+    qm.queries.enqueue(
+        ["later", "later"],
+        [None, None],
+        execute_after=[timedelta(hours=1), timedelta(seconds=1)],
+    )
     r = runner(qm, dequeue_timeout=3600, retry_timer=None)
     assert ran.wait(20), "the worker did not wake for the deferred job"
     r.stop()

@@ -3,6 +3,7 @@ time, handlers a test releases one at a time, and the tables compared with the m
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 import time
@@ -22,20 +23,29 @@ from pgqueue_sync.models import Job, JobId, JobStatus
 from pgqueue_sync.options import RunOptions
 from pgqueue_sync.worker import Worker
 
-from .model import QueueModel
+from .model import LogRow, QueueModel, Row
 
 __all__ = [
     "GUARD",
     "Database",
     "Gates",
+    "Hooks",
+    "Key",
     "PgMachine",
+    "Snapshot",
     "advance",
     "close_worker",
     "compare",
+    "deliver_cancel",
     "expected_status",
+    "idle_timeout",
     "make_worker",
+    "observed",
     "run_machine",
+    "snapshot",
 ]
+
+Key = tuple[JobId, int]  # a job's attempt: (job id, attempt)
 
 # Bound on every wait for another thread: reached only when the engine hangs (a failure).
 GUARD = 20.0
@@ -62,21 +72,44 @@ class Database:
     def now(self) -> datetime:
         return self.clock.now()
 
-    def enqueue(self, n: int) -> list[JobId]:
-        return self.qm.queries.enqueue(["e"] * n, [None] * n)
+    def enqueue(
+        self,
+        n: int,
+        *,
+        entrypoints: list[str] | None = None,
+        priorities: list[int] | None = None,
+        delays: list[float] | None = None,
+    ) -> list[JobId]:
+        """Enqueue ``n`` jobs (of entrypoint "e" unless told), due after their delays."""
+        return self.qm.queries.enqueue(
+            entrypoints or ["e"] * n,
+            [None] * n,
+            priorities or 0,
+            None if delays is None else [timedelta(seconds=d) for d in delays],
+        )
 
-    def rows(self) -> dict[JobId, tuple[JobStatus, int, uuid.UUID | None, datetime | None]]:
-        """Each job's status, attempts, worker, and heartbeat (while picked)."""
+    def rows(self) -> dict[JobId, Row]:
+        """Each job's status, attempts, worker, heartbeat (while picked), due time, priority
+        and whether its cancellation was requested."""
         with self.conn.cursor(row_factory=tuple_row) as cur:
             cur.execute(
-                f"SELECT id, status::text, attempts, worker_id, heartbeat FROM {self.jobs_table}"
+                "SELECT id, status::text, attempts, worker_id, heartbeat, execute_after, "
+                f"priority, cancel_requested FROM {self.jobs_table}"
             )
             return {
-                r[0]: (JobStatus(r[1]), r[2], r[3], r[4] if r[1] == "picked" else None)
+                r[0]: (
+                    JobStatus(r[1]),
+                    r[2],
+                    r[3],
+                    r[4] if r[1] == "picked" else None,
+                    r[5],
+                    r[6],
+                    r[7],
+                )
                 for r in cur.fetchall()
             }
 
-    def log(self) -> list[tuple[JobId, JobStatus, int, uuid.UUID]]:
+    def log(self) -> list[LogRow]:
         with self.conn.cursor(row_factory=tuple_row) as cur:
             cur.execute(
                 f"SELECT job_id, status::text, attempts, worker_id FROM {self.log_table} "
@@ -155,12 +188,86 @@ def make_worker(
     )
 
 
+# -- the engine's insides: every access to them is here, so a change of the engine's layout
+# changes this block only -------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """What a worker holds, read at one instant: each held job's attempt, the attempts
+    waiting in its buffer (in order), and the ones being run."""
+
+    held: dict[JobId, int]
+    buffered: list[Key]
+    running: set[Key]
+
+
+def snapshot(worker: Worker) -> Snapshot:
+    with worker._lock, worker.buffer.mutex:
+        held = {i: j.attempts for i, j in worker._held.items()}
+        buffered = [(j.id, j.attempts) for j in worker.buffer.queue]
+        running = {key for key in worker._running if worker._holds(*key)}
+    return Snapshot(held, buffered, running)
+
+
+def idle_timeout(worker: Worker) -> float:
+    """How long the worker sleeps after an empty claim (without a NOTIFY)."""
+    return worker._idle_timeout()
+
+
+def deliver_cancel(worker: Worker, job_ids: list[JobId]) -> None:
+    """What the worker does when its listener hears a cancel NOTIFY for ``job_ids``."""
+    worker.cancel(job_ids)
+
+
 def close_worker(worker: Worker) -> None:
     """Close the connections a stepped worker opened (``run()`` does this itself)."""
     worker.buffer.close()
     worker.completions.close()
     for conn in (worker._fetch_conn, worker._complete_conn, worker._listen_conn):
         conn.close()
+
+
+class Hooks:
+    """What an observed worker reports while ``run()`` drives it (see ``observed``)."""
+
+    def fetched(self, worker: Worker, after_stop: bool) -> None: ...
+
+    def shutting_down(self, worker: Worker) -> None: ...
+
+    def forgot(self, worker: Worker) -> None: ...
+
+
+def observed(hooks: Hooks) -> type[Worker]:
+    """A Worker class (for ``QueueManager.worker_class``) that reports its fetches, the start
+    of its shutdown and each time it stops holding jobs."""
+
+    class Observed(Worker):
+        saw_stop = False
+
+        def _stopping(self) -> bool:
+            stopping = super()._stopping()
+            self.saw_stop = self.saw_stop or stopping
+            return stopping
+
+        def fetch_once(self, limit: int | None = None) -> list[Job]:
+            after_stop = self.saw_stop
+            try:
+                return super().fetch_once(limit)
+            finally:
+                hooks.fetched(self, after_stop)
+
+        def _shutdown(self) -> None:
+            hooks.shutting_down(self)
+            super()._shutdown()
+
+        def _forget(self, attempts: list[tuple[JobId, int]]) -> bool:
+            try:
+                return super()._forget(attempts)
+            finally:
+                hooks.forgot(self)
+
+    return Observed
 
 
 class Gates:

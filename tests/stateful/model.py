@@ -11,25 +11,48 @@ the simple way:
 - a completion is recorded only if the worker holds that attempt of the job (fencing);
   a finished job leaves the table and gets one log row, a retried one goes back to
   ``queued``, a ``failed`` one stays in the table, logged;
-- a release puts held jobs back to ``queued``; unstarted ones give their attempt back.
+- a release puts held jobs back to ``queued``; unstarted ones give their attempt back;
+- a cancel removes queued and failed jobs (logged ``canceled``, without a worker) and flags
+  picked ones; a retried job is due ``delay`` seconds after its outcome is written;
+- with a retry policy (``stop_after_attempt``, a fixed wait), an attempt that raised is
+  retried until the last one, which ends ``failed``; ``SystemExit`` is never retried.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 
 from pgqueue_sync.models import JobId, JobStatus
 
-__all__ = ["ClaimError", "ModelJob", "QueueModel"]
+__all__ = ["ClaimError", "LogRow", "ModelJob", "Policy", "QueueModel", "Row"]
 
 LIVE = (JobStatus.QUEUED, JobStatus.PICKED)
 
 
 class ClaimError(AssertionError):
     """A claim took jobs the model says it must not have taken."""
+
+
+Row = tuple[JobStatus, int, "uuid.UUID | None", "datetime | None", datetime, int, bool]
+LogRow = tuple[JobId, JobStatus, int, "uuid.UUID | None"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """A job retry policy as the model knows it: ``RetryPolicy(stop=stop_after_attempt(
+    attempts), wait=wait_fixed(wait))``, retrying on Exception (not SystemExit)."""
+
+    attempts: int
+    wait: float
+
+    def outcome(self, attempt: int, raised: str) -> tuple[JobStatus, float]:
+        """The outcome of an attempt that raised (``"raise"`` or ``"exit"``), and its delay."""
+        if raised == "raise" and attempt < self.attempts:
+            return JobStatus.QUEUED, self.wait
+        return JobStatus.FAILED, 0.0
 
 
 @dataclasses.dataclass
@@ -41,11 +64,21 @@ class ModelJob:
     heartbeat: datetime
     execute_after: datetime
     priority: int = 0
+    cancel_requested: bool = False
+    entrypoint: str = "e"
 
-    def row(self) -> tuple[JobStatus, int, uuid.UUID | None, datetime | None]:
+    def row(self) -> Row:
         """What the table must say; the heartbeat only matters while the job is picked."""
         beat = self.heartbeat if self.status is JobStatus.PICKED else None
-        return (self.status, self.attempts, self.worker, beat)
+        return (
+            self.status,
+            self.attempts,
+            self.worker,
+            beat,
+            self.execute_after,
+            self.priority,
+            self.cancel_requested,
+        )
 
 
 @dataclasses.dataclass
@@ -53,17 +86,28 @@ class QueueModel:
     """The queue table and the log, as the engine must leave them."""
 
     jobs: dict[JobId, ModelJob] = dataclasses.field(default_factory=dict)
-    # Every recorded outcome, in order: (job id, status, attempt, worker).
-    log: list[tuple[JobId, JobStatus, int, uuid.UUID]] = dataclasses.field(default_factory=list)
+    # Every recorded outcome, in order: (job id, status, attempt, worker; None for a cancel).
+    log: list[LogRow] = dataclasses.field(default_factory=list)
     # Every claim of a job: (job id, attempt, worker).
     claims: list[tuple[JobId, int, uuid.UUID]] = dataclasses.field(default_factory=list)
 
     # -- producers -------------------------------------------------------------------------
 
-    def enqueue(self, ids: Iterable[JobId], now: datetime, priority: int = 0) -> None:
-        for job_id in ids:
+    def enqueue(
+        self,
+        ids: Iterable[JobId],
+        now: datetime,
+        priority: int | Iterable[int] = 0,
+        delays: Iterable[float] | None = None,
+    ) -> None:
+        """New queued jobs; each due ``delay`` seconds from ``now`` (default: now)."""
+        ids = list(ids)
+        priorities = [priority] * len(ids) if isinstance(priority, int) else list(priority)
+        waits = [0.0] * len(ids) if delays is None else list(delays)
+        for job_id, prio, wait in zip(ids, priorities, waits, strict=True):
             assert job_id not in self.jobs, f"job id {job_id} reused"
-            self.jobs[job_id] = ModelJob(job_id, JobStatus.QUEUED, 0, None, now, now, priority)
+            due = now + timedelta(seconds=wait)
+            self.jobs[job_id] = ModelJob(job_id, JobStatus.QUEUED, 0, None, now, due, prio)
 
     # -- claims ----------------------------------------------------------------------------
 
@@ -168,8 +212,10 @@ class QueueModel:
         outcomes: Iterable[tuple[JobId, int, JobStatus]],
         now: datetime,
         delay: float = 0.0,
+        delays: Mapping[JobId, float] | None = None,
     ) -> set[JobId]:
-        """Record outcomes (job id, attempt, status); return the ids recorded."""
+        """Record outcomes (job id, attempt, status); return the ids recorded. A retried
+        job is due after its delay in ``delays``, else ``delay``."""
         recorded: set[JobId] = set()
         for job_id, attempt, status in outcomes:
             if not self.holds(worker, job_id, attempt):
@@ -179,7 +225,8 @@ class QueueModel:
             if status is JobStatus.QUEUED:
                 job.status = JobStatus.QUEUED
                 job.worker = None
-                job.execute_after = now + timedelta(seconds=delay)
+                wait = delay if delays is None else delays.get(job_id, delay)
+                job.execute_after = now + timedelta(seconds=wait)
                 continue
             self.log.append((job_id, status, attempt, worker))
             if status is JobStatus.FAILED:
@@ -200,6 +247,24 @@ class QueueModel:
             if job_id in unstarted:
                 job.attempts -= 1
         return released
+
+    def cancel(self, ids: Iterable[JobId]) -> tuple[list[JobId], list[JobId]]:
+        """Cancel jobs: (cancelled at once, asked to stop). Queued and failed jobs leave the
+        table, logged ``canceled``; picked ones are flagged."""
+        canceled: list[JobId] = []
+        requested: list[JobId] = []
+        for job_id in sorted(set(ids)):
+            job = self.jobs.get(job_id)
+            if job is None:
+                continue
+            if job.status in (JobStatus.QUEUED, JobStatus.FAILED):
+                del self.jobs[job_id]
+                self.log.append((job_id, JobStatus.CANCELED, job.attempts, None))
+                canceled.append(job_id)
+            elif job.status is JobStatus.PICKED:
+                job.cancel_requested = True
+                requested.append(job_id)
+        return canceled, requested
 
     # -- views -----------------------------------------------------------------------------
 

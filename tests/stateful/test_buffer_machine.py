@@ -1,7 +1,12 @@
-"""The job buffer of one worker, stepped: fetch, start, finish, flush, heartbeat.
+"""The job buffer of one worker, stepped: enqueue, fetch, start, finish, flush, heartbeat,
+cancel.
 
 Each handler blocks until the machine ends it (return, raise, or SystemExit), so a job can
-be seen waiting in the buffer, running, finished but unwritten, or terminal.
+be seen waiting in the buffer, running, finished but unwritten, or terminal. Jobs have
+priorities and delays, lists of three or more go through COPY (the threshold is lowered),
+entrypoint "r" retries with a policy (its retried and failed outcomes are predicted by the
+model, not read from the engine), and cancellations reach the worker as its listener would
+hand them over: a buffered job whose cancellation arrived never runs its handler.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import tenacity
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     initialize,
@@ -17,23 +23,28 @@ from hypothesis.stateful import (
     rule,
 )
 
+from pgqueue_sync import RetryPolicy
 from pgqueue_sync.models import JobId, JobStatus
+from pgqueue_sync.queries import Outcome
 from pgqueue_sync.worker import Worker
 
 from .harness import (
     GUARD,
     Gates,
+    Key,
     PgMachine,
     advance,
     close_worker,
     compare,
-    expected_status,
+    deliver_cancel,
     make_worker,
     run_machine,
+    snapshot,
 )
-from .model import QueueModel
+from .model import Policy, QueueModel
 
-Key = tuple[JobId, int]
+COPY_THRESHOLD = 3  # lists this long go through COPY
+POLICY = Policy(attempts=2, wait=5.0)  # entrypoint "r"
 
 
 class BufferMachine(PgMachine):
@@ -41,9 +52,21 @@ class BufferMachine(PgMachine):
         super().__init__()
         self.gates = Gates()
         self.db.qm.entrypoint("e")(self.gates.handler)
+        self.db.qm.entrypoint(
+            "r",
+            retry=RetryPolicy(
+                stop=tenacity.stop_after_attempt(POLICY.attempts),
+                wait=tenacity.wait_fixed(POLICY.wait),
+            ),
+        )(self.gates.handler)
+        self.db.qm.queries.copy_threshold = COPY_THRESHOLD
         self.model = QueueModel()
         self.threads: dict[Key, threading.Thread] = {}
-        self.unwritten: dict[Key, str] = {}
+        self.outcomes: dict[Key, Outcome] = {}
+        # Finished attempts not yet written: the outcome the model expects, and its delay.
+        self.unwritten: dict[Key, tuple[JobStatus, float]] = {}
+        # Held attempts whose cancellation reached the worker.
+        self.cancelled: set[Key] = set()
         self.terminal: dict[JobId, JobStatus] = {}
         # (jobs asked for, free room) of every claim.
         self.asked: list[tuple[int, int]] = []
@@ -78,20 +101,45 @@ class BufferMachine(PgMachine):
         finally:
             self.db.close()
 
-    # -- what the worker holds, as it says -------------------------------------------------
+    # -- what the model expects ------------------------------------------------------------
 
-    def buffered(self) -> list[Key]:
-        with self.worker.buffer.mutex:
-            return [(j.id, j.attempts) for j in self.worker.buffer.queue]
+    def expected(self, key: Key, action: str) -> tuple[JobStatus, float]:
+        """The outcome of an attempt that ended with ``action``, and its retry delay."""
+        if action == Gates.OK:
+            return JobStatus.SUCCESSFUL, 0.0
+        if self.model.jobs[key[0]].entrypoint == "r":
+            return POLICY.outcome(key[1], action)
+        return JobStatus.EXCEPTION, 0.0
 
-    def running(self) -> set[Key]:
-        return {(j.id, j.attempts) for j in self.worker.running()}
+    def deliver(self, job_ids: list[JobId]) -> None:
+        """The worker learns that these jobs' cancellation was requested."""
+        held = snapshot(self.worker).held
+        self.cancelled |= {(i, held[i]) for i in job_ids if i in held}
 
     # -- rules -----------------------------------------------------------------------------
 
-    @rule(n=st.integers(1, 4))
-    def enqueue(self, n: int) -> None:
-        self.model.enqueue(self.db.enqueue(n), self.db.now())
+    @rule(
+        jobs=st.lists(
+            st.tuples(
+                st.sampled_from(["e", "e", "r"]),
+                st.integers(-1, 2),
+                st.sampled_from([0.0, 0.0, 5.0, 15.0]),
+            ),
+            min_size=1,
+            max_size=5,
+        )
+    )
+    def enqueue(self, jobs: list[tuple[str, int, float]]) -> None:
+        """Jobs of either entrypoint, with priorities and delays (three or more: by COPY)."""
+        ids = self.db.enqueue(
+            len(jobs),
+            entrypoints=[e for e, _, _ in jobs],
+            priorities=[p for _, p, _ in jobs],
+            delays=[d for _, _, d in jobs],
+        )
+        self.model.enqueue(ids, self.db.now(), [p for _, p, _ in jobs], [d for _, _, d in jobs])
+        for job_id, (entrypoint, _, _) in zip(ids, jobs, strict=True):
+            self.model.jobs[job_id].entrypoint = entrypoint
 
     @rule()
     def fetch(self) -> None:
@@ -108,6 +156,8 @@ class BufferMachine(PgMachine):
             self.db.now(),
             self.worker.options.retry_timer,
         )
+        # A job claimed with its cancellation already requested starts cancelled.
+        self.cancelled |= {(j.id, j.attempts) for j in jobs if j.cancel_requested}
 
     @precondition(lambda self: self._worker is not None and self.worker.buffer.qsize() > 0)
     @rule()
@@ -115,12 +165,26 @@ class BufferMachine(PgMachine):
         job = self.worker.buffer.take(0)
         assert job is not None
         key = (job.id, job.attempts)
-        thread = threading.Thread(target=self.worker.run_job, args=(job,), daemon=True)
+
+        def run() -> None:
+            self.outcomes[key] = self.worker.run_job(job)
+
+        thread = threading.Thread(target=run, daemon=True)
         self.threads[key] = thread
         thread.start()
         self.gates.wait_for(
             lambda: key in self.gates.entered or not thread.is_alive(), f"job {key} to start"
         )
+        if key in self.cancelled:
+            # Cancelled while it waited in the buffer: it ends at once, its handler unrun.
+            assert key not in self.gates.entered, (
+                f"the handler of job {key} ran after its cancellation reached the worker"
+            )
+            thread.join(GUARD)
+            del self.threads[key]
+            assert self.outcomes[key].status is JobStatus.CANCELED, self.outcomes[key]
+            self.unwritten[key] = (JobStatus.CANCELED, 0.0)
+            return
         assert key in self.gates.entered, f"job {key} was taken but its handler never ran"
 
     @precondition(lambda self: bool(self.threads))
@@ -131,14 +195,21 @@ class BufferMachine(PgMachine):
         thread = self.threads.pop(key)
         thread.join(GUARD)
         assert not thread.is_alive(), f"job {key} did not finish"
-        self.unwritten[key] = action
+        # The engine's outcome must be the model's: retried (with the policy's wait) or
+        # failed for entrypoint "r", exception for "e".
+        status, delay = self.expected(key, action)
+        outcome = self.outcomes[key]
+        assert (outcome.status, outcome.delay) == (status, delay), (key, action, outcome)
+        self.unwritten[key] = (status, delay)
 
     @rule()
     def flush(self) -> None:
         recorded = self.worker.flush()
-        outcomes = [(i, a, expected_status(act)) for (i, a), act in self.unwritten.items()]
-        expected = self.model.complete(self.worker.id, outcomes, self.db.now())
+        outcomes = [(i, a, status) for (i, a), (status, _) in self.unwritten.items()]
+        delays = {i: delay for (i, _), (_, delay) in self.unwritten.items()}
+        expected = self.model.complete(self.worker.id, outcomes, self.db.now(), delays=delays)
         assert recorded == expected == {i for i, _ in self.unwritten}, (recorded, expected)
+        self.cancelled -= set(self.unwritten)
         self.unwritten.clear()
 
     @rule()
@@ -148,6 +219,29 @@ class BufferMachine(PgMachine):
         alive = self.worker.beat()
         expected = self.model.heartbeat(self.worker.id, held, self.db.now())
         assert set(alive) == expected == self.model.held_by(self.worker.id)
+        # The heartbeat also hands over the cancellations the worker may have missed.
+        requested = [i for i, flag in alive.items() if flag]
+        assert requested == [i for i in alive if self.model.jobs[i].cancel_requested]
+        self.deliver(requested)
+
+    @rule(data=st.data(), notify=st.booleans())
+    def cancel(self, data: st.DataObject, notify: bool) -> None:
+        """Cancel some jobs, in any state; the NOTIFY reaches the worker, or is lost (then
+        the next heartbeat brings the request)."""
+        known = sorted(set(self.model.jobs) | {i for i, _, _, _ in self.model.log})
+        if not known:
+            return
+        held = sorted(self.worker.held())  # often the interesting ones: drawn more often
+        pick = st.sampled_from(known)
+        if held:
+            pick = st.one_of(st.sampled_from(held), pick)
+        ids = data.draw(st.sets(pick, min_size=1, max_size=3), label="ids")
+        result = self.db.qm.queries.cancel(ids)
+        canceled, requested = self.model.cancel(ids)
+        assert (result.canceled, result.requested) == (canceled, requested)
+        if notify and requested:
+            deliver_cancel(self.worker, requested)
+            self.deliver(requested)
 
     # -- invariants ------------------------------------------------------------------------
 
@@ -165,21 +259,22 @@ class BufferMachine(PgMachine):
     def every_job_in_exactly_one_state(self) -> None:
         if self._worker is None:
             return
-        buffered = self.buffered()
-        running = self.running()
+        now = snapshot(self.worker)
+        buffered, running = now.buffered, now.running
         assert len(set(buffered)) == len(buffered), "a job is buffered twice"
         assert not set(buffered) & running, "a job is buffered and running at once"
         unwritten = set(self.unwritten)
-        held = {(i, j.attempts) for i, j in self.worker.held().items()}
+        held = set(now.held.items())
         assert held == set(buffered) | running | unwritten, (held, buffered, running, unwritten)
         rows = self.db.rows()
-        terminal = {i for i, _, _, _ in self.db.log()}
+        logged = {i for i, _, _, _ in self.db.log()}
         states = {
             "queued": {i for i, r in rows.items() if r[0] is JobStatus.QUEUED},
             "buffered": {i for i, _ in buffered},
             "running": {i for i, _ in running},
             "unwritten": {i for i, _ in unwritten},
-            "terminal": terminal,
+            "failed": {i for i, r in rows.items() if r[0] is JobStatus.FAILED},
+            "finished": logged - rows.keys(),
         }
         seen: dict[JobId, str] = {}
         for state, ids in states.items():
@@ -193,6 +288,8 @@ class BufferMachine(PgMachine):
     def terminal_states_never_change(self) -> None:
         now = self.model.terminal()
         for job_id, status in self.terminal.items():
+            if status is JobStatus.FAILED and now.get(job_id) is JobStatus.CANCELED:
+                continue  # a failed job may still be cancelled
             assert now.get(job_id) == status, f"job {job_id} left its terminal state {status}"
         self.terminal.update(now)
 

@@ -19,7 +19,7 @@ from hypothesis.stateful import (
 
 from pgqueue_sync.models import JobId, JobStatus
 
-from .model import LIVE, QueueModel
+from .model import LIVE, LogRow, QueueModel
 
 RETRY_TIMER = timedelta(seconds=30)
 OUTCOMES = [JobStatus.SUCCESSFUL, JobStatus.EXCEPTION, JobStatus.FAILED, JobStatus.QUEUED]
@@ -36,8 +36,12 @@ class ModelMachine(RuleBasedStateMachine):
         self.dead: set[uuid.UUID] = set()
         # What each worker believes it holds: (job id, attempt).
         self.holding: dict[uuid.UUID, set[tuple[JobId, int]]] = {}
-        self.logged: list[tuple[JobId, JobStatus, int, uuid.UUID]] = []
+        self.logged: list[LogRow] = []
         self.attempts: dict[JobId, int] = {}
+        # The machine's own account, kept apart from the model's: each job's attempts so far,
+        # and who holds which attempt now. Completions are checked against it.
+        self.tries: dict[JobId, int] = {}
+        self.owner: dict[JobId, tuple[uuid.UUID, int]] = {}
 
     @rule(target=workers)
     def add_worker(self) -> uuid.UUID:
@@ -45,11 +49,17 @@ class ModelMachine(RuleBasedStateMachine):
         self.holding[worker] = set()
         return worker
 
-    @rule(n=st.integers(1, 4))
-    def enqueue(self, n: int) -> None:
-        ids = list(range(self.next_id, self.next_id + n))
-        self.next_id += n
-        self.model.enqueue(ids, self.now)
+    @rule(
+        jobs=st.lists(
+            st.tuples(st.integers(-1, 1), st.sampled_from([0, 0, 5, 40])), min_size=1, max_size=4
+        )
+    )
+    def enqueue(self, jobs: list[tuple[int, int]]) -> None:
+        """New jobs, each with a priority and a delay (seconds)."""
+        ids = list(range(self.next_id, self.next_id + len(jobs)))
+        self.next_id += len(jobs)
+        self.model.enqueue(ids, self.now, [p for p, _ in jobs], [float(d) for _, d in jobs])
+        self.tries.update(dict.fromkeys(ids, 0))
 
     @rule(worker=workers, limit=st.integers(1, 4))
     def claim(self, worker: uuid.UUID, limit: int) -> None:
@@ -61,7 +71,19 @@ class ModelMachine(RuleBasedStateMachine):
             if job.status is JobStatus.PICKED:
                 assert job.heartbeat < self.now - RETRY_TIMER, "a live worker's job re-picked"
         self.model.claim(worker, limit, ids, self.now, RETRY_TIMER)
-        self.holding[worker] |= {(i, self.model.jobs[i].attempts) for i in ids}
+        for job_id in ids:
+            self.tries[job_id] += 1
+            self.owner[job_id] = (worker, self.tries[job_id])
+            self.holding[worker].add((job_id, self.tries[job_id]))
+            assert self.model.jobs[job_id].attempts == self.tries[job_id]
+
+    @rule(worker=workers, limit=st.integers(1, 4))
+    def lapse_and_reclaim(self, worker: uuid.UUID, limit: int) -> None:
+        """A worker's heartbeats stop for longer than retry_timer (a long GC pause), then it
+        claims again: its own lapsed jobs come back to it as new attempts, while it still
+        believes it holds the old ones."""
+        self.now += RETRY_TIMER + timedelta(seconds=1)
+        self.claim(worker, limit)
 
     @rule(worker=workers, data=st.data(), status=st.sampled_from(OUTCOMES))
     def complete(self, worker: uuid.UUID, data: st.DataObject, status: JobStatus) -> None:
@@ -70,10 +92,18 @@ class ModelMachine(RuleBasedStateMachine):
             return
         key = data.draw(st.sampled_from(sorted(self.holding[worker])), label="attempt")
         self.holding[worker].discard(key)
+        job_id, attempt = key
         before = copy.deepcopy(self.model)
-        recorded = self.model.complete(worker, [(*key, status)], self.now)
-        if not before.holds(worker, *key):
-            assert not recorded, "a fenced completion was recorded"
+        recorded = self.model.complete(worker, [(job_id, attempt, status)], self.now)
+        # Recorded exactly when this worker still holds this attempt, by the machine's own
+        # account (claims, re-picks and releases it saw), not by the model's.
+        holds = self.owner.get(job_id) == (worker, attempt)
+        assert (job_id in recorded) == holds, (
+            f"completion of {key} by {worker}: recorded {recorded}, holder {self.owner.get(job_id)}"
+        )
+        if holds:
+            del self.owner[job_id]
+        else:
             assert self.model == before, "a fenced completion changed the queue"
 
     @rule(worker=workers)
@@ -87,8 +117,29 @@ class ModelMachine(RuleBasedStateMachine):
             return
         held = sorted(self.holding[worker])
         unstarted = data.draw(st.sets(st.sampled_from(held)), label="unstarted")
-        self.model.release(worker, {i for i, _ in held}, {i for i, _ in unstarted})
+        released = self.model.release(worker, {i for i, _ in held}, {i for i, _ in unstarted})
+        expected = {i for i, a in held if self.owner.get(i) == (worker, a)}
+        assert released == expected, (released, expected)
+        for job_id in released:
+            del self.owner[job_id]
+            if job_id in {i for i, _ in unstarted}:
+                self.tries[job_id] -= 1
         self.holding[worker].clear()
+
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        """Cancel some jobs, of any state (finished ones included)."""
+        if self.next_id == 1:
+            return
+        ids = data.draw(st.sets(st.integers(1, self.next_id - 1), max_size=3), label="ids")
+        before = {i: j.status for i, j in self.model.jobs.items()}
+        canceled, requested = self.model.cancel(ids)
+        assert set(canceled) == {
+            i for i in ids if before.get(i) in (JobStatus.QUEUED, JobStatus.FAILED)
+        }
+        assert set(requested) == {i for i in ids if before.get(i) is JobStatus.PICKED}
+        assert all(self.model.jobs[i].cancel_requested for i in requested)
+        assert not set(canceled) & set(self.model.jobs)
 
     @rule(worker=workers)
     def crash(self, worker: uuid.UUID) -> None:
@@ -133,7 +184,7 @@ class ModelMachine(RuleBasedStateMachine):
         for _ in range(1000):
             self.now += RETRY_TIMER + timedelta(seconds=1)
             ids = self.model.next_claim(10, self.now, RETRY_TIMER)
-            if not ids:
+            if not ids and not self.model.live():
                 break
             self.model.claim(worker, 10, ids, self.now, RETRY_TIMER)
             attempts = [(i, self.model.jobs[i].attempts, JobStatus.SUCCESSFUL) for i in ids]

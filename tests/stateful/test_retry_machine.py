@@ -1,6 +1,8 @@
 """Several workers on one queue, stepped, with crashes, stalls, lost NOTIFYs and a clock
 moved by hand: jobs of dead workers are rescued after ``retry_timer``, live workers keep
-theirs, and late completions are fenced out."""
+theirs, and late completions are fenced out. Jobs retry with a policy: each outcome the
+engine reports (retried after the policy's wait, or failed at the last attempt) must be the
+one the model predicts."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import dataclasses
 import sys
 from datetime import timedelta
 
+import tenacity
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     invariant,
@@ -15,17 +18,27 @@ from hypothesis.stateful import (
     rule,
 )
 
+from pgqueue_sync import RetryPolicy
 from pgqueue_sync.models import Job, JobId, JobStatus
 from pgqueue_sync.worker import Worker
 
-from .harness import PgMachine, advance, close_worker, compare, make_worker, run_machine
-from .model import QueueModel
+from .harness import (
+    PgMachine,
+    advance,
+    close_worker,
+    compare,
+    idle_timeout,
+    make_worker,
+    run_machine,
+)
+from .model import Policy, QueueModel
 
 RETRY_TIMER = 30.0
 HEARTBEAT = 10.0
 MAX_WORKERS = 3
 
 LIVE, STALLED, CRASHED = "live", "stalled", "crashed"
+POLICY = Policy(attempts=2, wait=20.0)
 
 
 @dataclasses.dataclass
@@ -34,19 +47,28 @@ class Member:
     state: str = LIVE
     woken: bool = True  # a NOTIFY (or the start) is waiting for it
     pending: list[tuple[JobId, int, JobStatus]] = dataclasses.field(default_factory=list)
+    delays: dict[JobId, float] = dataclasses.field(default_factory=dict)
 
 
 class RetryMachine(PgMachine):
     def __init__(self) -> None:
         super().__init__()
         self.fail_next = False
-        self.db.qm.entrypoint("e")(self.handler)
+        self.db.qm.entrypoint(
+            "e",
+            retry=RetryPolicy(
+                stop=tenacity.stop_after_attempt(POLICY.attempts),
+                wait=tenacity.wait_fixed(POLICY.wait),
+            ),
+        )(self.handler)
         self.model = QueueModel()
         self.members: list[Member] = []
         # Every run of a handler: job id -> [(attempt, worker index)].
         self.runs: dict[JobId, list[tuple[int, int]]] = {}
         # Jobs held by a worker when it crashed or stalled: they may run again.
         self.orphaned: set[JobId] = set()
+        # Retries recorded per job: each lets it run once more.
+        self.retries: dict[JobId, int] = {}
         self.add_worker()
 
     def handler(self, job: Job) -> None:
@@ -110,14 +132,30 @@ class RetryMachine(PgMachine):
         outcome = member.worker.run_job(job)
         if len(member.worker.completions) > queued:
             self.runs.setdefault(job.id, []).append((job.attempts, i))
-            member.pending.append((outcome.job_id, outcome.attempt, outcome.status))
+            # What the policy says, not what the engine reports, goes to the model.
+            status, delay = (
+                POLICY.outcome(job.attempts, "raise") if fail else (JobStatus.SUCCESSFUL, 0.0)
+            )
+            assert (outcome.status, outcome.delay) == (status, delay), (job, fail, outcome)
+            member.pending.append((job.id, job.attempts, status))
+            member.delays[job.id] = delay
 
     def flush_one(self, i: int) -> None:
         member = self.members[i]
         recorded = member.worker.flush()
-        expected = self.model.complete(member.worker.id, member.pending, self.db.now())
+        expected = self.complete(member)
         assert recorded == expected, f"recorded {recorded}, the model says {expected}"
+
+    def complete(self, member: Member) -> set[JobId]:
+        """The member's pending outcomes, written in the model."""
+        now = self.db.now()
+        recorded = self.model.complete(member.worker.id, member.pending, now, delays=member.delays)
+        for job_id, _, status in member.pending:
+            if job_id in recorded and status is JobStatus.QUEUED:
+                self.retries[job_id] = self.retries.get(job_id, 0) + 1
         member.pending.clear()
+        member.delays.clear()
+        return recorded
 
     def drain(self) -> None:
         """Liveness: with time moving and one live worker, every job ends terminal."""
@@ -144,9 +182,11 @@ class RetryMachine(PgMachine):
                 self.run_one(drainer, fail=False)
             self.flush_one(drainer)
             if not self.claim(drainer):
-                break
+                if not self.model.live():
+                    break
+                self.pass_time(POLICY.wait)  # retried jobs wait out their backoff
         compare(self.db, self.model)
-        left = self.db.rows()
+        left = {i: r for i, r in self.db.rows().items() if r[0] is not JobStatus.FAILED}
         assert not left, f"jobs not terminal after draining: {left}"
         logged = {job_id for job_id, _, _, _ in self.db.log()}
         assert logged == set(self.runs), "a job ended without running, or ran without ending"
@@ -158,10 +198,11 @@ class RetryMachine(PgMachine):
     def add_worker(self) -> None:
         self.members.append(Member(make_worker(self.db, batch_size=2, buffer_size=3)))
 
-    @rule(n=st.integers(1, 3), notify=st.booleans())
-    def enqueue(self, n: int, notify: bool) -> None:
+    @rule(priorities=st.lists(st.integers(0, 2), min_size=1, max_size=3), notify=st.booleans())
+    def enqueue(self, priorities: list[int], notify: bool) -> None:
         """Add jobs; without ``notify`` the NOTIFY is lost and no worker wakes."""
-        self.model.enqueue(self.db.enqueue(n), self.db.now())
+        ids = self.db.enqueue(len(priorities), priorities=priorities)
+        self.model.enqueue(ids, self.db.now(), priorities)
         if notify:
             for i in self.live():
                 self.members[i].woken = True
@@ -178,7 +219,7 @@ class RetryMachine(PgMachine):
         """A worker that missed a NOTIFY looks again after its idle timeout, which is
         bounded by retry_timer (so jobs of dead workers are rescued without any NOTIFY)."""
         i = data.draw(st.sampled_from(self.live()), label="worker")
-        wait = self.members[i].worker._idle_timeout()
+        wait = idle_timeout(self.members[i].worker)
         assert 0 <= wait <= RETRY_TIMER, f"idle timeout {wait}"
         self.pass_time(wait)
         self.claim(i)
@@ -251,16 +292,16 @@ class RetryMachine(PgMachine):
         }
         recorded = member.worker.flush()
         assert not recorded & stolen, f"late completions of re-picked jobs recorded: {stolen}"
-        expected = self.model.complete(member.worker.id, member.pending, self.db.now())
+        expected = self.complete(member)
         assert recorded == expected, (recorded, expected)
-        member.pending.clear()
 
     # -- invariants ------------------------------------------------------------------------
 
     @invariant()
-    def without_crashes_a_job_runs_at_most_once(self) -> None:
+    def without_crashes_a_job_runs_once_per_retry(self) -> None:
         for job_id, runs in self.runs.items():
-            assert len(runs) <= 1 or job_id in self.orphaned, f"job {job_id} ran {runs}"
+            allowed = 1 + self.retries.get(job_id, 0)
+            assert len(runs) <= allowed or job_id in self.orphaned, f"job {job_id} ran {runs}"
 
     @invariant()
     def each_job_is_logged_at_most_once(self) -> None:

@@ -18,15 +18,29 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule
 
-from pgqueue_sync.models import Job, JobId, JobStatus
+from pgqueue_sync.models import JobId, JobStatus
 from pgqueue_sync.worker import Worker
 
-from .harness import GUARD, Gates, PgMachine, advance, expected_status, run_machine
+from .harness import (
+    GUARD,
+    Gates,
+    Hooks,
+    Key,
+    PgMachine,
+    advance,
+    expected_status,
+    observed,
+    run_machine,
+    snapshot,
+)
 
-Key = tuple[JobId, int]
 
+class ShutdownMachine(PgMachine, Hooks):
+    # Shutdown deadlines drawn by the machine; None: wait for running jobs however long.
+    DEADLINES: tuple[float | None, ...] = (None, 5.0)
+    # Whether the end of every example passes the deadline (if jobs are still held).
+    deadline_always_comes = False
 
-class ShutdownMachine(PgMachine):
     def __init__(self) -> None:
         super().__init__()
         self.gates = Gates()
@@ -41,7 +55,7 @@ class ShutdownMachine(PgMachine):
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self.stop_requested = False
-        self.shutting_down = False  # the worker has left its fetch loop
+        self.shutting_down_seen = False  # the worker has left its fetch loop
         self.deadline_passed = False
         # Jobs enqueued after the shutdown request: never to be claimed.
         self.after_stop: set[JobId] = set()
@@ -53,43 +67,22 @@ class ShutdownMachine(PgMachine):
         self.terminal: dict[JobId, JobStatus] = {}
         self.trace: list[str] = []
 
-    # -- the engine, observed --------------------------------------------------------------
+    # -- the engine, observed (Hooks) -----------------------------------------------------
 
-    def observed_worker(self) -> type[Worker]:
-        machine = self
+    def fetched(self, worker: Worker, after_stop: bool) -> None:
+        self.worker = worker
+        if after_stop:
+            self.late_fetches.append("a fetch after the fetch loop saw the stop")
+        self.fetches += 1
+        self.gates.notify()
 
-        class Observed(Worker):
-            def __init__(self, **kwargs: Any) -> None:
-                super().__init__(**kwargs)
-                self.saw_stop = False
-                machine.worker = self
+    def shutting_down(self, worker: Worker) -> None:
+        self.worker = worker
+        self.shutting_down_seen = True
+        self.gates.notify()
 
-            def _stopping(self) -> bool:
-                stopping = super()._stopping()
-                self.saw_stop = self.saw_stop or stopping
-                return stopping
-
-            def fetch_once(self, limit: int | None = None) -> list[Job]:
-                if self.saw_stop:
-                    machine.late_fetches.append("a fetch after the fetch loop saw the stop")
-                try:
-                    return super().fetch_once(limit)
-                finally:
-                    machine.fetches += 1
-                    machine.gates.notify()
-
-            def _shutdown(self) -> None:
-                machine.shutting_down = True
-                machine.gates.notify()
-                super()._shutdown()
-
-            def _forget(self, attempts: list[tuple[JobId, int]]) -> bool:
-                try:
-                    return super()._forget(attempts)
-                finally:
-                    machine.gates.notify()
-
-        return Observed
+    def forgot(self, worker: Worker) -> None:
+        self.gates.notify()
 
     def _run(self, **kwargs: Any) -> None:
         try:
@@ -120,10 +113,10 @@ class ShutdownMachine(PgMachine):
         if worker is None or self.fetches == 0:
             return False
         rows = self.db.rows()
-        with worker._lock, worker.buffer.mutex:
-            held = set(worker._held)
-            buffered = len(worker.buffer.queue)
-            room = worker.buffer.maxsize - buffered
+        now = snapshot(worker)
+        held = set(now.held)
+        buffered = len(now.buffered)
+        room = worker.options.buffer_size - buffered
         inside = len(self.gates.entered)  # the caller holds gates.cond
         if len(held) != inside + buffered or inside != min(self.workers, len(held)):
             return False  # a claim, a take or a write is under way
@@ -150,15 +143,14 @@ class ShutdownMachine(PgMachine):
         workers=st.integers(1, 2),
         batch_size=st.integers(1, 3),
         buffer_size=st.integers(1, 4),
-        deadline=st.sampled_from([None, 5.0]),
+        data=st.data(),
     )
-    def start(
-        self, workers: int, batch_size: int, buffer_size: int, deadline: float | None
-    ) -> None:
+    def start(self, workers: int, batch_size: int, buffer_size: int, data: st.DataObject) -> None:
+        deadline = data.draw(st.sampled_from(self.DEADLINES), label="deadline")
         self.workers = workers
         self.claim_size = min(batch_size, buffer_size)
         self.deadline = deadline
-        self.db.qm.worker_class = self.observed_worker()
+        self.db.qm.worker_class = observed(self)
         self.thread = threading.Thread(
             target=self._run,
             kwargs={
@@ -195,7 +187,7 @@ class ShutdownMachine(PgMachine):
     def request_shutdown(self) -> None:
         self.stop_requested = True
         self.db.qm.alive = False
-        self.gates.wait_for(lambda: self.shutting_down, "the worker to stop fetching")
+        self.gates.wait_for(lambda: self.shutting_down_seen, "the worker to stop fetching")
         self.settle("the worker to settle after the stop")
 
     @precondition(
@@ -210,8 +202,7 @@ class ShutdownMachine(PgMachine):
     def pass_the_deadline(self) -> None:
         assert self.worker is not None
         assert self.deadline is not None
-        with self.worker.buffer.mutex:
-            self.unstarted_at_deadline = {j.id for j in self.worker.buffer.queue}
+        self.unstarted_at_deadline = {i for i, _ in snapshot(self.worker).buffered}
         self.running_at_deadline = {i for i, _ in self.gates.entered}
         self.deadline_passed = True
         advance(self.db, self.deadline + 1)
@@ -240,6 +231,8 @@ class ShutdownMachine(PgMachine):
         """Stop (if no step did), let every handler return, and check where jobs ended."""
         if not self.stop_requested:
             self.request_shutdown()
+        if self.deadline_always_comes and not self.returned and not self.deadline_passed:
+            self.pass_the_deadline()
         if not self.returned:
             for key in self.running():
                 self.finished[key[0]] = Gates.OK
@@ -289,9 +282,9 @@ class ShutdownMachine(PgMachine):
         with self.gates.cond:
             assert self.settled(), f"not settled after {self.trace}"
             rows = self.db.rows()
-            with worker._lock, worker.buffer.mutex:
-                held = set(worker._held)
-                buffered = [j.id for j in worker.buffer.queue]
+            now = snapshot(worker)
+            held = set(now.held)
+            buffered = [i for i, _ in now.buffered]
             running = {i for i, _ in self.gates.entered}
         assert len(buffered) <= worker.options.buffer_size
         assert not set(buffered) & running, "a job is buffered and running at once"
@@ -313,5 +306,18 @@ class ShutdownMachine(PgMachine):
         self.terminal.update(now)
 
 
+class DeadlineMachine(ShutdownMachine):
+    """The same run, with a shutdown deadline that always comes: every example ends by
+    stopping the worker and passing its deadline while it still holds jobs, so what it gives
+    back (buffered jobs with their attempt, running ones released) is checked every time."""
+
+    DEADLINES = (5.0,)
+    deadline_always_comes = True
+
+
 def test_shutdown_machine(dsn: str) -> None:
     run_machine(ShutdownMachine, dsn)
+
+
+def test_shutdown_machine_whose_deadline_always_comes(dsn: str) -> None:
+    run_machine(DeadlineMachine, dsn)
