@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from .clock import Clock, SystemClock
 from .db import Driver
 from .engine.buffer import Mailbox
+from .engine.hooks import HookList, WorkerHooks
 from .engine.worker import Worker
 from .errors import AlreadyRunningError, ConfigurationError, InvalidHandlerError, InvalidStateError
 from .models import WorkerStats
@@ -49,8 +50,9 @@ class QueueManager:
     gracefully: it stops fetching, lets running and buffered jobs finish, writes their
     outcomes, closes its connections and returns.
 
-    ``worker_class`` is the engine ``run()`` builds: a subclass of :class:`Worker` can
-    observe or wrap its steps (tests use this to watch fetches and releases).
+    ``hooks``: :class:`~pgqueue_sync.engine.hooks.WorkerHooks` that observe every run
+    (metrics, tracing; ``add_hooks`` adds more). ``worker_class`` is the engine ``run()``
+    builds.
     """
 
     worker_class: type[Worker] = Worker
@@ -62,8 +64,10 @@ class QueueManager:
         settings: Settings | None = None,
         clock: Clock | None = None,
         check_entrypoints: bool = True,
+        hooks: Sequence[WorkerHooks] = (),
     ) -> None:
         self.driver = driver
+        self._hooks: list[WorkerHooks] = list(hooks)
         self.settings = settings if settings is not None else Settings.from_env()
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._registry: dict[str, Entrypoint] = {}
@@ -80,6 +84,10 @@ class QueueManager:
         self._running = threading.Lock()
         self._worker: Worker | None = None
         self.last_stats: WorkerStats | None = None
+
+    def add_hooks(self, hooks: WorkerHooks) -> None:
+        """Observe the runs that start from now on with ``hooks``."""
+        self._hooks.append(hooks)
 
     # -- registry ------------------------------------------------------------------------
 
@@ -229,6 +237,7 @@ class QueueManager:
                 options=options,
                 shutdown=self._shutdown,
                 mailbox=self._mailbox,
+                hooks=HookList(self._hooks),
             )
             try:
                 self._worker.run()

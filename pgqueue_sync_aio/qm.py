@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import inspect
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from functools import partial
 from typing import Any, TypeVar
@@ -26,6 +26,7 @@ from pgqueue_sync.clock import Clock
 from pgqueue_sync.context import Context, JobCancelled, current_context
 from pgqueue_sync.db import Driver
 from pgqueue_sync.engine import Worker
+from pgqueue_sync.engine.hooks import WorkerHooks
 from pgqueue_sync.errors import AlreadyRunningError, HandlerAbandoned, InvalidStateError
 from pgqueue_sync.models import WorkerStats
 from pgqueue_sync.options import Mode
@@ -78,9 +79,14 @@ class AsyncQueueManager:
         settings: Settings | None = None,
         clock: Clock | None = None,
         check_entrypoints: bool = True,
+        hooks: Sequence[WorkerHooks] = (),
     ) -> None:
         self.sync = QueueManager(
-            driver, settings=settings, clock=clock, check_entrypoints=check_entrypoints
+            driver,
+            settings=settings,
+            clock=clock,
+            check_entrypoints=check_entrypoints,
+            hooks=hooks,
         )
         self.queries = AsyncQueries(self.sync.queries)
         self._handlers: dict[str, Callable[..., Any]] = {}
@@ -98,6 +104,15 @@ class AsyncQueueManager:
     @property
     def driver(self) -> Driver:
         return self.sync.driver
+
+    def add_hooks(self, hooks: WorkerHooks) -> None:
+        """Observe the runs that start from now on with ``hooks`` (in the engine's threads)."""
+        self.sync.add_hooks(hooks)
+
+    @property
+    def stats(self) -> WorkerStats | None:
+        """The counters of the current run, live; of the last run once it has returned."""
+        return self.sync.stats
 
     @property
     def settings(self) -> Settings:

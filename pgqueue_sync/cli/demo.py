@@ -36,7 +36,6 @@ from .context import CliError, CliRefusal, QueueContext, with_queue
 
 __all__ = ["demo"]
 
-CLEANUP_LOCK_TIMEOUT = b"SET lock_timeout = '10s'"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -198,9 +197,10 @@ class _Demo:
             self.cleaning = True
             with translate_errors():
                 conn = driver.connect("demo-cleanup")
+                sql = statements(settings)
                 try:
-                    conn.execute(CLEANUP_LOCK_TIMEOUT)  # never wait forever for a lock
-                    conn.execute(statements(settings).drop_schema)
+                    conn.execute(sql.drop_lock_timeout)  # never wait forever for a lock
+                    conn.execute(sql.drop_schema)
                 finally:
                     conn.close()
         except PgQueueError as exc:

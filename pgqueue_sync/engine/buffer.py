@@ -82,6 +82,11 @@ class JobBuffer(queue.Queue[Job]):
             self._on_room()
         return job
 
+    def jobs(self) -> list[Job]:
+        """The jobs waiting, in the order they will be taken."""
+        with self.mutex:
+            return list(self.queue)
+
     def drain(self) -> list[Job]:
         """Remove and return every buffered job (to release them)."""
         with self.mutex:

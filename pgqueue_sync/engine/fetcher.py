@@ -17,6 +17,7 @@ from pgqueue_sync.options import RunOptions
 from pgqueue_sync.registry import Entrypoint
 
 from .buffer import JobBuffer
+from .hooks import HookList
 from .ledger import Ledger
 from .store import Store
 
@@ -37,6 +38,7 @@ class Fetcher:
         options: RunOptions,
         clock: Clock,
         can_start: Callable[[], bool],
+        hooks: HookList,
     ) -> None:
         self.worker_id = worker_id
         self.entrypoints = sorted(registry)
@@ -48,6 +50,7 @@ class Fetcher:
         self._options = options
         self._clock = clock
         self._can_start = can_start
+        self._hooks = hooks
         # Limited entrypoints whose last claim was held back: until when (clock seconds)
         # they are not tried again, and whether a finished job may free them ("slots") or
         # only time ("rate"). Read and written from several threads: never iterated live.
@@ -82,6 +85,8 @@ class Fetcher:
             )
         if jobs:
             self._buffer.put_many(self._ledger.hold(jobs))
+        if self._hooks:
+            self._hooks.claimed(jobs)
         return jobs
 
     def _claim_limited(self, entry: Entrypoint, room: int, now: float) -> list[Job]:

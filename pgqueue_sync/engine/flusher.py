@@ -28,6 +28,7 @@ from pgqueue_sync.retry import CONNECTION_ERRORS
 from pgqueue_sync.translate import describe
 
 from .buffer import CompletionBuffer, Mailbox
+from .hooks import HookList
 from .ledger import Ledger
 from .store import Store
 
@@ -87,7 +88,9 @@ class Flusher:
         probe: Callable[[], None] | None,
         fail: Callable[[PgQueueError], None],
         abort: Callable[[], None],
+        hooks: HookList,
     ) -> None:
+        self._hooks = hooks
         self.worker_id = worker_id
         self._store = store
         self._ledger = ledger
@@ -202,6 +205,9 @@ class Flusher:
             )
         idle = self._ledger.forget([(o.job_id, o.attempt) for o in batch])
         self._ledger.count(recorded=len(recorded), fenced=len(fenced))
+        if self._hooks:
+            self._hooks.outcomes_written(sorted(recorded), fenced)
+            self._hooks.jobs_forgotten()
         if idle:
             self._mailbox.post(Mailbox.IDLE)
         return recorded

@@ -38,10 +38,11 @@ class Running:
 
 @dataclasses.dataclass(frozen=True)
 class LedgerSnapshot:
-    """The ledger at one moment: held jobs by id, running attempts, attempts abandoned
-    past their timeout, and the run's counters."""
+    """The ledger at one moment: held jobs by id, the attempts waiting in the buffer (in
+    order), running attempts, attempts abandoned past their timeout, the run's counters."""
 
     held: dict[JobId, Job]
+    buffered: list[Attempt]
     running: dict[Attempt, Running]
     abandoned: frozenset[Attempt]
     stats: WorkerStats
@@ -64,10 +65,13 @@ class Ledger:
 
     # -- reading -------------------------------------------------------------------------
 
-    def snapshot(self) -> LedgerSnapshot:
+    def snapshot(self, buffered: Callable[[], list[Job]] = list) -> LedgerSnapshot:
+        """The ledger now; ``buffered()`` (the buffer's jobs) is read under the same lock,
+        so that a job is seen buffered or running, never both."""
         with self._lock:
             return LedgerSnapshot(
                 dict(self._held),
+                [(job.id, job.attempts) for job in buffered()],
                 dict(self._running),
                 frozenset(self._abandoned),
                 dataclasses.replace(self._stats),

@@ -24,6 +24,7 @@ from pgqueue_sync.registry import Entrypoint
 
 from .buffer import BufferClosed, CompletionBuffer, JobBuffer, Mailbox
 from .execution import execute, failure
+from .hooks import HookList
 from .ledger import Ledger
 from .rescue import Rescue
 
@@ -52,7 +53,9 @@ class Runner:
         max_result_bytes: int,
         on_done: Callable[[Job], None],
         release: Callable[[set[JobId], set[JobId]], set[JobId]],
+        hooks: HookList,
     ) -> None:
+        self._hooks = hooks
         self._registry = dict(registry)
         self._ledger = ledger
         self._buffer = buffer
@@ -97,6 +100,8 @@ class Runner:
             return Outcome(job.id, job.attempts, JobStatus.CANCELED, 0.0)
         if entry is not None and entry.timeout is not None:
             self._completions.poke()  # the flusher watches timeouts: a new one starts now
+        if self._hooks:
+            self._hooks.job_started(job)
         try:
             result = execute(entry, job, ctx, self._clock, max_result_bytes=self._max_result_bytes)
         except BaseException:
@@ -112,6 +117,8 @@ class Runner:
             )
             return result
         self._completions.add(result)
+        if self._hooks:
+            self._hooks.job_finished(job, result)
         self._on_done(job)
         return result
 

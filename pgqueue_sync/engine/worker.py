@@ -34,6 +34,7 @@ from pgqueue_sync.sql import statements
 from .buffer import CompletionBuffer, JobBuffer, Mailbox
 from .fetcher import Fetcher
 from .flusher import Flusher
+from .hooks import HookList
 from .ledger import Ledger, LedgerSnapshot
 from .listener import Listener
 from .rescue import Rescue
@@ -64,6 +65,7 @@ class Worker:
         options: RunOptions,
         shutdown: threading.Event,
         mailbox: Mailbox,
+        hooks: HookList | None = None,
     ) -> None:
         if not registry:
             raise ConfigurationError(
@@ -76,6 +78,7 @@ class Worker:
         self.shutdown_event = shutdown
         self.mailbox = mailbox
         self.entrypoints = sorted(registry)
+        self.hooks = hooks if hooks is not None else HookList()
         # The error that ended this run early (the queue's tables are gone, or changed).
         self.fatal: PgQueueError | None = None
         # application_name: pgqueue-sync:<role>:<worker id prefix>, to find them in
@@ -121,6 +124,7 @@ class Worker:
             max_result_bytes=settings.max_payload_bytes,
             on_done=self._job_done,
             release=self.release,
+            hooks=self.hooks,
         )
         self.fetcher = Fetcher(
             worker_id=self.id,
@@ -131,6 +135,7 @@ class Worker:
             options=options,
             clock=clock,
             can_start=self.runner.can_start,
+            hooks=self.hooks,
         )
         self._probe = probe = events.encode(events.Probe(str(self.id)))
         self.flusher = Flusher(
@@ -147,6 +152,7 @@ class Worker:
             probe=lambda: self.store.notify(probe),
             fail=self.fail,
             abort=self.connections["complete"].abort,
+            hooks=self.hooks,
         )
 
     # -- observation ---------------------------------------------------------------------
@@ -161,8 +167,8 @@ class Worker:
         return self.ledger.stuck
 
     def snapshot(self) -> LedgerSnapshot:
-        """What the worker holds now (see :class:`Ledger`)."""
-        return self.ledger.snapshot()
+        """What the worker holds now: buffered, running, finished but unwritten."""
+        return self.ledger.snapshot(self.buffer.jobs)
 
     def stopping(self) -> bool:
         """Whether a stop was requested (``qm.alive = False``, or a fatal error)."""
@@ -179,6 +185,9 @@ class Worker:
         released = self.store.release(self.id, job_ids, unstarted)
         self.ledger.forget(attempts)
         self.ledger.count(released=len(released))
+        if self.hooks:
+            self.hooks.released(sorted(released))
+            self.hooks.jobs_forgotten()
         logger.info("released %d job(s) back to the queue", len(released))
         return released
 
@@ -244,6 +253,7 @@ class Worker:
                 self.options.batch_size,
                 self.options.buffer_size,
             )
+            self.hooks.worker_started(self)
             try:
                 self.fetch_loop()
             except BaseException as exc:
@@ -263,6 +273,7 @@ class Worker:
             for conn in self.connections.values():
                 conn.close()
             logger.info("worker %s stopped: %s", self.id, self.stats)
+            self.hooks.worker_stopped(self.stats)
 
     def _prepare(self) -> None:
         self.fetch_store.verify()
@@ -283,6 +294,13 @@ class Worker:
                 self.options.dequeue_timeout,
             )
 
+    def _stop_seen(self) -> bool:
+        """Whether to stop fetching; tells the hooks the first time it is so."""
+        if not self.stopping():
+            return False
+        self.hooks.stop_seen()
+        return True
+
     def _watch_connections(self) -> None:
         for conn in self.connections.values():
             conn.abort_if_stalled()
@@ -295,7 +313,7 @@ class Worker:
         )
         want = self.options.claim_size
         rechecked = False
-        while not self.stopping():
+        while not self._stop_seen():
             if self.buffer.room() < want or not self.runner.can_start():
                 # Full, or every handler thread is stuck: nothing more can start here.
                 self.mailbox.wait(self.options.dequeue_timeout)
@@ -310,7 +328,7 @@ class Worker:
                         jobs = self.fetcher.fetch_once()
                         idle_for = self.fetcher.idle_timeout() if not jobs else 0.0
             except CONNECTION_ERRORS:
-                if self.stopping():
+                if self._stop_seen():
                     return
                 raise
             if jobs:
@@ -333,6 +351,7 @@ class Worker:
         queue, outcomes are written. Returns by the deadline plus about a second, whatever
         the database and the handlers do; with no deadline, it waits for running handlers
         (not for those past their own timeout) and then gives the writes FLUSH_GRACE."""
+        self.hooks.shutting_down()
         timeout = self.options.shutdown_timeout
         deadline = None if timeout is None else self.clock.monotonic() + timeout
 

@@ -120,7 +120,7 @@ class Statements:
         }
         # Scripts (for other migration tools) fill their literals in when written.
         self._composed = {
-            name: self._compose(body)
+            name: self.compose(body)
             for name, body in templates().items()
             if not name.endswith("_script")
         }
@@ -132,9 +132,9 @@ class Statements:
         except KeyError:
             raise AttributeError(f"no SQL statement named {name!r}") from None
 
-    def _compose(self, template: str, **extra: sql.Composable) -> bytes:
-        query = sql.SQL(template)
-        return query.format(**self._idents, **extra).as_bytes(None)
+    def compose(self, template: str) -> bytes:
+        """``template`` (SQL with ``{jobs}``-style identifiers) for this queue, as bytes."""
+        return sql.SQL(template).format(**self._idents).as_bytes(None)
 
     def script(self, name: str, **literals: object) -> str:
         """Statement ``name`` as SQL text to run elsewhere: identifiers filled in, and the

@@ -115,6 +115,10 @@ CREATE SCHEMA {schema}
 -- name: drop_schema
 DROP SCHEMA IF EXISTS {schema} CASCADE
 
+-- name: drop_lock_timeout
+-- Dropping a schema waits this long at most for the locks of its users.
+SET lock_timeout = '10s'
+
 -- name: lock_script
 -- Installs and upgrades of queues in one PostgreSQL schema take this lock for their
 -- transaction, scripts for other tools included.
