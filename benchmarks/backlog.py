@@ -20,10 +20,11 @@ from typing import Any
 
 import psycopg
 
-from pgqueue_sync import JobStatus, PsycopgDriver, Queries
-from pgqueue_sync.db import ManagedConnection
-from pgqueue_sync.worker import FETCH_SESSION
-from pgqueue_sync.worker_queries import Outcome
+from pgqueue_sync import JobStatus, PsycopgDriver
+from pgqueue_sync.connection import ManagedConnection
+from pgqueue_sync.engine.store import Store
+from pgqueue_sync.models import Outcome
+from pgqueue_sync.sql import statements
 
 from .common import (
     ENTRYPOINT,
@@ -44,10 +45,11 @@ def claim_cost(dsn: str, backlog: int, claims: int, batch_size: int) -> dict[str
         vacuum_analyze(dsn, settings)
         worker = uuid.uuid4()
         # The claim runs in a session set up as a worker's fetch connection is.
-        fetch_conn = ManagedConnection(PsycopgDriver(dsn), "bench-fetch", setup=FETCH_SESSION)
+        session = (statements(settings).fetch_session,)
+        fetch_conn = ManagedConnection(PsycopgDriver(dsn), "bench-fetch", setup=session)
         with psycopg.connect(dsn, autocommit=True) as complete_conn:
-            fetch = Queries(fetch_conn, settings)
-            complete = Queries(PsycopgDriver(complete_conn), settings)
+            fetch = Store(fetch_conn, settings)
+            complete = Store(PsycopgDriver(complete_conn), settings)
             per_job: list[float] = []
             claimed = 0
             for _ in range(claims):

@@ -33,6 +33,7 @@ from typing import Any
 import psycopg
 
 from pgqueue_sync import Job, PsycopgDriver, Queries, QueueManager
+from pgqueue_sync.engine.store import Store
 from tests.pgbouncer.server import PgBouncer, pgbouncer_binary
 
 from .common import (
@@ -134,7 +135,7 @@ def claim_round_trip(dsn: str, bouncer_dsn: str, claims: int) -> dict[str, float
         installed_queue(dsn, "pgbc") as (settings, _),
         psycopg.connect(bouncer_dsn, autocommit=True, prepare_threshold=None) as conn,
     ):
-        queries = Queries(PsycopgDriver(conn, transaction_pooling=True), settings)
+        queries = Store(PsycopgDriver(conn, transaction_pooling=True), settings)
         worker = uuid.uuid4()
 
         def plain() -> None:

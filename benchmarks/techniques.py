@@ -22,9 +22,10 @@ from typing import Any
 import psycopg
 
 import pgqueue_sync.db
+import pgqueue_sync.engine.flusher
 import pgqueue_sync.queries
 import pgqueue_sync.schema_queries
-import pgqueue_sync.worker
+import pgqueue_sync.sql
 
 from . import enqueue, throughput
 from .common import base_parser, emit, median
@@ -64,13 +65,17 @@ def _no_prepare() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _fetch_session(*drop: bytes) -> Iterator[None]:
-    saved = pgqueue_sync.worker.FETCH_SESSION
-    pgqueue_sync.worker.FETCH_SESSION = tuple(s for s in saved if s not in drop)
+def _fetch_session(drop: str) -> Iterator[None]:
+    """The worker's fetch session without the setting ``drop`` (each run installs a queue
+    in a new schema, whose statements are composed from the templates afresh)."""
+    templates = pgqueue_sync.sql.templates()
+    saved = templates["fetch_session"]
+    kept = [s for s in saved.split(";") if drop not in s and s.strip()]
+    templates["fetch_session"] = ";".join(kept) or "SELECT 1"
     try:
         yield
     finally:
-        pgqueue_sync.worker.FETCH_SESSION = saved
+        templates["fetch_session"] = saved
 
 
 @contextlib.contextmanager
@@ -94,19 +99,19 @@ def _fillfactor_100() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _no_gather() -> Iterator[None]:
-    saved = pgqueue_sync.worker.GATHER_BELOW
-    pgqueue_sync.worker.GATHER_BELOW = 0
+    saved = pgqueue_sync.engine.flusher.GATHER_BELOW
+    pgqueue_sync.engine.flusher.GATHER_BELOW = 0
     try:
         yield
     finally:
-        pgqueue_sync.worker.GATHER_BELOW = saved
+        pgqueue_sync.engine.flusher.GATHER_BELOW = saved
 
 
 SWITCHES: dict[str, Switch] = {
     "copy": _no_copy,
     "prepared": _no_prepare,
-    "async_claim": lambda: _fetch_session(b"SET synchronous_commit = off"),
-    "generic_plan": lambda: _fetch_session(b"SET plan_cache_mode = force_generic_plan"),
+    "async_claim": lambda: _fetch_session("synchronous_commit"),
+    "generic_plan": lambda: _fetch_session("plan_cache_mode"),
     "fillfactor": _fillfactor_100,
     "gather": _no_gather,
 }

@@ -1,7 +1,10 @@
 """pgqueue-sync: a sync-first PostgreSQL job queue. Plain ``def`` handlers, threads, psycopg 3."""
 
+import logging
+
 from ._version import __version__
 from .clock import Clock, ManualClock, SystemClock
+from .context import Context, JobCancelled, current_context
 from .db import Driver, PsycopgDriver
 from .errors import (
     AlreadyRunningError,
@@ -10,6 +13,7 @@ from .errors import (
     ConnectionLostError,
     DatabaseError,
     DuplicateJobError,
+    HandlerAbandoned,
     InvalidEntrypointError,
     InvalidHandlerError,
     InvalidPayloadError,
@@ -27,22 +31,24 @@ from .errors import (
     UnstorableResultError,
     WaitTimeoutError,
 )
-from .execution import current_context
 from .models import (
     CancelResult,
-    Context,
     Job,
-    JobCancelled,
     JobId,
     JobResult,
     JobStatus,
     LogEntry,
     QueueStatistic,
+    WorkerStats,
 )
 from .qm import QueueManager
 from .queries import Queries
 from .retry import RetryPolicy, RetryRequested
 from .settings import Settings
+
+# The library logs under "pgqueue_sync.*" and stays silent unless the application configures
+# logging (without this, Python's last-resort handler would print its warnings to stderr).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "AlreadyRunningError",
@@ -55,6 +61,7 @@ __all__ = [
     "DatabaseError",
     "Driver",
     "DuplicateJobError",
+    "HandlerAbandoned",
     "InvalidEntrypointError",
     "InvalidHandlerError",
     "InvalidPayloadError",
@@ -86,6 +93,7 @@ __all__ = [
     "UnknownEntrypointError",
     "UnstorableResultError",
     "WaitTimeoutError",
+    "WorkerStats",
     "__version__",
     "current_context",
 ]

@@ -1,8 +1,12 @@
-"""Time, injectable: the engine asks a Clock, never ``time`` or ``now()`` directly.
+"""Time, in one place: the engine asks a Clock, never ``time`` or ``now()`` directly.
 
 ``SystemClock`` uses ``time.monotonic`` for local timers and lets PostgreSQL's ``now()``
 stamp rows, so workers on several machines agree on one clock. ``ManualClock`` is moved by
 hand; tests use it to make heartbeats, retry_timer and backoff deterministic.
+
+A blocking wait is bounded in real time, whatever the Clock: :class:`Deadline` measures it
+(a ManualClock that never moves must not make a wait endless). :func:`to_seconds` is the one
+conversion of "a timedelta or a number of seconds".
 """
 
 from __future__ import annotations
@@ -14,7 +18,47 @@ from typing import Protocol
 
 from .errors import ConfigurationError
 
-__all__ = ["Clock", "ManualClock", "SystemClock"]
+__all__ = [
+    "Clock",
+    "Deadline",
+    "ManualClock",
+    "SystemClock",
+    "elapsed_since",
+    "now_real",
+    "to_seconds",
+]
+
+
+def to_seconds(value: timedelta | float) -> float:
+    """``value`` in seconds: a timedelta, or a number of seconds."""
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+class Deadline:
+    """A moment in real time that bounds a blocking wait (None: no bound)."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self._end = None if timeout is None else time.monotonic() + timeout
+
+    def remaining(self, default: float | None = None) -> float | None:
+        """Seconds left (never below 0); ``default`` when there is no bound."""
+        if self._end is None:
+            return default
+        return max(0.0, self._end - time.monotonic())
+
+    @property
+    def passed(self) -> bool:
+        return self._end is not None and time.monotonic() >= self._end
+
+
+def elapsed_since(start: float) -> float:
+    """Real seconds since ``start``, a :func:`now_real` reading."""
+    return time.monotonic() - start
+
+
+def now_real() -> float:
+    """A reading of real time, for :func:`elapsed_since` (stall detection and the like)."""
+    return time.monotonic()
 
 
 class Clock(Protocol):
@@ -52,7 +96,7 @@ class ManualClock:
             return self._wall
 
     def advance(self, seconds: float | timedelta) -> None:
-        delta = seconds.total_seconds() if isinstance(seconds, timedelta) else float(seconds)
+        delta = to_seconds(seconds)
         if not delta >= 0:
             raise ConfigurationError("a clock does not go back")
         with self._lock:

@@ -14,31 +14,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
 import threading
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
 
 import psycopg
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool
 
-from .errors import ConfigurationError, connect_error, parse_conninfo, redact_conninfo
+from .errors import ConfigurationError
 from .options import duration
+from .redaction import redact_conninfo
+from .translate import connect_error, parse_conninfo
 
-__all__ = [
-    "Connection",
-    "Driver",
-    "ManagedConnection",
-    "PsycopgDriver",
-    "can_listen",
-    "connect_listener",
-    "transaction_pooling",
-]
+__all__ = ["WORKER_CONNECTION_OPTIONS", "Connection", "Driver", "PsycopgDriver"]
 
-logger = logging.getLogger("pgqueue_sync")
+logger = logging.getLogger(__name__)
 
 Connection = psycopg.Connection[Any]
 
@@ -56,7 +47,25 @@ WORKER_CONNECTION_OPTIONS: dict[str, Any] = {
 
 @runtime_checkable
 class Driver(Protocol):
-    """What the queue needs from a database driver."""
+    """What the queue needs from a database driver (:class:`PsycopgDriver` is one)."""
+
+    @property
+    def stall_timeout(self) -> float:
+        """How long a worker statement may wait for the server before its connection is
+        presumed dead and cut."""
+        ...
+
+    @property
+    def transaction_pooling(self) -> bool:
+        """Whether connections go through a pooler in transaction mode (no session state,
+        no prepared statements)."""
+        ...
+
+    @property
+    def can_listen(self) -> bool:
+        """Whether LISTEN works: not through a transaction pooler, unless connections to
+        listen on bypass it."""
+        ...
 
     def connection(self) -> contextlib.AbstractContextManager[Connection]:
         """A connection to run statements on; each is committed by the time the block exits."""
@@ -64,6 +73,10 @@ class Driver(Protocol):
 
     def connect(self, role: str) -> Connection:
         """Open a new autocommit connection of the queue's own, named after ``role``."""
+        ...
+
+    def connect_listener(self, role: str) -> Connection:
+        """Open a new autocommit connection to LISTEN on, named after ``role``."""
         ...
 
     def close(self) -> None:
@@ -76,27 +89,6 @@ class Driver(Protocol):
 _CONNECT_ONLY = frozenset(
     {"autocommit", "prepare_threshold", "row_factory", "cursor_factory", "context"}
 )
-
-
-def can_listen(driver: Driver) -> bool:
-    """Whether LISTEN works over this driver: not through a transaction pooler, unless the
-    driver has a ``listen_dsn`` that bypasses it. A driver that says nothing can."""
-    return bool(getattr(driver, "can_listen", True))
-
-
-def transaction_pooling(driver: Driver) -> bool:
-    """Whether this driver's connections go through a pooler in transaction mode."""
-    return bool(getattr(driver, "transaction_pooling", False))
-
-
-def connect_listener(driver: Driver, role: str) -> Connection:
-    """Open a connection to LISTEN on: the driver's ``connect_listener`` if it has one (it
-    may connect elsewhere, to ``listen_dsn``), else its ``connect``."""
-    opener = getattr(driver, "connect_listener", None)
-    if opener is not None:
-        conn: Connection = opener(role)
-        return conn
-    return driver.connect(role)
 
 
 def _open(
@@ -303,110 +295,3 @@ class PsycopgDriver:
             if self._owned is not None:
                 self._owned.close()
                 self._owned = None
-
-
-class ManagedConnection:
-    """One dedicated autocommit connection of a worker, reopened after it breaks.
-
-    It is itself a Driver, so the same Queries code runs over it. ``setup`` statements run
-    on every new connection before its first use (session settings). ``listen``: the
-    connection is for LISTEN (opened with :func:`connect_listener`).
-    """
-
-    def __init__(
-        self, driver: Driver, role: str, setup: Sequence[bytes] = (), *, listen: bool = False
-    ) -> None:
-        self._driver = driver
-        self.role = role
-        self._setup = tuple(setup)
-        self._listen = listen
-        self._conn: Connection | None = None
-        self._lock = threading.Lock()
-        self._busy_since: float | None = None
-        self.stall_timeout = float(getattr(driver, "stall_timeout", 60.0))
-
-    @property
-    def is_open(self) -> bool:
-        conn = self._conn
-        return conn is not None and not conn.closed and not conn.broken
-
-    def raw(self) -> Connection:
-        """The underlying connection, opened if needed (for LISTEN loops)."""
-        with self._lock:
-            return self._ensure()
-
-    def _ensure(self) -> Connection:
-        conn = self._conn
-        if conn is None or conn.closed or conn.broken:
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    conn.close()
-            self._conn = None
-            if self._listen:
-                conn = connect_listener(self._driver, self.role)
-            else:
-                conn = self._driver.connect(self.role)
-            try:
-                for statement in self._setup:
-                    conn.execute(statement)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    conn.close()
-                raise
-            self._conn = conn
-        return conn
-
-    @contextlib.contextmanager
-    def connection(self) -> Iterator[Connection]:
-        with self._lock:
-            conn = self._ensure()
-            self._busy_since = time.monotonic()
-            try:
-                yield conn
-            except (psycopg.OperationalError, psycopg.InterfaceError):
-                if conn.broken or conn.closed:
-                    self._discard()
-                raise
-            finally:
-                self._busy_since = None
-
-    def abort_if_stalled(self) -> bool:
-        """Cut the connection if a statement has waited on it longer than ``stall_timeout``.
-
-        Shutting the socket down makes the blocked call fail at once, so the caller's
-        reconnect logic takes over. Safe to call from any thread.
-        """
-        since, conn = self._busy_since, self._conn
-        if since is None or conn is None or time.monotonic() - since < self.stall_timeout:
-            return False
-        logger.warning(
-            "%s connection stalled for %.1f s: cutting it", self.role, time.monotonic() - since
-        )
-        self.abort()
-        return True
-
-    def abort(self) -> None:
-        """Cut the connection now, whatever it is doing (a statement blocked on the server
-        fails at once in the thread running it). Safe to call from any thread."""
-        conn = self._conn
-        if conn is None or conn.closed:
-            return
-        with contextlib.suppress(OSError, psycopg.Error):
-            sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            finally:
-                sock.close()
-
-    def _discard(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.close()
-
-    def connect(self, role: str) -> Connection:
-        return self._driver.connect(role)
-
-    def close(self) -> None:
-        with self._lock:
-            self._discard()

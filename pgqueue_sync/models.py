@@ -1,32 +1,33 @@
-"""Rows and values: Job, JobStatus, LogEntry, JobResult, QueueStatistic, and Context."""
+"""Rows and values: Job, JobStatus, LogEntry, JobResult, QueueStatistic, CancelResult, and
+the values the engine passes between its stages (Outcome, Completed, LimitedClaim,
+WorkerStats). Pure data: nothing here touches the database."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import enum
-import logging
-import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 __all__ = [
+    "ENQUEUE_COLUMNS",
+    "JOB_COLUMN_TYPES",
     "CancelResult",
-    "Context",
+    "Completed",
     "Job",
-    "JobCancelled",
     "JobId",
     "JobResult",
     "JobStatus",
+    "LimitedClaim",
     "LogEntry",
+    "Outcome",
     "QueueStatistic",
+    "WorkerStats",
 ]
 
 JobId = int
-
-logger = logging.getLogger("pgqueue_sync")
 
 
 class JobStatus(str, enum.Enum):
@@ -83,46 +84,67 @@ class Job:
 
     @classmethod
     def from_tuple(cls, row: Sequence[Any]) -> Job:
-        """A Job from the claim's columns (JOB_COLUMNS order: the fields' order).
+        """A Job from a claim's columns (JOB_COLUMN_TYPES order: the fields' order).
 
         Claims build thousands of these a second: the fields are filled in one step, as the
         frozen dataclass's ``__init__`` would one ``object.__setattr__`` at a time.
         """
         values = list(row)
-        values[6] = _STATUSES[values[6]]
-        if values[8] is not None and type(values[8]) is not bytes:
-            values[8] = bytes(values[8])
-        values[14] = bool(values[14])
+        values[_STATUS] = _STATUSES[values[_STATUS]]
+        payload = values[_PAYLOAD]
+        if payload is not None and type(payload) is not bytes:
+            values[_PAYLOAD] = bytes(payload)
+        values[_CANCEL_REQUESTED] = bool(values[_CANCEL_REQUESTED])
         job = object.__new__(cls)
         job.__dict__.update(zip(_JOB_FIELDS, values, strict=True))
         return job
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
-        return cls(
-            id=row["id"],
-            priority=row["priority"],
-            created=row["created"],
-            updated=row["updated"],
-            heartbeat=row["heartbeat"],
-            execute_after=row["execute_after"],
-            status=JobStatus(row["status"]),
-            entrypoint=row["entrypoint"],
-            payload=None if row["payload"] is None else bytes(row["payload"]),
-            attempts=row["attempts"],
-            worker_id=row["worker_id"],
-            dedupe_key=row.get("dedupe_key"),
-            headers=row.get("headers"),
-            last_error=row.get("last_error"),
-            cancel_requested=bool(row.get("cancel_requested", False)),
-            lost=row.get("lost", 0),
-            rescued=row.get("rescued", 0),
-            started=row.get("started"),
-        )
+        """A Job from a row read by name (every column of JOB_COLUMN_TYPES)."""
+        return cls.from_tuple([row[name] for name in _JOB_FIELDS])
 
 
 _JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
+_STATUS = _JOB_FIELDS.index("status")
+_PAYLOAD = _JOB_FIELDS.index("payload")
+_CANCEL_REQUESTED = _JOB_FIELDS.index("cancel_requested")
 _STATUSES = {status.value: status for status in JobStatus}
+
+# The jobs table's columns, declared once, as Job reads them: in Job's field order, each
+# with the type a claim reads it as (the status enum as text, which reads the same in text
+# and binary results). The claim's select list and Job.from_tuple follow this order;
+# enqueue's COPY sends ENQUEUE_COLUMNS with these types.
+JOB_COLUMN_TYPES: dict[str, str] = {
+    "id": "int8",
+    "priority": "int4",
+    "created": "timestamptz",
+    "updated": "timestamptz",
+    "heartbeat": "timestamptz",
+    "execute_after": "timestamptz",
+    "status": "text",
+    "entrypoint": "text",
+    "payload": "bytea",
+    "attempts": "int4",
+    "worker_id": "uuid",
+    "dedupe_key": "text",
+    "headers": "jsonb",
+    "last_error": "text",
+    "cancel_requested": "bool",
+    "lost": "int4",
+    "rescued": "int4",
+    "started": "timestamptz",
+}
+# What enqueue writes with COPY, in this order (the rest takes the table's defaults).
+ENQUEUE_COLUMNS = (
+    "id",
+    "priority",
+    "entrypoint",
+    "payload",
+    "execute_after",
+    "dedupe_key",
+    "headers",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,80 +228,54 @@ class QueueStatistic:
     count: int
 
 
-class JobCancelled(Exception):
-    """Raised by :meth:`Context.check` inside a handler whose job was cancelled."""
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """How one attempt of a job ended, as the worker reports it.
+
+    ``status`` is the outcome, or ``QUEUED`` for an attempt to retry after ``delay``
+    seconds. ``result`` is a bytes return value, ``value_json`` any other, as JSON text.
+    """
+
+    job_id: JobId
+    attempt: int
+    status: JobStatus
+    duration: float
+    traceback: str | None = None
+    result: bytes | None = None
+    value_json: str | None = None
+    delay: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Completed:
+    """Outcomes written by one completion: finished (logged) and retried jobs."""
+
+    finished: set[JobId]
+    retried: set[JobId]
+
+    @property
+    def recorded(self) -> set[JobId]:
+        return self.finished | self.retried
+
+
+@dataclasses.dataclass(frozen=True)
+class LimitedClaim:
+    """Jobs claimed for one limited entrypoint, and what held the claim back."""
+
+    jobs: list[Job]
+    at_limit: bool
+    rate_wait: float | None
 
 
 @dataclasses.dataclass
-class Context:
-    """What a running handler can know about its job beyond the Job itself.
+class WorkerStats:
+    """Counters of one ``run()``: jobs claimed, handlers that succeeded or failed, outcomes
+    recorded or fenced out, jobs released, handlers timed out."""
 
-    Threads cannot be killed: when the job is cancelled (or runs past its timeout) while it
-    runs, ``cancelled`` is set and a long handler should look at it, or call :meth:`check`,
-    between steps. A handler gets its Context as a second parameter (``def handler(job,
-    ctx)``) or from ``pgqueue_sync.current_context()``.
-    """
-
-    job: Job
-    worker_id: uuid.UUID
-    # A worker makes one Context per claimed job: the Event is only made for a handler that
-    # asks for it (a threading.Event costs more to create than the rest of the Context).
-    _cancelled: bool = dataclasses.field(default=False, repr=False)
-    _event: threading.Event | None = dataclasses.field(default=None, repr=False)
-    _callbacks: list[Callable[[], object]] = dataclasses.field(default_factory=list, repr=False)
-    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
-
-    @property
-    def attempt(self) -> int:
-        """1 for the first run of the job, 2 for its first retry, and so on."""
-        return self.job.attempts
-
-    @property
-    def cancelled(self) -> threading.Event:
-        """Set once the job is cancelled: ``ctx.cancelled.is_set()``, ``.wait(timeout)``."""
-        with self._lock:
-            if self._event is None:
-                self._event = threading.Event()
-                if self._cancelled:
-                    self._event.set()
-            return self._event
-
-    @property
-    def is_cancelled(self) -> bool:
-        """Whether the job was cancelled (``cancelled.is_set()``, without making the Event)."""
-        return self._cancelled
-
-    def check(self) -> None:
-        """Raise :class:`JobCancelled` if the job was cancelled; the job ends ``canceled``."""
-        if self._cancelled:
-            raise JobCancelled(f"job {self.job.id} was cancelled")
-
-    def cancel(self) -> None:
-        """Mark the job cancelled and run the callbacks registered with :meth:`on_cancel`."""
-        with self._lock:
-            if self._cancelled:
-                return
-            self._cancelled = True
-            if self._event is not None:
-                self._event.set()
-            callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            try:
-                callback()
-            except Exception:
-                logger.exception("cancel callback of job %d failed", self.job.id)
-
-    def on_cancel(self, callback: Callable[[], object]) -> Callable[[], None]:
-        """Call ``callback`` (from another thread) when the job is cancelled; at once if it
-        already is. Returns a function that unregisters it."""
-        with self._lock:
-            if not self._cancelled:
-                self._callbacks.append(callback)
-
-                def remove() -> None:
-                    with self._lock, contextlib.suppress(ValueError):
-                        self._callbacks.remove(callback)
-
-                return remove
-        callback()
-        return lambda: None
+    claimed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    recorded: int = 0
+    fenced: int = 0
+    released: int = 0
+    timed_out: int = 0

@@ -8,6 +8,7 @@ import numbers
 from datetime import timedelta
 from typing import Literal
 
+from .clock import to_seconds
 from .errors import ConfigurationError
 
 __all__ = ["MAX_DURATION", "Mode", "RunOptions", "duration", "positive_number"]
@@ -27,14 +28,11 @@ def duration(value: object, name: str, *, zero: bool = False) -> float:
     NaN, infinite, longer than MAX_DURATION, and zero unless ``zero`` (zero would disable
     or busy-loop what the value paces).
     """
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if isinstance(value, bool) or not isinstance(value, (timedelta, numbers.Real)):
         raise ConfigurationError(
             f"{name} must be a number of seconds or a timedelta, not {type(value).__name__}"
         )
-    else:
-        seconds = float(value)
+    seconds = to_seconds(value if isinstance(value, timedelta) else float(value))
     if math.isnan(seconds) or seconds < 0 or (seconds == 0 and not zero):
         kind = "zero or more" if zero else "more than zero"
         raise ConfigurationError(f"{name} must be {kind} seconds, got {value!r}")

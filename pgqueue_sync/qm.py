@@ -2,77 +2,35 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from .buffer import Mailbox
 from .clock import Clock, SystemClock
 from .db import Driver
-from .errors import (
-    AlreadyRunningError,
-    ConfigurationError,
-    InvalidHandlerError,
-    InvalidStateError,
-)
-from .execution import DEFAULT_MAX_LOST, Entrypoint, is_async_callable
-from .options import Mode, RunOptions, duration, positive_number
+from .engine.buffer import Mailbox
+from .engine.hooks import HookList, WorkerHooks
+from .engine.worker import Worker
+from .errors import AlreadyRunningError, ConfigurationError, InvalidHandlerError, InvalidStateError
+from .models import WorkerStats
+from .options import Mode, RunOptions
 from .queries import Queries
+from .registry import DEFAULT_MAX_LOST, Entrypoint, entrypoint, is_async_callable, policies
 from .retry import RetryPolicy
 from .settings import Settings, validate_entrypoint
-from .worker import Worker, WorkerStats
 
 __all__ = ["QueueManager"]
 
-logger = logging.getLogger("pgqueue_sync")
+logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _default_workers() -> int:
     return min(32, (os.cpu_count() or 1) + 4)
-
-
-def _takes_context(func: Callable[..., Any]) -> bool:
-    try:
-        params = list(inspect.signature(func).parameters.values())
-    except (TypeError, ValueError):
-        return False
-    positional = [
-        p
-        for p in params
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-    ]
-    return len(positional) >= 2
-
-
-def check_handler(name: str, func: object) -> None:
-    """Refuse (InvalidHandlerError) a handler the engine could not call with a job:
-    it must accept ``handler(job)`` or ``handler(job, ctx)``. Callables without a signature
-    to check (some builtins) are accepted."""
-    if not callable(func):
-        raise InvalidHandlerError(
-            f"@qm.entrypoint({name!r}) must decorate a function, not {type(func).__name__}"
-        )
-    try:
-        signature = inspect.signature(func)
-    except (TypeError, ValueError):
-        return
-    for args in ((None,), (None, None)):
-        try:
-            signature.bind(*args)
-        except TypeError:
-            continue
-        return
-    raise InvalidHandlerError(
-        f"entrypoint {name!r}: {getattr(func, '__qualname__', func)!r}{signature} cannot be "
-        "called with a job: a handler takes the job as its first positional parameter, and "
-        "may take the job's Context as a second (handler(job) or handler(job, ctx))"
-    )
 
 
 class QueueManager:
@@ -92,8 +50,9 @@ class QueueManager:
     gracefully: it stops fetching, lets running and buffered jobs finish, writes their
     outcomes, closes its connections and returns.
 
-    ``worker_class`` is the engine ``run()`` builds: a subclass of :class:`Worker` can
-    observe or wrap its steps (tests use this to watch fetches and releases).
+    ``hooks``: :class:`~pgqueue_sync.engine.hooks.WorkerHooks` that observe every run
+    (metrics, tracing; ``add_hooks`` adds more). ``worker_class`` is the engine ``run()``
+    builds.
     """
 
     worker_class: type[Worker] = Worker
@@ -105,8 +64,10 @@ class QueueManager:
         settings: Settings | None = None,
         clock: Clock | None = None,
         check_entrypoints: bool = True,
+        hooks: Sequence[WorkerHooks] = (),
     ) -> None:
         self.driver = driver
+        self._hooks: list[WorkerHooks] = list(hooks)
         self.settings = settings if settings is not None else Settings.from_env()
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._registry: dict[str, Entrypoint] = {}
@@ -123,6 +84,10 @@ class QueueManager:
         self._running = threading.Lock()
         self._worker: Worker | None = None
         self.last_stats: WorkerStats | None = None
+
+    def add_hooks(self, hooks: WorkerHooks) -> None:
+        """Observe the runs that start from now on with ``hooks``."""
+        self._hooks.append(hooks)
 
     # -- registry ------------------------------------------------------------------------
 
@@ -158,43 +123,23 @@ class QueueManager:
         validate_entrypoint(name)
         if name in self._registry:
             raise ConfigurationError(f"entrypoint {name!r} is already registered")
-        for label, limit in (
-            ("concurrency_limit", concurrency_limit),
-            ("per_worker_limit", per_worker_limit),
-        ):
-            if limit is not None and (
-                isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
-            ):
-                raise ConfigurationError(f"{label} must be a positive int")
-        if max_lost is not None and (
-            isinstance(max_lost, bool) or not isinstance(max_lost, int) or max_lost < 1
-        ):
-            raise ConfigurationError("max_lost must be a positive int, or None for no limit")
-        if requests_per_second is not None:
-            requests_per_second = positive_number(requests_per_second, "requests_per_second")
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise ConfigurationError("retry must be a pgqueue_sync.RetryPolicy")
-        seconds = None if timeout is None else duration(timeout, "timeout")
+        rules = policies(
+            retry=retry,
+            concurrency_limit=concurrency_limit,
+            per_worker_limit=per_worker_limit,
+            requests_per_second=requests_per_second,
+            timeout=timeout,
+            max_lost=max_lost,
+        )
 
         def register(func: F) -> F:
-            check_handler(name, func)
             if is_async_callable(func):
                 raise InvalidHandlerError(
                     f"entrypoint {name!r}: {getattr(func, '__name__', func)!r} is an async "
                     "function; QueueManager runs plain def handlers in threads. Use "
                     "pgqueue_sync_aio.AsyncQueueManager to run async def handlers"
                 )
-            self._registry[name] = Entrypoint(
-                name=name,
-                func=func,
-                takes_context=_takes_context(func),
-                retry=retry,
-                concurrency_limit=concurrency_limit,
-                per_worker_limit=per_worker_limit,
-                requests_per_second=requests_per_second,
-                timeout=seconds,
-                max_lost=max_lost,
-            )
+            self._registry[name] = entrypoint(name, func, rules)
             return func
 
         return register
@@ -202,6 +147,13 @@ class QueueManager:
     @property
     def entrypoints(self) -> dict[str, Entrypoint]:
         return dict(self._registry)
+
+    @property
+    def stats(self) -> WorkerStats | None:
+        """The counters of the current run (claimed, succeeded, failed, ...), live; of the
+        last run once it has returned; None before the first."""
+        worker = self._worker
+        return worker.stats if worker is not None else self.last_stats
 
     @property
     def stuck_threads(self) -> int:
@@ -285,6 +237,7 @@ class QueueManager:
                 options=options,
                 shutdown=self._shutdown,
                 mailbox=self._mailbox,
+                hooks=HookList(self._hooks),
             )
             try:
                 self._worker.run()

@@ -1,18 +1,16 @@
-"""Queries: every database operation of the queue, over a Driver.
+"""Queries: the queue's public database operations, over a Driver.
 
-Producers use ``enqueue``, ``cancel``, ``requeue``, ``wait_for`` and the inspection methods;
-the worker engine uses ``dequeue``, ``complete``, ``heartbeat`` and ``release`` over its own
-connections.
+Producers use ``enqueue``; operators and applications ``cancel``, ``requeue``, ``wait_for``
+and the inspection methods; installers ``install``, ``upgrade`` and ``verify``. The worker
+engine's own statements (claims, outcomes, heartbeats) are not here: they are a private
+collaborator of the worker, :mod:`pgqueue_sync.engine.store`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
-import threading
-import time
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,17 +19,12 @@ import psycopg
 import psycopg.errors
 from psycopg.rows import dict_row, tuple_row
 
-from .db import Connection, can_listen, connect_listener
+from .db import Connection
 from .enqueue import OnConflict, Payload, Rows, When, build_rows
-from .errors import (
-    ConfigurationError,
-    DatabaseError,
-    DuplicateJobError,
-    JobNotFoundError,
-    WaitTimeoutError,
-    translate_errors,
-)
+from .errors import ConfigurationError, DatabaseError, DuplicateJobError
 from .models import (
+    ENQUEUE_COLUMNS,
+    JOB_COLUMN_TYPES,
     CancelResult,
     Job,
     JobId,
@@ -40,13 +33,12 @@ from .models import (
     LogEntry,
     QueueStatistic,
 )
-from .options import duration
 from .schema_queries import SchemaQueries
-from .worker_queries import Completed, LimitedClaim, Outcome, WorkerQueries
+from .waiting import wait_for
 
-__all__ = ["COPY_THRESHOLD", "Completed", "LimitedClaim", "Outcome", "Queries"]
+__all__ = ["COPY_THRESHOLD", "Queries"]
 
-logger = logging.getLogger("pgqueue_sync")
+logger = logging.getLogger(__name__)
 
 # Lists at least this long are written with COPY (ids reserved first); shorter ones with
 # one INSERT ... SELECT FROM unnest(...). Both are a single statement on the server.
@@ -55,15 +47,14 @@ COPY_THRESHOLD = 256
 # Rounds of insert-then-look-up before on_conflict="skip" gives up (each round needs a
 # holder that finished within the previous one: more than two is already rare).
 _SKIP_ROUNDS = 50
-# wait_for without LISTEN (a transaction pooler and no listen_dsn) polls: every 50 ms at
-# first, twice as long each time, at most every second.
-WAIT_POLL_FIRST = 0.05
-WAIT_POLL_MAX = 1.0
+
+# COPY's binary types, in the order of the columns it writes (declared with the models).
+_COPY_TYPES = [JOB_COLUMN_TYPES[name] for name in ENQUEUE_COLUMNS]
 
 _DUPLICATE_KEY = re.compile(r"\(dedupe_key\)=\((.*)\)")
 
 
-class Queries(SchemaQueries, WorkerQueries):
+class Queries(SchemaQueries):
     """The queue's database operations. ``qm.queries`` is one of these."""
 
     # Lists at least this long go through COPY; None: COPY_THRESHOLD. Set on an instance, it
@@ -208,19 +199,19 @@ class Queries(SchemaQueries, WorkerQueries):
                 raise ConfigurationError(
                     "execute_after: a delay puts a job past the times it can be due at"
                 ) from None
+            columns = {
+                "id": ids,
+                "priority": rows.priorities,
+                "entrypoint": rows.entrypoints,
+                "payload": rows.payloads,
+                "execute_after": ats,
+                "dedupe_key": rows.dedupe_keys,
+                "headers": rows.headers,
+            }
             with cur.copy(self._sql.copy_jobs) as copy:
-                copy.set_types(["int8", "int4", "text", "bytea", "timestamptz", "text", "jsonb"])
+                copy.set_types(_COPY_TYPES)
                 write = copy.write_row
-                for row in zip(
-                    ids,
-                    rows.priorities,
-                    rows.entrypoints,
-                    rows.payloads,
-                    ats,
-                    rows.dedupe_keys,
-                    rows.headers,
-                    strict=True,
-                ):
+                for row in zip(*(columns[name] for name in ENQUEUE_COLUMNS), strict=True):
                     write(row)
         return ids
 
@@ -269,82 +260,7 @@ class Queries(SchemaQueries, WorkerQueries):
         JobNotFoundError for an id that is neither queued nor logged, and WaitTimeoutError
         (with the jobs that did finish) when ``timeout`` runs out.
         """
-        return self._wait_for(job_ids, timeout, None)
-
-    def _wait_for(
-        self,
-        job_ids: Sequence[JobId],
-        timeout: timedelta | float | None,
-        stop: threading.Event | None,
-    ) -> list[JobResult]:
-        """``wait_for``, which also gives up (raising WaitTimeoutError) once ``stop`` is set:
-        the async shim sets it when the awaiting task is cancelled, so no thread lingers."""
-        ids = list(dict.fromkeys(job_ids))
-        limit = None if timeout is None else duration(timeout, "wait_for's timeout", zero=True)
-        deadline = None if limit is None else time.monotonic() + limit
-        done: dict[JobId, JobResult] = {}
-        # Through a transaction pooler without listen_dsn LISTEN cannot work: poll instead.
-        listening = can_listen(self.driver)
-        poll = WAIT_POLL_FIRST
-        sleeper = stop if stop is not None else threading.Event()
-        with translate_errors(schema=self.settings.schema):
-            if listening:
-                conn = connect_listener(self.driver, "wait")
-            else:
-                conn = self.driver.connect("wait")
-            try:
-                if listening:
-                    conn.execute(self._sql.listen)
-                found = {row[0] for row in conn.execute(self._sql.known_ids, {"ids": ids})}
-                if len(found) < len(ids):
-                    missing = sorted(set(ids) - found)
-                    raise JobNotFoundError(f"no job with id(s) {missing} in the queue or log")
-                while True:
-                    pending = [i for i in ids if i not in done]
-                    with conn.cursor(row_factory=dict_row) as cur:
-                        cur.execute(self._sql.results, {"ids": pending})
-                        for row in cur.fetchall():
-                            done[row["job_id"]] = JobResult.from_entry(LogEntry.from_row(row))
-                    if len(done) == len(ids):
-                        return [done[i] for i in ids]
-                    remaining = 30.0 if deadline is None else deadline - time.monotonic()
-                    if remaining <= 0 or (stop is not None and stop.is_set()):
-                        raise WaitTimeoutError(
-                            f"{len(ids) - len(done)} of {len(ids)} job(s) still unfinished",
-                            dict(done),
-                        )
-                    if listening:
-                        self._wait_done_event(conn, set(pending), min(remaining, 30.0), stop)
-                    else:
-                        sleeper.wait(min(remaining, poll))
-                        poll = min(poll * 2, WAIT_POLL_MAX)
-            finally:
-                conn.close()
-
-    def _wait_done_event(
-        self,
-        conn: Connection,
-        pending: set[JobId],
-        timeout: float,
-        stop: threading.Event | None = None,
-    ) -> None:
-        """Return when a NOTIFY may concern ``pending``, after ``timeout``, or soon after
-        ``stop`` is set (the wait is then sliced into short waits on the socket)."""
-        end = time.monotonic() + timeout
-        while True:
-            left = end - time.monotonic()
-            if left <= 0 or (stop is not None and stop.is_set()):
-                return
-            for notify in conn.notifies(timeout=left if stop is None else min(left, 0.1)):
-                try:
-                    event = json.loads(notify.payload)
-                except ValueError:
-                    return
-                if not isinstance(event, dict) or event.get("type") != "done":
-                    continue
-                ids = event.get("ids")
-                if ids is None or pending.intersection(ids):
-                    return
+        return wait_for(self, job_ids, timeout)
 
     # -- inspection ----------------------------------------------------------------------
 
@@ -403,20 +319,9 @@ class Queries(SchemaQueries, WorkerQueries):
 
     def prune_log(self, older_than: timedelta, batch_size: int = 10_000) -> int:
         """Delete log rows older than ``older_than``, in batches; return how many."""
-        total = 0
-        while True:
-            with self._conn() as conn, conn.cursor() as cur:
-                cur.execute(
-                    self._sql.prune_log, self._params(older_than=older_than, batch=batch_size)
-                )
-                total += cur.rowcount
-                if cur.rowcount < batch_size:
-                    return total
+        return self._prune_log(older_than, batch_size)
 
     def notify(self, payload: str) -> None:
         """Send one event on the queue's channel (SchemaNotInstalledError once the queue's
-        tables are gone: a worker's periodic probe notices a dropped queue this way)."""
-        with self._conn() as conn:
-            conn.execute(self._sql.notify, {"payload": payload})
-
-    # -- the worker side -----------------------------------------------------------------
+        tables are gone)."""
+        self._notify(payload)

@@ -10,12 +10,12 @@ from typing import Any
 
 import tenacity
 
-from .errors import ConnectError, ConnectionLostError
+from .errors import ConnectError, ConnectionLostError, PgQueueError
 from .options import duration
 
 __all__ = ["CONNECTION_ERRORS", "RetryPolicy", "RetryRequested", "reconnecting"]
 
-logger = logging.getLogger("pgqueue_sync")
+logger = logging.getLogger(__name__)
 
 CONNECTION_ERRORS = (ConnectionLostError, ConnectError)
 
@@ -62,7 +62,7 @@ def reconnecting(
     )
 
 
-class RetryRequested(Exception):
+class RetryRequested(PgQueueError):
     """Raise it in a handler to run the job again after ``delay`` (an attempt is used)."""
 
     def __init__(self, delay: timedelta | float = 0.0, reason: str = "") -> None:

@@ -13,15 +13,15 @@ from psycopg.rows import tuple_row
 
 from .db import Connection
 from .errors import SchemaNotInstalledError, SchemaVersionError
+from .querying import QueryBase
 from .sql import SCHEMA_VERSION, install_lock_key, migration_path
-from .worker_queries import QueriesBase
 
 __all__ = ["SchemaQueries"]
 
-logger = logging.getLogger("pgqueue_sync")
+logger = logging.getLogger(__name__)
 
 
-class SchemaQueries(QueriesBase):
+class SchemaQueries(QueryBase):
     """Install, upgrade, verify and uninstall the queue's schema."""
 
     def install(self) -> int:

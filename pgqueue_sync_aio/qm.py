@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import inspect
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from functools import partial
 from typing import Any, TypeVar
@@ -23,15 +23,17 @@ import anyio.to_thread
 from anyio.lowlevel import EventLoopToken, current_token
 
 from pgqueue_sync.clock import Clock
+from pgqueue_sync.context import Context, JobCancelled, current_context
 from pgqueue_sync.db import Driver
-from pgqueue_sync.errors import AlreadyRunningError, InvalidStateError, PgQueueError
-from pgqueue_sync.execution import DEFAULT_MAX_LOST, Entrypoint, current_context, is_async_callable
-from pgqueue_sync.models import Context, JobCancelled
+from pgqueue_sync.engine import Worker
+from pgqueue_sync.engine.hooks import WorkerHooks
+from pgqueue_sync.errors import AlreadyRunningError, HandlerAbandoned, InvalidStateError
+from pgqueue_sync.models import WorkerStats
 from pgqueue_sync.options import Mode
 from pgqueue_sync.qm import QueueManager
+from pgqueue_sync.registry import DEFAULT_MAX_LOST, Entrypoint, is_async_callable
 from pgqueue_sync.retry import RetryPolicy
 from pgqueue_sync.settings import Settings
-from pgqueue_sync.worker import Worker, WorkerStats
 
 from .queries import AsyncQueries
 
@@ -42,11 +44,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 # How long run() waits for a handler thread to return once its async handler was cancelled
 # past shutdown_timeout (it only has bookkeeping left to do).
 _ABANDON_JOIN_TIMEOUT = 5.0
-
-
-class HandlerAbandoned(PgQueueError):
-    """An async handler still running past ``shutdown_timeout`` was cancelled; its job had
-    already gone back to the queue."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,9 +79,14 @@ class AsyncQueueManager:
         settings: Settings | None = None,
         clock: Clock | None = None,
         check_entrypoints: bool = True,
+        hooks: Sequence[WorkerHooks] = (),
     ) -> None:
         self.sync = QueueManager(
-            driver, settings=settings, clock=clock, check_entrypoints=check_entrypoints
+            driver,
+            settings=settings,
+            clock=clock,
+            check_entrypoints=check_entrypoints,
+            hooks=hooks,
         )
         self.queries = AsyncQueries(self.sync.queries)
         self._handlers: dict[str, Callable[..., Any]] = {}
@@ -102,6 +104,15 @@ class AsyncQueueManager:
     @property
     def driver(self) -> Driver:
         return self.sync.driver
+
+    def add_hooks(self, hooks: WorkerHooks) -> None:
+        """Observe the runs that start from now on with ``hooks`` (in the engine's threads)."""
+        self.sync.add_hooks(hooks)
+
+    @property
+    def stats(self) -> WorkerStats | None:
+        """The counters of the current run, live; of the last run once it has returned."""
+        return self.sync.stats
 
     @property
     def settings(self) -> Settings:

@@ -10,7 +10,6 @@ then raises the cancellation.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
@@ -36,7 +35,7 @@ from pgqueue_sync.models import (
 )
 from pgqueue_sync.queries import Queries
 from pgqueue_sync.settings import Settings
-from pgqueue_sync.worker_queries import Completed, LimitedClaim, Outcome
+from pgqueue_sync.waiting import wait_for
 
 __all__ = ["AsyncQueries", "connections_of"]
 
@@ -164,7 +163,7 @@ class AsyncQueries:
         stop = threading.Event()
         try:
             return await anyio.to_thread.run_sync(
-                partial(self.sync._wait_for, job_ids, timeout, stop), abandon_on_cancel=True
+                partial(wait_for, self.sync, job_ids, timeout, stop), abandon_on_cancel=True
             )
         finally:
             stop.set()
@@ -209,69 +208,3 @@ class AsyncQueries:
 
     async def notify(self, payload: str) -> None:
         return await self._run(partial(self.sync.notify, payload))
-
-    # -- the worker side -----------------------------------------------------------------
-
-    async def dequeue(
-        self,
-        batch_size: int,
-        entrypoints: Sequence[str],
-        worker_id: uuid.UUID,
-        retry_timer: timedelta | None = None,
-    ) -> list[Job]:
-        return await self._run(
-            partial(self.sync.dequeue, batch_size, entrypoints, worker_id, retry_timer)
-        )
-
-    async def ensure_statistics(self) -> bool:
-        return await self._run(self.sync.ensure_statistics)
-
-    async def ensure_limit_rows(self, entrypoints: Sequence[str]) -> None:
-        return await self._run(partial(self.sync.ensure_limit_rows, entrypoints))
-
-    async def dequeue_limited(
-        self,
-        entrypoint: str,
-        want: int,
-        worker_id: uuid.UUID,
-        retry_timer: timedelta | None,
-        *,
-        concurrency_limit: int | None,
-        requests_per_second: float | None,
-    ) -> LimitedClaim:
-        return await self._run(
-            partial(
-                self.sync.dequeue_limited,
-                entrypoint,
-                want,
-                worker_id,
-                retry_timer,
-                concurrency_limit=concurrency_limit,
-                requests_per_second=requests_per_second,
-            )
-        )
-
-    async def next_due(self, entrypoints: Sequence[str]) -> float | None:
-        return await self._run(partial(self.sync.next_due, entrypoints))
-
-    async def complete(self, worker_id: uuid.UUID, outcomes: Sequence[Outcome]) -> Completed:
-        return await self._run(partial(self.sync.complete, worker_id, outcomes))
-
-    async def recorded(self, worker_id: uuid.UUID, outcomes: Sequence[Outcome]) -> set[JobId]:
-        return await self._run(partial(self.sync.recorded, worker_id, outcomes))
-
-    async def mark_started(self, worker_id: uuid.UUID, job_id: JobId, attempt: int) -> bool:
-        return await self._run(partial(self.sync.mark_started, worker_id, job_id, attempt))
-
-    async def heartbeat(
-        self, worker_id: uuid.UUID, job_ids: Collection[JobId]
-    ) -> dict[JobId, bool]:
-        return await self._run(partial(self.sync.heartbeat, worker_id, job_ids))
-
-    async def release(
-        self,
-        worker_id: uuid.UUID,
-        job_ids: Collection[JobId],
-        unstarted: Collection[JobId] = (),
-    ) -> set[JobId]:
-        return await self._run(partial(self.sync.release, worker_id, job_ids, unstarted))

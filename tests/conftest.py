@@ -22,6 +22,7 @@ from hypothesis import settings as hypothesis_settings
 
 from pgqueue_sync import JobResult, PsycopgDriver, Queries, QueueManager, Settings
 from pgqueue_sync.embedded import embedded_postgres
+from pgqueue_sync.engine.store import Store
 
 LOCAL_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 
@@ -43,6 +44,17 @@ hypothesis_settings.register_profile(
     "long", max_examples=1000, stateful_step_count=50, **_PROFILE_DEFAULTS
 )
 hypothesis_settings.load_profile(os.environ.get("PGQUEUE_HYPOTHESIS_PROFILE", "ci"))
+
+
+class SqlQueries(Queries, Store):
+    """The public queries and the engine's own statements on one object: for tests of the
+    SQL itself (a worker's claims, completions and heartbeats beside enqueue)."""
+
+
+def engine(qm: QueueManager) -> Store:
+    """The engine's own statements over ``qm``'s driver: what another worker would run
+    (claim, complete, heartbeat, release), for tests that play that worker by hand."""
+    return Store(qm.driver, qm.settings, clock=qm.clock)
 
 
 def _answers(dsn: str) -> bool:

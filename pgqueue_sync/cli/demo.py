@@ -24,17 +24,18 @@ import click
 import psycopg.errors
 
 from pgqueue_sync.db import PsycopgDriver
-from pgqueue_sync.errors import PgQueueError, redact_conninfo, translate_errors
+from pgqueue_sync.errors import PgQueueError
 from pgqueue_sync.models import Job, JobStatus
 from pgqueue_sync.qm import QueueManager
+from pgqueue_sync.redaction import redact_conninfo
 from pgqueue_sync.settings import Settings
 from pgqueue_sync.sql import statements
+from pgqueue_sync.translate import translate_errors
 
 from .context import CliError, CliRefusal, QueueContext, with_queue
 
 __all__ = ["demo"]
 
-CLEANUP_LOCK_TIMEOUT = b"SET lock_timeout = '10s'"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -196,9 +197,10 @@ class _Demo:
             self.cleaning = True
             with translate_errors():
                 conn = driver.connect("demo-cleanup")
+                sql = statements(settings)
                 try:
-                    conn.execute(CLEANUP_LOCK_TIMEOUT)  # never wait forever for a lock
-                    conn.execute(statements(settings).drop_schema)
+                    conn.execute(sql.drop_lock_timeout)  # never wait forever for a lock
+                    conn.execute(sql.drop_schema)
                 finally:
                     conn.close()
         except PgQueueError as exc:
@@ -297,10 +299,10 @@ class _Demo:
         started = time.perf_counter()
         interval = 0.2 if tty else 1.0
         while not done.wait(interval):
-            worker = qm._worker
-            if worker is None:
+            stats = qm.stats
+            if stats is None:
                 continue
-            count = worker.stats.succeeded + worker.stats.failed
+            count = stats.succeeded + stats.failed
             rate = count / max(1e-9, time.perf_counter() - started)
             line = f"  running: {count}/{self.jobs} jobs ({rate:,.0f} jobs/s)"
             self.out.echo(f"\r{line}" if tty else line, nl=not tty)

@@ -1,40 +1,34 @@
-"""Every SQL statement of pgqueue-sync, named, with the schema DDL and its migrations.
+"""Every SQL statement of pgqueue-sync, read from the ``.sql`` files of this package.
 
-Identifiers (schema, table prefix) come from :class:`~pgqueue_sync.settings.Settings`,
-which validates them, and are quoted with :class:`psycopg.sql.Identifier`; values always
-travel as parameters. Statements are composed once per Settings and kept as bytes, so the
-hot path does no string work and psycopg can prepare them.
+``schema.sql`` (the DDL and what installs and checks it), ``migrations.sql`` (one step per
+schema version), ``queue.sql`` (producers, control, inspection) and ``engine.sql`` (the
+worker's claims, outcomes and heartbeats) hold named statements::
+
+    -- name: dequeue
+    SELECT ...
+
+A name starting with ``_`` is a fragment that statements of the same file include as
+``{_name}``. Identifiers (schema, table prefix) come from :class:`Settings`, which validates
+them, and are quoted with :class:`psycopg.sql.Identifier`; values always travel as
+parameters. The files are read once; the statements of one Settings are composed once and
+kept as bytes, so the hot path does no string work and psycopg can prepare them.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-from typing import TYPE_CHECKING
+import re
+from importlib import resources
 
 from psycopg import sql
 
+from pgqueue_sync import events
 from pgqueue_sync.errors import SchemaVersionError
+from pgqueue_sync.models import ENQUEUE_COLUMNS, JOB_COLUMN_TYPES
 from pgqueue_sync.settings import Settings
 
-from . import dml
-from .ddl import (
-    CREATE_SCHEMA,
-    DDL,
-    DROP_SCHEMA,
-    LOCK,
-    MIGRATIONS,
-    RECORD_VERSION,
-    SCHEMA_VERSION,
-    UNINSTALL,
-)
-
-if TYPE_CHECKING:
-    from typing_extensions import LiteralString
-
 __all__ = [
-    "INSERT_EVENT",
-    "REQUEUE_EVENT",
+    "MIGRATIONS",
     "SCHEMA_VERSION",
     "Statements",
     "install_lock_key",
@@ -44,15 +38,60 @@ __all__ = [
     "upgrade_script",
 ]
 
-INSERT_EVENT = json.dumps({"type": "insert"})
-REQUEUE_EVENT = json.dumps({"type": "requeue"})
+_FILES = ("schema.sql", "migrations.sql", "queue.sql", "engine.sql")
+_NAME = re.compile(r"^-- name: (\w+)[ \t]*$", re.MULTILINE)
+_FRAGMENT = re.compile(r"\{(_\w+)\}")
+_COMMENT_LINE = re.compile(r"^[ \t]*--.*\n?", re.MULTILINE)
+
+
+def _parse(text: str) -> dict[str, str]:
+    """The named blocks of one file, their full-line comments dropped, fragments included."""
+    parts = _NAME.split(text)
+    blocks = {
+        name: _COMMENT_LINE.sub("", body).strip()
+        for name, body in zip(parts[1::2], parts[2::2], strict=True)
+    }
+    fragments = {name: body for name, body in blocks.items() if name.startswith("_")}
+    return {
+        name: _FRAGMENT.sub(lambda m: fragments[m.group(1)], body)
+        for name, body in blocks.items()
+        if not name.startswith("_")
+    }
+
+
+@functools.cache
+def templates() -> dict[str, str]:
+    """Every named statement of the package's ``.sql`` files, by name (read once)."""
+    found: dict[str, str] = {}
+    for filename in _FILES:
+        found.update(_parse(resources.files(__package__).joinpath(filename).read_text("utf-8")))
+    return found
+
+
+# version -> the statement that upgrades the schema from version - 1 to it.
+MIGRATIONS: dict[int, str] = {
+    int(name[1:]): body for name, body in templates().items() if re.fullmatch(r"v\d+", name)
+}
+# v1: the first release; each migration bumps it.
+SCHEMA_VERSION = max(MIGRATIONS, default=1)
 
 # Timestamps come from the database clock unless a test clock passes one in.
 _NOW = "COALESCE(%(now)s::timestamptz, now())"
 
 
+def _job_columns() -> sql.Composable:
+    """The claim's select list: Job's fields in order, each read as the type Job expects
+    (the status enum as text, which reads the same in text and binary results)."""
+    columns: list[sql.Composable] = [
+        sql.SQL("j.{}::{} AS {}").format(sql.Identifier(name), sql.SQL(kind), sql.Identifier(name))
+        for name, kind in JOB_COLUMN_TYPES.items()
+    ]
+    return sql.SQL(", ").join(columns)
+
+
 class Statements:
-    """The statements for one Settings, composed once."""
+    """The statements for one Settings, composed once: ``statements.dequeue`` is the
+    ``dequeue`` statement of the ``.sql`` files, as bytes."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = s = settings
@@ -73,69 +112,36 @@ class Statements:
             },
             "channel": sql.Literal(s.channel),
             "channel_ident": sql.Identifier(s.channel),
-            "insert_event": sql.Literal(INSERT_EVENT),
-            "requeue_event": sql.Literal(REQUEUE_EVENT),
+            **{key: sql.Literal(value) for key, value in events.SQL_LITERALS.items()},
             "jobs_regclass": sql.Literal(s.ident("jobs").as_string(None)),
             "now": sql.SQL(_NOW),
-            "job_columns": sql.SQL(dml.JOB_COLUMNS),
-            "log_columns": sql.SQL(dml.LOG_COLUMNS),
+            "job_columns": _job_columns(),
+            "enqueue_columns": sql.SQL(", ").join([sql.Identifier(c) for c in ENQUEUE_COLUMNS]),
         }
-        c = self.compose
-        # schema
-        self.install = c(DDL)
-        self.migrations = {v: c(ddl) for v, ddl in MIGRATIONS.items()}
-        self.uninstall = c(UNINSTALL)
-        self.create_schema = c(CREATE_SCHEMA)
-        self.drop_schema = c(DROP_SCHEMA)
-        self.record_version = c("INSERT INTO {version} (version) VALUES (%(version)s)")
-        self.recorded_versions = c("SELECT array_agg(version) FROM {version}")
-        self.install_lock = b"SELECT pg_advisory_xact_lock(hashtext(%(key)s))"
-        self.table_exists = b"SELECT to_regclass(%(name)s) IS NOT NULL"
-        self.jobs_sequence = c("SELECT pg_get_serial_sequence({jobs_regclass}, 'id')")
-        self.listen = c("LISTEN {channel_ident}")
-        # The cast fails (relation does not exist) once the jobs table is dropped.
-        self.notify = c("SELECT pg_notify({channel}, %(payload)s), {jobs_regclass}::regclass")
-        # producers
-        self.enqueue = c(dml.ENQUEUE)
-        self.enqueue_skip_duplicates = c(dml.ENQUEUE_SKIP_DUPLICATES)
-        self.jobs_by_dedupe_key = c(dml.JOBS_BY_DEDUPE_KEY)
-        self.reserve_ids = c(dml.RESERVE_IDS)
-        self.copy_jobs = c(dml.COPY_JOBS)
-        # workers
-        self.dequeue = c(dml.DEQUEUE)
-        self.dequeue_async_commit = c(dml.DEQUEUE_ASYNC_COMMIT)
-        self.next_due = c(dml.NEXT_DUE)
-        self.ensure_limit_rows = c(dml.ENSURE_LIMIT_ROWS)
-        self.needs_statistics = c(dml.NEEDS_STATISTICS)
-        self.analyze_jobs = c("ANALYZE {jobs}")
-        self.lock_limit_row = c(dml.LOCK_LIMIT_ROW)
-        self.count_picked = c(dml.COUNT_PICKED)
-        self.set_tokens = c(dml.SET_TOKENS)
-        self.complete = c(dml.COMPLETE)
-        self.heartbeat = c(dml.HEARTBEAT)
-        self.mark_started = c(dml.MARK_STARTED)
-        self.release = c(dml.RELEASE)
-        self.recorded = c(dml.RECORDED)
-        # control and inspection
-        self.cancel = c(dml.CANCEL)
-        self.requeue = c(dml.REQUEUE)
-        self.queue_size = c(dml.QUEUE_SIZE)
-        self.clear_queue = c(dml.CLEAR_QUEUE)
-        self.history = c(dml.HISTORY)
-        self.results = c(dml.RESULTS)
-        self.known_ids = c(dml.KNOWN_IDS)
-        self.get_jobs = c(dml.GET_JOBS)
-        self.prune_log = c(dml.PRUNE_LOG)
+        # Scripts (for other migration tools) fill their literals in when written.
+        self._composed = {
+            name: self.compose(body)
+            for name, body in templates().items()
+            if not name.endswith("_script")
+        }
+        self.migrations = {v: self._composed[f"v{v}"] for v in MIGRATIONS}
 
-    def compose(self, template: LiteralString) -> bytes:
-        """``template`` with this queue's identifiers filled in."""
+    def __getattr__(self, name: str) -> bytes:
+        try:
+            return self._composed[name]
+        except KeyError:
+            raise AttributeError(f"no SQL statement named {name!r}") from None
+
+    def compose(self, template: str) -> bytes:
+        """``template`` (SQL with ``{jobs}``-style identifiers) for this queue, as bytes."""
         return sql.SQL(template).format(**self._idents).as_bytes(None)
 
-    def script(self, template: LiteralString, **literals: object) -> str:
-        """``template`` as SQL text to run elsewhere: identifiers filled in, and values
-        given here written as literals."""
+    def script(self, name: str, **literals: object) -> str:
+        """Statement ``name`` as SQL text to run elsewhere: identifiers filled in, and the
+        values given here written as literals."""
         values = {k: sql.Literal(v) for k, v in literals.items()}
-        return sql.SQL(template).format(**self._idents, **values).as_string(None)
+        query = sql.SQL(templates()[name])
+        return query.format(**self._idents, **values).as_string(None)
 
 
 @functools.lru_cache(maxsize=64)
@@ -185,11 +191,11 @@ def install_script(settings: Settings) -> str:
     s = statements(settings)
     return (
         _header(settings, f"install schema v{SCHEMA_VERSION}")
-        + s.script(LOCK, lock_key=install_lock_key(settings))
+        + s.script("lock_script", lock_key=install_lock_key(settings))
         + "\n"
-        + s.script(DDL)
+        + s.script("install")
         + "\n"
-        + s.script(RECORD_VERSION, version_number=SCHEMA_VERSION)
+        + s.script("version_row_script", version_number=SCHEMA_VERSION)
         + "\n"
     )
 
@@ -203,9 +209,9 @@ def upgrade_script(settings: Settings, installed: int) -> str:
     if not path:
         return _header(settings, f"nothing to upgrade, schema v{installed} is current")
     text = _header(settings, f"upgrade schema v{installed} to v{SCHEMA_VERSION}")
-    text += s.script(LOCK, lock_key=install_lock_key(settings)) + "\n"
+    text += s.script("lock_script", lock_key=install_lock_key(settings)) + "\n"
     for version in path:
         text += f"\n-- v{version - 1} -> v{version}\n"
-        text += s.script(MIGRATIONS[version]).strip() + "\n"
-        text += s.script(RECORD_VERSION, version_number=version) + "\n"
+        text += s.script(f"v{version}").strip() + "\n"
+        text += s.script("version_row_script", version_number=version) + "\n"
     return text

@@ -14,8 +14,9 @@ import pytest
 from pgqueue_sync import PsycopgDriver, Queries, QueueManager, Settings
 from pgqueue_sync_aio import AsyncQueries, AsyncQueueManager
 
-# Sync methods that stay plain functions on the async class (a decorator is not awaited).
-STAYS_SYNC = {"entrypoint"}
+# Sync methods that stay plain functions on the async class (a decorator, or a setting,
+# is not awaited).
+STAYS_SYNC = {"entrypoint", "add_hooks"}
 
 
 def public_members(cls: type) -> dict[str, Any]:

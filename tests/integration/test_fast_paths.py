@@ -19,8 +19,8 @@ import psycopg
 import pytest
 
 from pgqueue_sync import Context, Job, JobResult, JobStatus, QueueManager, Settings
-from pgqueue_sync.queries import Outcome
-from tests.conftest import Runner, eventually, fetcher_asleep, wait_promptly, waiter_asleep
+from pgqueue_sync.models import Outcome
+from tests.conftest import Runner, engine, eventually, fetcher_asleep, wait_promptly, waiter_asleep
 
 Start = Callable[..., Runner]
 
@@ -151,16 +151,16 @@ def test_an_idle_worker_is_woken_when_a_job_goes_back_to_the_queue(
 
     [job_id] = qm.queries.enqueue("back", None)
     elsewhere = uuid.uuid4()  # another worker holds the job
-    [job] = qm.queries.dequeue(1, ["back"], elsewhere)
+    [job] = engine(qm).dequeue(1, ["back"], elsewhere)
     if how == "requeued":
-        qm.queries.complete(elsewhere, [Outcome(job_id, job.attempts, JobStatus.FAILED, 0.0)])
+        engine(qm).complete(elsewhere, [Outcome(job_id, job.attempts, JobStatus.FAILED, 0.0)])
     r = runner(qm, dequeue_timeout=3600, retry_timer=None)
     assert eventually(lambda: fetcher_asleep(conn, settings.schema), FAST)
     if how == "released":
-        assert qm.queries.release(elsewhere, {job_id}, {job_id}) == {job_id}
+        assert engine(qm).release(elsewhere, {job_id}, {job_id}) == {job_id}
     elif how == "retried":
         retry = Outcome(job_id, job.attempts, JobStatus.QUEUED, 0.0, delay=0.0)
-        assert qm.queries.complete(elsewhere, [retry]).retried == {job_id}
+        assert engine(qm).complete(elsewhere, [retry]).retried == {job_id}
     else:
         assert qm.queries.requeue([job_id]) == [job_id]
     assert ran.wait(FAST), f"the idle worker was not woken when the job was {how}"
@@ -181,9 +181,9 @@ def test_a_worker_held_at_a_global_limit_is_freed_by_the_done_notify(
         pass
 
     first, _ = qm.queries.enqueue(["one", "one"], [None, None])
-    qm.queries.ensure_limit_rows(["one"])
+    engine(qm).ensure_limit_rows(["one"])
     elsewhere = uuid.uuid4()  # another worker runs the one job the limit allows
-    claim = qm.queries.dequeue_limited(
+    claim = engine(qm).dequeue_limited(
         "one", 1, elsewhere, None, concurrency_limit=1, requests_per_second=None
     )
     assert [j.id for j in claim.jobs] == [first]
@@ -192,7 +192,7 @@ def test_a_worker_held_at_a_global_limit_is_freed_by_the_done_notify(
     assert eventually(lambda: fetcher_asleep(conn, settings.schema), FAST)
     assert not ran.is_set()
     done = Outcome(first, 1, JobStatus.SUCCESSFUL, 0.0)
-    assert qm.queries.complete(elsewhere, [done]).finished == {first}
+    assert engine(qm).complete(elsewhere, [done]).finished == {first}
     assert ran.wait(FAST), "the worker at the limit was not freed by the done NOTIFY"
     r.stop()
 

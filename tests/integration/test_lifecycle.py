@@ -29,7 +29,7 @@ from pgqueue_sync import (
     Settings,
     WaitTimeoutError,
 )
-from tests.conftest import Runner, eventually, wait_promptly
+from tests.conftest import Runner, engine, eventually, wait_promptly
 
 Start = Callable[..., Runner]
 
@@ -240,7 +240,7 @@ def test_unique_jobs(qm: QueueManager, conn: psycopg.Connection[Any], dsn: str) 
 
 def test_a_dedupe_key_stays_taken_while_its_job_runs(qm: QueueManager) -> None:
     [holder] = qm.queries.enqueue("report", b"", dedupe_key="nightly")
-    [running] = qm.queries.dequeue(1, ["report"], uuid.uuid4())
+    [running] = engine(qm).dequeue(1, ["report"], uuid.uuid4())
     assert (running.id, running.status) == (holder, JobStatus.PICKED)
     with pytest.raises(DuplicateJobError) as info:
         qm.queries.enqueue("report", b"", dedupe_key="nightly")
@@ -454,9 +454,9 @@ def test_a_job_released_with_a_cancel_request_never_runs(qm: QueueManager) -> No
 
     [job_id] = qm.queries.enqueue("c", None)
     gone = uuid.uuid4()  # a worker that claimed it, was asked to cancel it, and gave it back
-    qm.queries.dequeue(1, ["c"], gone)
+    engine(qm).dequeue(1, ["c"], gone)
     assert qm.queries.cancel([job_id]).requested == [job_id]
-    assert qm.queries.release(gone, {job_id}, {job_id}) == {job_id}
+    assert engine(qm).release(gone, {job_id}, {job_id}) == {job_id}
     drain(qm)
     assert ran == []
     [entry] = qm.queries.history(job_ids=[job_id])
@@ -512,10 +512,10 @@ def test_wait_for_ignores_the_outcome_of_an_earlier_run_of_a_live_job(qm: QueueM
         qm.queries.wait_for([job_id], timeout=0.2)
     assert info.value.finished == {}
     worker = uuid.uuid4()
-    assert [j.id for j in qm.queries.dequeue(1, ["flaky"], worker)] == [job_id]
+    assert [j.id for j in engine(qm).dequeue(1, ["flaky"], worker)] == [job_id]
     with pytest.raises(WaitTimeoutError):
         qm.queries.wait_for([job_id], timeout=0.2)
-    qm.queries.release(worker, {job_id}, {job_id})
+    engine(qm).release(worker, {job_id}, {job_id})
     drain(qm)
     [second] = qm.queries.wait_for([job_id], timeout=5)
     assert (second.status, second.value) == (JobStatus.SUCCESSFUL, "second run")

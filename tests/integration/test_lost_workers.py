@@ -19,14 +19,14 @@ from pgqueue_sync import (
     JobStatus,
     ManualClock,
     PsycopgDriver,
-    Queries,
     QueueManager,
     Settings,
 )
-from pgqueue_sync.buffer import Mailbox
+from pgqueue_sync.engine import Worker
+from pgqueue_sync.engine.buffer import Mailbox
+from pgqueue_sync.models import Outcome
 from pgqueue_sync.options import RunOptions
-from pgqueue_sync.queries import Outcome
-from pgqueue_sync.worker import Worker
+from tests.conftest import SqlQueries, engine
 from tests.stateful.harness import close_worker
 
 RETRY = timedelta(seconds=30)
@@ -38,20 +38,20 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def cq(driver: PsycopgDriver, settings: Settings, clock: ManualClock) -> Queries:
-    queries = Queries(driver, settings, clock=clock)
+def cq(driver: PsycopgDriver, settings: Settings, clock: ManualClock) -> SqlQueries:
+    queries = SqlQueries(driver, settings, clock=clock)
     queries.install()
     return queries
 
 
-def state(queries: Queries, job_id: int) -> tuple[int, int, int, bool]:
+def state(queries: SqlQueries, job_id: int) -> tuple[int, int, int, bool]:
     """(attempts, rescued, lost, started recorded) of a job in the table."""
     [job] = queries.get_jobs([job_id])
     return job.attempts, job.rescued, job.lost, job.started is not None
 
 
 def test_a_stale_claim_rescues_the_job_and_counts_a_loss_only_if_its_handler_started(
-    cq: Queries, clock: ManualClock
+    cq: SqlQueries, clock: ManualClock
 ) -> None:
     started, buffered = cq.enqueue(["e", "e"], [None, None])
     dead = uuid.uuid4()
@@ -75,7 +75,7 @@ def test_a_stale_claim_rescues_the_job_and_counts_a_loss_only_if_its_handler_sta
 
 
 def test_a_fresh_claim_never_counts_a_loss_and_release_forgets_the_start(
-    cq: Queries, clock: ManualClock
+    cq: SqlQueries, clock: ManualClock
 ) -> None:
     [job_id] = cq.enqueue("e", None)
     worker = uuid.uuid4()
@@ -88,7 +88,7 @@ def test_a_fresh_claim_never_counts_a_loss_and_release_forgets_the_start(
     assert (job.attempts, job.rescued, job.lost) == (2, 0, 0)
 
 
-def test_requeue_gives_a_failed_job_a_clean_slate(cq: Queries, clock: ManualClock) -> None:
+def test_requeue_gives_a_failed_job_a_clean_slate(cq: SqlQueries, clock: ManualClock) -> None:
     [job_id] = cq.enqueue("e", None)
     for _ in range(2):
         worker = uuid.uuid4()
@@ -157,15 +157,15 @@ def test_only_the_batch_mate_that_had_started_is_charged_when_its_worker_is_lost
         ran.append((job.id, job.rescued, job.lost))
 
     first, second, third = cqm.queries.enqueue(["e"] * 3, [None] * 3)
-    make_worker().fetch_once()  # a worker claims all three, and dies before running any
+    make_worker().fetcher.fetch_once()  # a worker claims all three, and dies before running any
     clock.advance(RETRY * 2)
     rescuer = make_worker()
-    jobs = rescuer.fetch_once()
+    jobs = rescuer.fetcher.fetch_once()
     assert [(j.id, j.rescued, j.lost) for j in jobs] == [(i, 1, 0) for i in (1, 2, 3)]
-    rescuer.run_job(jobs[0])  # ran (its start recorded first), then the worker died
+    rescuer.runner.run_job(jobs[0])  # ran (its start recorded first), then the worker died
     assert ran == [(first, 1, 0)]
     clock.advance(RETRY * 2)
-    claimed = make_worker().fetch_once()
+    claimed = make_worker().fetcher.fetch_once()
     assert [(j.id, j.rescued, j.lost) for j in claimed] == [
         (first, 2, 1),  # its handler was running when its worker was lost
         (second, 2, 0),  # only buffered: never charged
@@ -183,27 +183,27 @@ def test_a_job_whose_workers_were_lost_max_lost_times_fails_without_running(
         ran.append(job.lost)
 
     [job_id] = cqm.queries.enqueue("poison", b"x")
-    make_worker().fetch_once()  # its first run: the loss cannot be told from a buffered job
+    make_worker().fetcher.fetch_once()  # its first run: the loss cannot be told from a buffered job
     for lost in range(2):
         clock.advance(RETRY * 2)
         worker = make_worker()
-        [job] = worker.fetch_once()
+        [job] = worker.fetcher.fetch_once()
         assert (job.rescued, job.lost) == (lost + 1, lost)
         with pytest.MonkeyPatch.context() as patch:
             # The handler starts (recorded), then takes its worker down with it.
-            patch.setattr("pgqueue_sync.steps.execute", _die)
+            patch.setattr("pgqueue_sync.engine.runner.execute", _die)
             with pytest.raises(_WorkerDied):
-                worker.run_job(job)
+                worker.runner.run_job(job)
     clock.advance(RETRY * 2)
     worker = make_worker()
-    [job] = worker.fetch_once()
+    [job] = worker.fetcher.fetch_once()
     assert (job.rescued, job.lost) == (3, 2)
-    outcome = worker.run_job(job)
+    outcome = worker.runner.run_job(job)
     assert ran == []
     assert outcome.status is JobStatus.FAILED
     message = "its worker was lost 2 times while running it (max_lost=2)"
     assert outcome.traceback == f"JobLostError: {message}\n"
-    assert worker.flush() == {job_id}
+    assert worker.flusher.flush() == {job_id}
     [failed] = cqm.queries.get_jobs([job_id])
     assert failed.status is JobStatus.FAILED
     assert failed.last_error == f"JobLostError: {message}\n"
@@ -212,7 +212,7 @@ def test_a_job_whose_workers_were_lost_max_lost_times_fails_without_running(
     assert worker.stats.failed == 1
     # Requeued, it runs again: a fresh count.
     cqm.queries.requeue([job_id])
-    [job] = make_worker().fetch_once()
+    [job] = make_worker().fetcher.fetch_once()
     assert (job.rescued, job.lost) == (0, 0)
 
 
@@ -234,16 +234,16 @@ def test_with_max_lost_none_a_job_runs_again_however_often_its_worker_is_lost(
         ran.append(job.lost)
 
     cqm.queries.enqueue("e", None)
-    make_worker().fetch_once()
+    make_worker().fetcher.fetch_once()
     for _ in range(5):
         clock.advance(RETRY * 2)
         worker = make_worker()
-        [job] = worker.fetch_once()
-        cqm.queries.mark_started(worker.id, job.id, job.attempts)
+        [job] = worker.fetcher.fetch_once()
+        engine(cqm).mark_started(worker.id, job.id, job.attempts)
     clock.advance(RETRY * 2)
     worker = make_worker()
-    [job] = worker.fetch_once()
-    worker.run_job(job)
+    [job] = worker.fetcher.fetch_once()
+    worker.runner.run_job(job)
     assert ran == [5]
 
 
@@ -263,14 +263,14 @@ def two_suspects(
     """Two jobs that were running when a worker was lost (counted once), claimed together
     by a new worker."""
     ids = cqm.queries.enqueue(["e", "e"], [None, None])
-    make_worker().fetch_once()
+    make_worker().fetcher.fetch_once()
     clock.advance(RETRY * 2)
     worker = make_worker()
-    for job in worker.fetch_once():  # both start, then this worker dies
-        assert cqm.queries.mark_started(worker.id, job.id, job.attempts)
+    for job in worker.fetcher.fetch_once():  # both start, then this worker dies
+        assert engine(cqm).mark_started(worker.id, job.id, job.attempts)
     clock.advance(RETRY * 2)
     worker = make_worker()
-    jobs = worker.fetch_once()
+    jobs = worker.fetcher.fetch_once()
     assert [j.id for j in jobs] == ids
     return worker, jobs
 
@@ -288,8 +288,8 @@ def test_jobs_counted_as_lost_run_one_at_a_time_until_the_outcome_is_written(
 
     worker, jobs = two_suspects(cqm, clock, make_worker)
     assert [(j.rescued, j.lost) for j in jobs] == [(2, 1), (2, 1)]
-    first = threading.Thread(target=worker.run_job, args=(jobs[0],))
-    second = threading.Thread(target=worker.run_job, args=(jobs[1],))
+    first = threading.Thread(target=worker.runner.run_job, args=(jobs[0],))
+    second = threading.Thread(target=worker.runner.run_job, args=(jobs[1],))
     first.start()
     second.start()
     gates[1].set()
@@ -297,12 +297,12 @@ def test_jobs_counted_as_lost_run_one_at_a_time_until_the_outcome_is_written(
     second.join(0.3)  # a guard: the second waits for the first's outcome to be written
     assert second.is_alive()
     assert entered == [1]
-    assert worker.flush() == {1}
+    assert worker.flusher.flush() == {1}
     gates[2].set()
     second.join(20)
     assert not second.is_alive()
     assert entered == [1, 2]
-    assert worker.flush() == {2}
+    assert worker.flusher.flush() == {2}
 
 
 def test_a_job_waiting_to_run_alone_goes_back_to_the_queue_when_the_worker_stops(
@@ -317,11 +317,11 @@ def test_a_job_waiting_to_run_alone_goes_back_to_the_queue_when_the_worker_stops
         assert release_first.wait(20)
 
     worker, jobs = two_suspects(cqm, clock, make_worker)
-    first = threading.Thread(target=worker.run_job, args=(jobs[0],))
+    first = threading.Thread(target=worker.runner.run_job, args=(jobs[0],))
     first.start()
     assert entered.wait(20)
     worker.shutdown_event.set()
-    outcome = worker.run_job(jobs[1])  # returns at once: given back, not run
+    outcome = worker.runner.run_job(jobs[1])  # returns at once: given back, not run
     assert outcome.status is JobStatus.CANCELED
     [job] = cqm.queries.get_jobs([jobs[1].id])
     assert (job.status, job.attempts, job.lost, job.started) == (
@@ -330,6 +330,6 @@ def test_a_job_waiting_to_run_alone_goes_back_to_the_queue_when_the_worker_stops
         1,
         None,
     )
-    assert set(worker.held()) == {jobs[0].id}
+    assert set(worker.ledger.held()) == {jobs[0].id}
     release_first.set()
     first.join(20)

@@ -21,8 +21,8 @@ from pgqueue_sync import (
     Settings,
 )
 from pgqueue_sync.cli import main
-from pgqueue_sync.sql import SCHEMA_VERSION, install_script, statements, upgrade_script
-from pgqueue_sync.sql.ddl import MIGRATIONS
+from pgqueue_sync.sql import MIGRATIONS, SCHEMA_VERSION, install_script, statements, upgrade_script
+from tests.conftest import SqlQueries
 from tests.fixtures.schema_v1 import SCHEMA_V1
 
 Conn = psycopg.Connection[Any]
@@ -121,7 +121,7 @@ def test_a_v1_queue_with_jobs_in_every_state_is_upgraded_losing_nothing(
     fill_v1(conn, settings)
     before = snapshot(conn, settings)
     assert [len(before[k]) - 1 for k in before] == [6, 5, 2]
-    q = Queries(driver, settings)
+    q = SqlQueries(driver, settings)
     assert q.installed_version() == 1
 
     assert q.upgrade() == list(range(2, SCHEMA_VERSION + 1))

@@ -1,7 +1,7 @@
 """The claim stays on the partial index with a sizable backlog: no Seq Scan, no Sort.
 
 Both plans a worker can get are checked: a custom plan (the first runs of a prepared
-statement) and the generic plan its fetch connection keeps afterwards (FETCH_SESSION).
+statement) and the generic plan its fetch connection keeps afterwards (the fetch_session statement).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from psycopg import sql
 
 from pgqueue_sync import Job, Queries, QueueManager, Settings
 from pgqueue_sync.sql import statements
-from pgqueue_sync.worker import FETCH_SESSION
+from tests.conftest import SqlQueries
 
 BACKLOG = 30_000
 
@@ -86,8 +86,7 @@ def test_generic_plan_walks_the_partial_index(backlog: Settings, dsn: str) -> No
     text = re.sub(r"%\((\w+)\)s", placeholder, statements(backlog).dequeue.decode())
     params = _params(backlog)
     with psycopg.connect(dsn, autocommit=True) as c:
-        for statement in FETCH_SESSION:
-            c.execute(statement)
+        c.execute(statements(backlog).fetch_session)
         c.execute(b"PREPARE claim AS " + text.encode())
         args = sql.SQL(", ").join(sql.Literal(params[name]) for name in names)
         explain = sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE claim({})").format(args)
@@ -107,7 +106,7 @@ def _reltuples(conn: psycopg.Connection[Any], settings: Settings) -> float:
 def test_a_worker_analyzes_a_queue_table_that_never_was(
     qm: Any, conn: psycopg.Connection[Any], settings: Settings
 ) -> None:
-    queries: Queries = qm.queries
+    queries = SqlQueries(qm.driver, qm.settings)
     assert queries.ensure_statistics() is False  # empty: nothing to learn yet
     queries.enqueue(["a"] * 5_000, [None] * 5_000)
     assert _reltuples(conn, settings) < 0  # never analyzed

@@ -21,13 +21,14 @@ from pgqueue_sync import (
     Settings,
     UnknownEntrypointError,
 )
-from pgqueue_sync.queries import COPY_THRESHOLD, Outcome
-from tests.conftest import eventually
+from pgqueue_sync.models import Outcome
+from pgqueue_sync.queries import COPY_THRESHOLD
+from tests.conftest import SqlQueries, eventually
 
 
 @pytest.fixture
-def q(driver: PsycopgDriver, settings: Settings) -> Queries:
-    queries = Queries(driver, settings)
+def q(driver: PsycopgDriver, settings: Settings) -> SqlQueries:
+    queries = SqlQueries(driver, settings)
     queries.install()
     return queries
 
@@ -36,7 +37,7 @@ def count(q: Queries) -> int:
     return sum(s.count for s in q.queue_size())
 
 
-def test_enqueue_scalar_and_lists_return_ids_in_order(q: Queries) -> None:
+def test_enqueue_scalar_and_lists_return_ids_in_order(q: SqlQueries) -> None:
     [one] = q.enqueue("a", b"p")
     ids = q.enqueue(["a", "b", "a"], [b"1", b"2", None], [1, 2, 3])
     assert one < ids[0] < ids[1] < ids[2]
@@ -55,7 +56,7 @@ def test_large_lists_go_through_copy_with_the_same_result(
     driver: PsycopgDriver, settings: Settings
 ) -> None:
     clock = ManualClock()
-    q = Queries(driver, settings, clock=clock)
+    q = SqlQueries(driver, settings, clock=clock)
     q.install()
     n = COPY_THRESHOLD * 2
     at = clock.now() + timedelta(days=1)
@@ -80,7 +81,7 @@ def test_large_lists_go_through_copy_with_the_same_result(
         assert job.execute_after == due, i
 
 
-def test_scalars_broadcast_and_lengths_must_match(q: Queries) -> None:
+def test_scalars_broadcast_and_lengths_must_match(q: SqlQueries) -> None:
     ids = q.enqueue(["a", "a"], [b"x", b"y"], priority=7)
     assert {j.priority for j in q.get_jobs(ids)} == {7}
     with pytest.raises(ConfigurationError, match="same length"):
@@ -89,7 +90,7 @@ def test_scalars_broadcast_and_lengths_must_match(q: Queries) -> None:
         q.enqueue("a", [b"x", b"y"])
 
 
-def test_execute_after_defers_jobs(q: Queries) -> None:
+def test_execute_after_defers_jobs(q: SqlQueries) -> None:
     later = datetime.now(timezone.utc) + timedelta(hours=1)
     ids = q.enqueue(["a", "a", "a"], [None] * 3, execute_after=[None, timedelta(hours=1), later])
     worker = uuid.uuid4()
@@ -104,7 +105,7 @@ def test_execute_after_defers_jobs(q: Queries) -> None:
         q.enqueue("a", None, execute_after=5)  # type: ignore[arg-type]
 
 
-def test_bad_input_is_refused_before_anything_is_written(q: Queries) -> None:
+def test_bad_input_is_refused_before_anything_is_written(q: SqlQueries) -> None:
     with pytest.raises(InvalidPayloadError, match="encode"):
         q.enqueue("a", "text")  # type: ignore[arg-type]
     with pytest.raises(InvalidPayloadError):
@@ -142,7 +143,7 @@ def test_unknown_entrypoints_are_refused_when_handlers_are_registered(
     assert count(qm.queries) == 2
 
 
-def test_dequeue_orders_by_priority_then_fifo_and_skips_other_entrypoints(q: Queries) -> None:
+def test_dequeue_orders_by_priority_then_fifo_and_skips_other_entrypoints(q: SqlQueries) -> None:
     ids = q.enqueue(["a", "a", "b", "a", "a"], [None] * 5, [0, 5, 9, 5, 1])
     # Enqueued last but due an hour ago: first among its priority (FIFO by due time).
     [overdue] = q.enqueue("a", None, 5, datetime.now(timezone.utc) - timedelta(hours=1))
@@ -161,7 +162,7 @@ def test_a_claim_skips_rows_another_claim_has_locked(
     locked: str, driver: PsycopgDriver, settings: Settings, dsn: str
 ) -> None:
     clock = ManualClock()
-    q = Queries(driver, settings, clock=clock)
+    q = SqlQueries(driver, settings, clock=clock)
     q.install()
     retry_timer = timedelta(seconds=30)
     first, second = q.enqueue(["a", "a"], [None, None])
@@ -173,7 +174,7 @@ def test_a_claim_skips_rows_another_claim_has_locked(
     with psycopg.connect(dsn) as other, psycopg.connect(dsn, autocommit=True) as claimer:
         other.execute(f"SELECT id FROM {table} WHERE id = %s FOR UPDATE", (first,))
         claimer.execute("SET statement_timeout = '5s'")  # waiting on the lock fails the test
-        jobs = Queries(PsycopgDriver(claimer), settings, clock=clock).dequeue(
+        jobs = SqlQueries(PsycopgDriver(claimer), settings, clock=clock).dequeue(
             2, ["a"], uuid.uuid4(), retry_timer
         )
         assert [j.id for j in jobs] == [second]
@@ -184,7 +185,7 @@ def test_stale_jobs_are_rescued_oldest_first_before_queued_ones(
     driver: PsycopgDriver, settings: Settings
 ) -> None:
     clock = ManualClock()
-    q = Queries(driver, settings, clock=clock)
+    q = SqlQueries(driver, settings, clock=clock)
     q.install()
     retry_timer = timedelta(seconds=30)
     older, newer, other_entrypoint, failed = q.enqueue(["a", "a", "b", "a"], [None] * 4)
@@ -213,9 +214,9 @@ def test_stale_jobs_are_rescued_oldest_first_before_queued_ones(
     assert (jobs[failed].status, jobs[failed].worker_id) == (JobStatus.FAILED, None)
 
 
-def test_concurrent_claims_never_overlap(q: Queries, dsn: str, settings: Settings) -> None:
+def test_concurrent_claims_never_overlap(q: SqlQueries, dsn: str, settings: Settings) -> None:
     q.enqueue(["a"] * 200, [None] * 200)
-    others = [Queries(PsycopgDriver(dsn), settings) for _ in range(4)]
+    others = [SqlQueries(PsycopgDriver(dsn), settings) for _ in range(4)]
     claimed: list[int] = []
     for _ in range(20):
         for other in others:
@@ -225,7 +226,7 @@ def test_concurrent_claims_never_overlap(q: Queries, dsn: str, settings: Setting
         other.driver.close()
 
 
-def test_complete_is_fenced_by_worker_and_attempt(q: Queries) -> None:
+def test_complete_is_fenced_by_worker_and_attempt(q: SqlQueries) -> None:
     [job_id] = q.enqueue("a", b"")
     w1 = uuid.uuid4()
     [job] = q.dequeue(1, ["a"], w1)
@@ -259,7 +260,7 @@ def test_stale_picked_jobs_are_repicked_only_after_retry_timer(
     driver: PsycopgDriver, settings: Settings
 ) -> None:
     clock = ManualClock()
-    q = Queries(driver, settings, clock=clock)
+    q = SqlQueries(driver, settings, clock=clock)
     q.install()
     [job_id] = q.enqueue("a", b"")
     dead, alive = uuid.uuid4(), uuid.uuid4()
@@ -285,7 +286,7 @@ def test_heartbeat_keeps_held_jobs_from_being_repicked(
     driver: PsycopgDriver, settings: Settings
 ) -> None:
     clock = ManualClock()
-    q = Queries(driver, settings, clock=clock)
+    q = SqlQueries(driver, settings, clock=clock)
     q.install()
     [job_id] = q.enqueue("a", b"")
     worker = uuid.uuid4()
@@ -297,7 +298,7 @@ def test_heartbeat_keeps_held_jobs_from_being_repicked(
     assert q.heartbeat(uuid.uuid4(), {job_id}) == {}
 
 
-def test_release_requeues_and_keeps_attempts_of_unstarted_jobs(q: Queries) -> None:
+def test_release_requeues_and_keeps_attempts_of_unstarted_jobs(q: SqlQueries) -> None:
     ids = q.enqueue(["a", "a"], [None, None])
     worker = uuid.uuid4()
     q.dequeue(2, ["a"], worker)
@@ -311,7 +312,7 @@ def test_release_requeues_and_keeps_attempts_of_unstarted_jobs(q: Queries) -> No
     assert jobs[ids[0]].worker_id is None
 
 
-def test_transactional_enqueue_follows_the_callers_transaction(q: Queries, dsn: str) -> None:
+def test_transactional_enqueue_follows_the_callers_transaction(q: SqlQueries, dsn: str) -> None:
     with psycopg.connect(dsn) as tx:
         q.enqueue("a", b"rolled back", connection=tx)
         tx.rollback()
@@ -320,7 +321,7 @@ def test_transactional_enqueue_follows_the_callers_transaction(q: Queries, dsn: 
     assert [j.payload for j in q.get_jobs(range(1, 100))] == [b"committed"]
 
 
-def test_clear_queue_and_queue_size(q: Queries) -> None:
+def test_clear_queue_and_queue_size(q: SqlQueries) -> None:
     q.enqueue(["a", "a", "b"], [None] * 3)
     q.dequeue(1, ["b"], uuid.uuid4())
     sizes = {(s.entrypoint, s.status): s.count for s in q.queue_size()}
@@ -330,7 +331,7 @@ def test_clear_queue_and_queue_size(q: Queries) -> None:
     assert count(q) == 1
 
 
-def test_log_filters(q: Queries, conn: psycopg.Connection[Any]) -> None:
+def test_log_filters(q: SqlQueries, conn: psycopg.Connection[Any]) -> None:
     ids = q.enqueue(["a", "b"], [None, None])
     worker = uuid.uuid4()
     jobs = q.dequeue(2, ["a", "b"], worker)
@@ -347,7 +348,7 @@ def test_log_filters(q: Queries, conn: psycopg.Connection[Any]) -> None:
     assert [e.entrypoint for e in q.log(entrypoint="a")] == ["a"]
 
 
-def test_recorded_finds_only_the_attempts_a_worker_wrote(q: Queries) -> None:
+def test_recorded_finds_only_the_attempts_a_worker_wrote(q: SqlQueries) -> None:
     [job_id] = q.enqueue("a", None)
     worker = uuid.uuid4()
     [first] = q.dequeue(1, ["a"], worker)
@@ -367,7 +368,7 @@ def test_a_completion_that_waited_for_a_repick_is_fenced_out(
     """A late completion blocked behind the transaction that re-picks its job must see the
     re-pick once it commits (the fence is re-checked on the locked row), not its snapshot."""
     clock = ManualClock()
-    q = Queries(driver, settings, clock=clock)
+    q = SqlQueries(driver, settings, clock=clock)
     q.install()
     retry_timer = timedelta(seconds=30)
     [job_id] = q.enqueue("a", None)
@@ -381,14 +382,14 @@ def test_a_completion_that_waited_for_a_repick_is_fenced_out(
         psycopg.connect(dsn, autocommit=True) as late,
         psycopg.connect(dsn, autocommit=True) as observer,
     ):
-        late_q = Queries(PsycopgDriver(late), settings, clock=clock)
+        late_q = SqlQueries(PsycopgDriver(late), settings, clock=clock)
         (pid,) = late.execute("SELECT pg_backend_pid()").fetchone() or (0,)
         outcome = Outcome(job_id, job.attempts, JobStatus.SUCCESSFUL, 0.0)
         thread = threading.Thread(
             target=lambda: recorded.append(late_q.complete(slow, [outcome]).recorded)
         )
         with rescuer_conn.transaction():  # the re-pick commits at the end of this block
-            repicked = Queries(PsycopgDriver(rescuer_conn), settings, clock=clock).dequeue(
+            repicked = SqlQueries(PsycopgDriver(rescuer_conn), settings, clock=clock).dequeue(
                 1, ["a"], rescuer, retry_timer
             )
             assert [j.id for j in repicked] == [job_id]

@@ -21,7 +21,7 @@ from pgqueue_sync import (
     QueueManager,
     Settings,
 )
-from tests.conftest import Runner, eventually
+from tests.conftest import Runner, engine, eventually
 
 Start = Callable[..., Runner]
 
@@ -138,7 +138,7 @@ def test_a_job_left_picked_by_a_dead_worker_is_run_again(
         ran.append((job.id, job.attempts))
 
     [job_id] = qm.queries.enqueue("orphan", b"")
-    qm.queries.dequeue(1, ["orphan"], uuid.uuid4(), timedelta(seconds=30))  # then "dies"
+    engine(qm).dequeue(1, ["orphan"], uuid.uuid4(), timedelta(seconds=30))  # then "dies"
     clock.advance(timedelta(seconds=31))
     runner(qm, retry_timer=timedelta(seconds=30), mode="drain").join()
     assert ran == [(job_id, 2)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -17,13 +18,13 @@ from pgqueue_sync import (
     Job,
     JobStatus,
     PsycopgDriver,
-    Queries,
     QueueManager,
     RetryPolicy,
     Settings,
 )
+from pgqueue_sync.engine.hooks import WorkerHooks
+from pgqueue_sync.engine.store import Store
 from pgqueue_sync.errors import TransactionPoolingError
-from pgqueue_sync.worker import Worker
 from tests.pgbouncer.conftest import Make, Recorder, Start, statuses
 from tests.pgbouncer.server import PgBouncer
 
@@ -32,14 +33,12 @@ def signalling_idle(qm: QueueManager) -> threading.Event:
     """An Event set whenever the worker's claim comes back empty (it is about to sleep)."""
     idle = threading.Event()
 
-    class IdleSignalling(Worker):
-        def fetch_once(self, limit: int | None = None) -> list[Job]:
-            jobs = super().fetch_once(limit)
+    class IdleSignalling(WorkerHooks):
+        def claimed(self, jobs: Sequence[Job]) -> None:
             if not jobs:
                 idle.set()
-            return jobs
 
-    qm.worker_class = IdleSignalling
+    qm.add_hooks(IdleSignalling())
     return idle
 
 
@@ -259,7 +258,7 @@ def test_claims_commit_asynchronously_without_a_session_setting(
     producer = make_qm().queries
     producer.enqueue(["k"] * 4, [None] * 4)
     with psycopg.connect(bouncer.dsn, autocommit=True, prepare_threshold=None) as conn:
-        claims = Queries(PsycopgDriver(conn, transaction_pooling=True), settings)
+        claims = Store(PsycopgDriver(conn, transaction_pooling=True), settings)
         claims.async_commit_claims = True
         seen = []
         for _ in range(2):

@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -17,11 +17,12 @@ from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 from psycopg.rows import tuple_row
 
-from pgqueue_sync import ManualClock, PsycopgDriver, QueueManager, Settings
-from pgqueue_sync.buffer import Mailbox
+from pgqueue_sync import ManualClock, PsycopgDriver, QueueManager, Settings, events
+from pgqueue_sync.engine import Worker
+from pgqueue_sync.engine.buffer import Mailbox
+from pgqueue_sync.engine.hooks import HookList, WorkerHooks
 from pgqueue_sync.models import Job, JobId, JobStatus
 from pgqueue_sync.options import RunOptions
-from pgqueue_sync.worker import Worker
 
 from .model import LogRow, QueueModel, Row
 
@@ -203,28 +204,29 @@ class Snapshot:
 
 
 def snapshot(worker: Worker) -> Snapshot:
-    with worker._lock, worker.buffer.mutex:
-        held = {i: j.attempts for i, j in worker._held.items()}
-        buffered = [(j.id, j.attempts) for j in worker.buffer.queue]
-        running = {key for key in worker._running if worker._holds(*key)}
-    return Snapshot(held, buffered, running)
+    now = worker.snapshot()
+    held = {i: j.attempts for i, j in now.held.items()}
+    running = {key for key in now.running if held.get(key[0]) == key[1]}
+    return Snapshot(held, now.buffered, running)
 
 
 def idle_timeout(worker: Worker) -> float:
     """How long the worker sleeps after an empty claim (without a NOTIFY)."""
-    return worker._idle_timeout()
+    return worker.fetcher.idle_timeout()
 
 
 def deliver_cancel(worker: Worker, job_ids: list[JobId]) -> None:
-    """What the worker does when its listener hears a cancel NOTIFY for ``job_ids``."""
-    worker.cancel(job_ids)
+    """What the worker does when its listener hears a cancel NOTIFY for ``job_ids``: it
+    reads their ``cancel_requested`` from the table (the flusher's step)."""
+    worker.on_event(events.Cancel(tuple(job_ids)))
+    worker.flusher.read_cancellations()
 
 
 def close_worker(worker: Worker) -> None:
     """Close the connections a stepped worker opened (``run()`` does this itself)."""
     worker.buffer.close()
     worker.completions.close()
-    for conn in (worker._fetch_conn, worker._complete_conn, worker._listen_conn):
+    for conn in worker.connections.values():
         conn.close()
 
 
@@ -239,33 +241,39 @@ class Hooks:
 
 
 def observed(hooks: Hooks) -> type[Worker]:
-    """A Worker class (for ``QueueManager.worker_class``) that reports its fetches, the start
-    of its shutdown and each time it stops holding jobs."""
+    """A Worker class (for ``QueueManager.worker_class``) that reports its fetches (and
+    whether one came after its fetch loop saw the stop), the start of its shutdown and each
+    time it stops holding jobs, through the engine's hooks."""
+
+    class Observer(WorkerHooks):
+        def __init__(self) -> None:
+            self.worker: Worker | None = None
+            self.saw_stop = False
+
+        def worker_started(self, worker: Worker) -> None:
+            self.worker = worker
+
+        def claimed(self, jobs: Sequence[Job]) -> None:
+            assert self.worker is not None
+            hooks.fetched(self.worker, self.saw_stop)
+
+        def stop_seen(self) -> None:
+            self.saw_stop = True
+
+        def shutting_down(self) -> None:
+            assert self.worker is not None
+            hooks.shutting_down(self.worker)
+
+        def jobs_forgotten(self) -> None:
+            assert self.worker is not None
+            hooks.forgot(self.worker)
 
     class Observed(Worker):
-        saw_stop = False
-
-        def _stopping(self) -> bool:
-            stopping = super()._stopping()
-            self.saw_stop = self.saw_stop or stopping
-            return stopping
-
-        def fetch_once(self, limit: int | None = None) -> list[Job]:
-            after_stop = self.saw_stop
-            try:
-                return super().fetch_once(limit)
-            finally:
-                hooks.fetched(self, after_stop)
-
-        def _shutdown(self) -> None:
-            hooks.shutting_down(self)
-            super()._shutdown()
-
-        def _forget(self, attempts: list[tuple[JobId, int]]) -> bool:
-            try:
-                return super()._forget(attempts)
-            finally:
-                hooks.forgot(self)
+        def __init__(self, **kwargs: Any) -> None:
+            observer = Observer()
+            hooks_list = kwargs.pop("hooks", None) or HookList()
+            super().__init__(**kwargs, hooks=HookList([*hooks_list.hooks, observer]))
+            observer.worker = self
 
     return Observed
 

@@ -24,9 +24,8 @@ from hypothesis.stateful import (
 )
 
 from pgqueue_sync import RetryPolicy
-from pgqueue_sync.models import JobId, JobStatus
-from pgqueue_sync.queries import Outcome
-from pgqueue_sync.worker import Worker
+from pgqueue_sync.engine import Worker
+from pgqueue_sync.models import JobId, JobStatus, Outcome
 
 from .harness import (
     GUARD,
@@ -80,7 +79,7 @@ class BufferMachine(PgMachine):
     @initialize(batch_size=st.integers(1, 4), buffer_size=st.integers(1, 5))
     def start_worker(self, batch_size: int, buffer_size: int) -> None:
         worker = make_worker(self.db, batch_size=batch_size, buffer_size=buffer_size, workers=2)
-        inner = worker.fetch_queries.dequeue
+        inner = worker.fetch_store.dequeue
 
         def dequeue(limit: int, *args: Any, **kwargs: Any) -> Any:
             room = worker.buffer.room()
@@ -88,7 +87,7 @@ class BufferMachine(PgMachine):
             assert limit <= room, f"a claim asked for {limit} jobs with {room} free slot(s)"
             return inner(limit, *args, **kwargs)
 
-        setattr(worker.fetch_queries, "dequeue", dequeue)  # noqa: B010 - record each ask
+        setattr(worker.fetch_store, "dequeue", dequeue)  # noqa: B010 - record each ask
         self._worker = worker
 
     def teardown(self) -> None:
@@ -146,7 +145,7 @@ class BufferMachine(PgMachine):
         room = self.worker.buffer.room()
         want = min(self.worker.options.claim_size, room)
         asked = len(self.asked)
-        jobs = self.worker.fetch_once()
+        jobs = self.worker.fetcher.fetch_once()
         for limit, free in self.asked[asked:]:
             assert limit <= free, f"a claim asked for {limit} jobs with {free} free slot(s)"
         self.model.claim(
@@ -167,7 +166,7 @@ class BufferMachine(PgMachine):
         key = (job.id, job.attempts)
 
         def run() -> None:
-            self.outcomes[key] = self.worker.run_job(job)
+            self.outcomes[key] = self.worker.runner.run_job(job)
 
         thread = threading.Thread(target=run, daemon=True)
         self.threads[key] = thread
@@ -204,7 +203,7 @@ class BufferMachine(PgMachine):
 
     @rule()
     def flush(self) -> None:
-        recorded = self.worker.flush()
+        recorded = self.worker.flusher.flush()
         outcomes = [(i, a, status) for (i, a), (status, _) in self.unwritten.items()]
         delays = {i: delay for (i, _), (_, delay) in self.unwritten.items()}
         expected = self.model.complete(self.worker.id, outcomes, self.db.now(), delays=delays)
@@ -215,8 +214,8 @@ class BufferMachine(PgMachine):
     @rule()
     def heartbeat_tick(self) -> None:
         advance(self.db, self.worker.options.heartbeat_interval)
-        held = set(self.worker.held())
-        alive = self.worker.beat()
+        held = set(self.worker.ledger.held())
+        alive = self.worker.flusher.beat()
         expected = self.model.heartbeat(self.worker.id, held, self.db.now())
         assert set(alive) == expected == self.model.held_by(self.worker.id)
         # The heartbeat also hands over the cancellations the worker may have missed.
@@ -231,7 +230,7 @@ class BufferMachine(PgMachine):
         known = sorted(set(self.model.jobs) | {i for i, _, _, _ in self.model.log})
         if not known:
             return
-        held = sorted(self.worker.held())  # often the interesting ones: drawn more often
+        held = sorted(self.worker.ledger.held())  # often the interesting ones: drawn more often
         pick = st.sampled_from(known)
         if held:
             pick = st.one_of(st.sampled_from(held), pick)

@@ -19,8 +19,8 @@ from hypothesis.stateful import (
 )
 
 from pgqueue_sync import RetryPolicy
+from pgqueue_sync.engine import Worker
 from pgqueue_sync.models import Job, JobId, JobStatus
-from pgqueue_sync.worker import Worker
 
 from .harness import (
     PgMachine,
@@ -100,8 +100,8 @@ class RetryMachine(PgMachine):
 
     def beat(self, i: int) -> None:
         worker = self.members[i].worker
-        held = set(worker.held())
-        alive = worker.beat()
+        held = set(worker.ledger.held())
+        alive = worker.flusher.beat()
         expected = self.model.heartbeat(worker.id, held, self.db.now())
         assert set(alive) == expected, (alive, expected)
 
@@ -111,7 +111,7 @@ class RetryMachine(PgMachine):
         member.woken = False
         want = min(worker.options.claim_size, worker.buffer.room())
         before = {j: self.model.jobs[j].heartbeat for j in self.model.jobs}
-        jobs = worker.fetch_once()
+        jobs = worker.fetcher.fetch_once()
         now = self.db.now()
         for job in jobs:
             previous = self.model.jobs[job.id]
@@ -129,7 +129,7 @@ class RetryMachine(PgMachine):
         assert job is not None
         self.fail_next = fail
         queued = len(member.worker.completions)
-        outcome = member.worker.run_job(job)
+        outcome = member.worker.runner.run_job(job)
         if len(member.worker.completions) > queued:
             self.runs.setdefault(job.id, []).append((job.attempts, i))
             # What the policy says, not what the engine reports, goes to the model.
@@ -142,7 +142,7 @@ class RetryMachine(PgMachine):
 
     def flush_one(self, i: int) -> None:
         member = self.members[i]
-        recorded = member.worker.flush()
+        recorded = member.worker.flusher.flush()
         expected = self.complete(member)
         assert recorded == expected, f"recorded {recorded}, the model says {expected}"
 
@@ -259,7 +259,7 @@ class RetryMachine(PgMachine):
         self.pass_time(RETRY_TIMER + HEARTBEAT)
 
     def holding(self) -> list[int]:
-        return [i for i in self.live() if self.members[i].worker.held()]
+        return [i for i in self.live() if self.members[i].worker.ledger.held()]
 
     @precondition(lambda self: bool(self.holding()))
     @rule(data=st.data(), state=st.sampled_from([STALLED, CRASHED]))
@@ -290,7 +290,7 @@ class RetryMachine(PgMachine):
             for job_id, attempt, _ in member.pending
             if not self.model.holds(member.worker.id, job_id, attempt)
         }
-        recorded = member.worker.flush()
+        recorded = member.worker.flusher.flush()
         assert not recorded & stolen, f"late completions of re-picked jobs recorded: {stolen}"
         expected = self.complete(member)
         assert recorded == expected, (recorded, expected)

@@ -18,8 +18,8 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule
 
+from pgqueue_sync.engine import Worker
 from pgqueue_sync.models import JobId, JobStatus
-from pgqueue_sync.worker import Worker
 
 from .harness import (
     GUARD,
@@ -129,7 +129,12 @@ class ShutdownMachine(PgMachine, Hooks):
         self.trace.append(what)
         self.gates.wait_for(self.settled, what)
         worker = self.worker
-        if self.stop_requested and not self.returned and worker is not None and not worker.held():
+        if (
+            self.stop_requested
+            and not self.returned
+            and worker is not None
+            and not worker.ledger.held()
+        ):
             # Nothing is left to finish: run() is returning. Wait for it, so that whether it
             # has returned never depends on timing (rule preconditions read it).
             self.join()

@@ -6,9 +6,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pgqueue_sync.buffer import BufferClosed, CompletionBuffer, JobBuffer, Mailbox
-from pgqueue_sync.models import Job, JobStatus
-from pgqueue_sync.queries import Outcome
+from pgqueue_sync.engine.buffer import BufferClosed, CompletionBuffer, JobBuffer, Mailbox
+from pgqueue_sync.models import Job, JobStatus, Outcome
 
 NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
 WORKER = uuid.uuid4()

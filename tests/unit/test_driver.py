@@ -16,42 +16,24 @@ from pgqueue_sync import (
     Settings,
     TransactionPoolingError,
 )
-from pgqueue_sync.buffer import Mailbox
 from pgqueue_sync.clock import SystemClock
-from pgqueue_sync.db import can_listen, connect_listener, transaction_pooling
-from pgqueue_sync.errors import translate_errors
-from pgqueue_sync.execution import Entrypoint
+from pgqueue_sync.engine import Worker
+from pgqueue_sync.engine.buffer import Mailbox
 from pgqueue_sync.options import RunOptions
-from pgqueue_sync.steps import WorkerSteps
+from pgqueue_sync.registry import Entrypoint
+from pgqueue_sync.translate import translate_errors
 
 DSN = "host=127.0.0.1 port=6432 user=app password=Hunter2Secret dbname=app"
 DIRECT = "host=127.0.0.1 port=5432 user=app password=Listen2Secret dbname=app"
 
 
 def test_listen_follows_the_options() -> None:
-    assert can_listen(PsycopgDriver(DSN))
-    assert can_listen(PsycopgDriver(DSN, listen_dsn=DIRECT))
-    assert can_listen(PsycopgDriver(DSN, listen_dsn=DIRECT, transaction_pooling=True))
-    assert not can_listen(PsycopgDriver(DSN, transaction_pooling=True))
-    assert transaction_pooling(PsycopgDriver(DSN, transaction_pooling=True))
-    assert not transaction_pooling(PsycopgDriver(DSN))
-
-
-def test_a_driver_that_says_nothing_listens_and_is_not_pooled() -> None:
-    class Bare:
-        def connection(self) -> Any:
-            raise NotImplementedError
-
-        def connect(self, role: str) -> Any:
-            return f"connected:{role}"
-
-        def close(self) -> None:
-            pass
-
-    assert can_listen(Bare())
-    assert not transaction_pooling(Bare())
-    opened: Any = connect_listener(Bare(), "listen:x")
-    assert opened == "connected:listen:x"
+    assert PsycopgDriver(DSN).can_listen
+    assert PsycopgDriver(DSN, listen_dsn=DIRECT).can_listen
+    assert PsycopgDriver(DSN, listen_dsn=DIRECT, transaction_pooling=True).can_listen
+    assert not PsycopgDriver(DSN, transaction_pooling=True).can_listen
+    assert PsycopgDriver(DSN, transaction_pooling=True).transaction_pooling
+    assert not PsycopgDriver(DSN).transaction_pooling
 
 
 def test_listening_through_a_transaction_pooler_without_listen_dsn_is_refused() -> None:
@@ -114,9 +96,9 @@ def test_a_users_own_prepared_statement_stays_a_database_error() -> None:
     assert not isinstance(info.value, TransactionPoolingError)
 
 
-def steps(driver: PsycopgDriver) -> WorkerSteps:
-    """A worker's state over ``driver`` (nothing connects before run())."""
-    return WorkerSteps(
+def steps(driver: PsycopgDriver) -> Worker:
+    """A worker over ``driver`` (nothing connects before run())."""
+    return Worker(
         driver=driver,
         settings=Settings(),
         clock=SystemClock(),
@@ -129,9 +111,9 @@ def steps(driver: PsycopgDriver) -> WorkerSteps:
 
 def test_a_worker_behind_a_transaction_pooler_keeps_no_session_and_may_not_listen() -> None:
     pooled = steps(PsycopgDriver(DSN, transaction_pooling=True))
-    assert pooled.fetch_queries.async_commit_claims  # instead of the session's SET
+    assert pooled.fetch_store.async_commit_claims  # instead of the session's SET
     assert not pooled.listening
     assert steps(PsycopgDriver(DSN, transaction_pooling=True, listen_dsn=DIRECT)).listening
     direct = steps(PsycopgDriver(DSN))
-    assert not direct.fetch_queries.async_commit_claims
+    assert not direct.fetch_store.async_commit_claims
     assert direct.listening

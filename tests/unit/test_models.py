@@ -8,8 +8,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pgqueue_sync.models import Context, Job, JobCancelled, JobStatus
-from pgqueue_sync.sql.dml import JOB_COLUMNS
+from pgqueue_sync.context import Context, JobCancelled
+from pgqueue_sync.models import ENQUEUE_COLUMNS, JOB_COLUMN_TYPES, Job, JobStatus
+from pgqueue_sync.settings import Settings
+from pgqueue_sync.sql import statements, templates
 
 NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
 WORKER = uuid.uuid4()
@@ -61,7 +63,18 @@ def test_cancel_callbacks_run_once_and_at_once_when_already_cancelled() -> None:
     assert calls == ["first", "after"]
 
 
-def test_the_claim_columns_are_the_job_fields_in_order() -> None:
-    columns = [c.strip().split()[0].removeprefix("j.") for c in JOB_COLUMNS.split(",")]
-    columns = [c.split("::")[0] for c in columns]
-    assert columns == [f.name for f in dataclasses.fields(Job)]
+def test_the_declared_columns_are_the_job_fields_in_order() -> None:
+    assert list(JOB_COLUMN_TYPES) == [f.name for f in dataclasses.fields(Job)]
+    assert set(ENQUEUE_COLUMNS) <= set(JOB_COLUMN_TYPES)
+
+
+def test_the_claim_reads_the_declared_columns_in_order() -> None:
+    claim = statements(Settings()).dequeue.decode()
+    returning = claim[claim.index("RETURNING") + len("RETURNING") :]
+    read = [part.split(" AS ")[1].strip().strip('"') for part in returning.split(",")]
+    assert read == list(JOB_COLUMN_TYPES)
+
+
+def test_every_statement_is_named_once() -> None:
+    names = list(templates())
+    assert len(names) == len(set(names))

@@ -31,7 +31,7 @@ from pgqueue_sync import (
     QueueManager,
     Settings,
 )
-from pgqueue_sync.errors import redact_conninfo
+from pgqueue_sync.redaction import redact_conninfo
 
 # Pieces that must never be shown, whatever the shape put around them.
 FRAGMENTS = ("Hunter2", "Secret", "unter2", "2Sec", "ecre")

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from pgqueue_sync import ConfigurationError, InvalidEntrypointError, Settings
-from pgqueue_sync.errors import redact_conninfo
+from pgqueue_sync.redaction import redact_conninfo
 from pgqueue_sync.settings import validate_entrypoint
 
 

@@ -1,32 +1,34 @@
-"""The LISTEN thread: turns NOTIFY events into wake-ups, and survives connection loss."""
+"""The listener: a thread LISTENing on the queue's channel, turning NOTIFY events into
+hints for the worker, and surviving connection loss."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
-from .clock import Clock
-from .db import ManagedConnection
-from .errors import ConnectionLostError, translate_errors
-from .retry import reconnecting
-from .sql import Statements
+from pgqueue_sync import events
+from pgqueue_sync.clock import Clock
+from pgqueue_sync.connection import ManagedConnection
+from pgqueue_sync.errors import ConnectionLostError
+from pgqueue_sync.retry import reconnecting
+from pgqueue_sync.sql import Statements
+from pgqueue_sync.translate import translate_errors
 
 __all__ = ["Listener"]
 
-logger = logging.getLogger("pgqueue_sync")
+logger = logging.getLogger(__name__)
 
 
 class Listener:
     """Holds a connection LISTENing on the queue's channel.
 
-    Every event is handed to ``on_event`` as a dict. After (re)connecting it calls
+    Every event, decoded, is handed to ``on_event`` (a hint: see :mod:`pgqueue_sync.events`).
+    After (re)connecting it calls
     ``on_connect``: notifications sent while it was away are gone, so the fetcher must
     poll once.
 
-    Liveness: its worker sends a probe event (``{"type": "probe", "worker": probe_id}``)
+    Liveness: its worker sends a :class:`~pgqueue_sync.events.Probe` with ``probe_id``
     every ``probe_interval`` seconds from another connection. A listener that has not heard
     its own probe for ``3 * probe_interval`` is deaf (a half-open or black-holed link that
     TCP has not noticed yet): it drops the connection and listens anew. ``watch`` is called
@@ -41,7 +43,7 @@ class Listener:
         connection: ManagedConnection,
         statements: Statements,
         *,
-        on_event: Callable[[dict[str, Any]], None],
+        on_event: Callable[[events.Event], None],
         on_connect: Callable[[], None],
         clock: Clock,
         probe_id: str | None = None,
@@ -147,14 +149,9 @@ class Listener:
             raise
 
     def _dispatch(self, payload: str) -> None:
-        try:
-            event = json.loads(payload) if payload else {}
-        except ValueError:
-            event = {}
-        if not isinstance(event, dict):
-            event = {}
-        if event.get("type") == "probe":
-            if event.get("worker") == self._probe_id:
+        event = events.decode(payload)
+        if isinstance(event, events.Probe):
+            if event.worker == self._probe_id:
                 self._last_probe = self._clock.monotonic()
             return
         try:

@@ -1,38 +1,27 @@
-"""The worker side of the queries: claims, outcomes, heartbeats, releases.
+"""The engine's own statements: claims, outcomes, heartbeats, releases, limits.
 
-:class:`~pgqueue_sync.queries.Queries` inherits these; the engine calls them over its own
-connections. The plumbing shared by every query (connections, error translation, the
-clock's timestamps) lives here too.
+A private collaborator of the worker (:mod:`pgqueue_sync.engine.worker`), which runs them
+over its own connections; they are not part of the public :class:`~pgqueue_sync.Queries`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import math
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from datetime import timedelta
-from typing import Any
 
-import psycopg
 from psycopg.rows import tuple_row
 
-from .clock import Clock, SystemClock
-from .db import Connection, Driver
-from .errors import SchemaNotInstalledError, translate_errors
-from .models import Job, JobId, JobStatus
-from .settings import Settings
-from .sql import statements
+from pgqueue_sync.db import Connection
+from pgqueue_sync.errors import SchemaNotInstalledError
+from pgqueue_sync.models import Completed, Job, JobId, LimitedClaim, Outcome
+from pgqueue_sync.schema_queries import SchemaQueries
 
-__all__ = [
-    "Completed",
-    "LimitedClaim",
-    "Outcome",
-    "QueriesBase",
-    "WorkerQueries",
-    "storable_text",
-]
+__all__ = ["PRUNE_BATCH", "Store", "storable_text"]
+
+# Log rows deleted per statement when the log is pruned.
+PRUNE_BATCH = 10_000
 
 
 def storable_text(text: str | None) -> str | None:
@@ -44,94 +33,8 @@ def storable_text(text: str | None) -> str | None:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-@dataclasses.dataclass(frozen=True)
-class Outcome:
-    """How one attempt of a job ended, as the worker reports it.
-
-    ``status`` is the outcome, or ``QUEUED`` for an attempt to retry after ``delay``
-    seconds. ``result`` is a bytes return value, ``value_json`` any other, as JSON text.
-    """
-
-    job_id: JobId
-    attempt: int
-    status: JobStatus
-    duration: float
-    traceback: str | None = None
-    result: bytes | None = None
-    value_json: str | None = None
-    delay: float = 0.0
-
-
-@dataclasses.dataclass(frozen=True)
-class Completed:
-    """Outcomes written by ``Queries.complete``: finished (logged) and retried jobs."""
-
-    finished: set[JobId]
-    retried: set[JobId]
-
-    @property
-    def recorded(self) -> set[JobId]:
-        return self.finished | self.retried
-
-
-@dataclasses.dataclass(frozen=True)
-class LimitedClaim:
-    """Jobs claimed for one limited entrypoint, and what held the claim back."""
-
-    jobs: list[Job]
-    at_limit: bool
-    rate_wait: float | None
-
-
-class QueriesBase:
-    """Connections, error translation and timestamps for every query."""
-
-    def __init__(
-        self,
-        driver: Driver,
-        settings: Settings | None = None,
-        *,
-        clock: Clock | None = None,
-        known_entrypoints: Callable[[], Collection[str]] | None = None,
-    ) -> None:
-        self.driver = driver
-        self.settings = settings if settings is not None else Settings.from_env()
-        self.clock: Clock = clock if clock is not None else SystemClock()
-        self._known_entrypoints = known_entrypoints
-        self._sql = statements(self.settings)
-        self._sequence: str | None = None
-
-    # -- plumbing ------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _conn(
-        self, connection: Connection | psycopg.Cursor[Any] | None = None
-    ) -> Iterator[Connection]:
-        with translate_errors(schema=self.settings.schema):
-            if isinstance(connection, psycopg.Cursor):
-                yield connection.connection
-            elif connection is not None:
-                yield connection
-            else:
-                with self.driver.connection() as conn:
-                    yield conn
-
-    def _params(self, **params: Any) -> dict[str, Any]:
-        params["now"] = self.clock.now()
-        return params
-
-    def _row(self, statement: bytes, **params: Any) -> tuple[Any, ...]:
-        with self._conn() as conn, conn.cursor(row_factory=tuple_row) as cur:
-            cur.execute(statement, self._params(**params))
-            row = cur.fetchone()
-            assert row is not None
-            return row
-
-    # -- schema --------------------------------------------------------------------------
-
-
-class WorkerQueries(QueriesBase):
-    """What a worker asks of the database."""
+class Store(SchemaQueries):
+    """What a worker asks of the database (and, from SchemaQueries, ``verify``)."""
 
     # True on the fetch queries of a worker whose connection keeps no session settings (a
     # transaction pooler): each claim then turns synchronous_commit off for itself.
@@ -323,3 +226,12 @@ class WorkerQueries(QueriesBase):
             unstarted=sorted(unstarted),
         )
         return set(released or ())
+
+    def notify(self, payload: str) -> None:
+        """Send one event on the queue's channel (SchemaNotInstalledError once the queue's
+        tables are gone: the worker's periodic probe notices a dropped queue this way)."""
+        self._notify(payload)
+
+    def prune_log(self, older_than: timedelta) -> int:
+        """Delete log rows older than ``older_than``, in batches; return how many."""
+        return self._prune_log(older_than, PRUNE_BATCH)

@@ -1,34 +1,13 @@
-"""The queue's schema: DDL of the current version, and the migrations that reach it.
+-- The queue's schema: its current DDL, and the statements that install, check and remove it.
+--
+-- Each statement starts with "-- name: NAME". {schema}, {jobs}, ... are the queue's
+-- identifiers; %(name)s are parameters; {lock_key} and {version_number} are literals
+-- written into scripts for other migration tools.
 
-A fresh install runs ``DDL`` and records ``SCHEMA_VERSION``; an older schema is upgraded by
-running ``MIGRATIONS[v]`` for each version ``v`` after its own, each recorded as it is
-applied. A migration's result must be the same catalog as ``DDL``'s (the tests compare
-them): new columns go at the end of their table, in the same order in both.
-"""
-
-from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from typing_extensions import LiteralString
-
-__all__ = [
-    "CREATE_SCHEMA",
-    "DDL",
-    "DROP_SCHEMA",
-    "LOCK",
-    "MIGRATIONS",
-    "RECORD_VERSION",
-    "SCHEMA_VERSION",
-    "UNINSTALL",
-]
-
-# Bump when the DDL changes, and add the step that gets there to MIGRATIONS.
-# v1: the first release. v2: lost, rescued and started on jobs (workers lost while running).
-SCHEMA_VERSION = 2
-
-DDL: LiteralString = """
+-- name: install
+-- The current version's DDL (a fresh install). A migration's result must be the same
+-- catalog (the tests compare them): new columns go at the end of their table, in the
+-- same order in both.
 CREATE SCHEMA IF NOT EXISTS {schema};
 
 CREATE TYPE {status} AS ENUM (
@@ -119,27 +98,8 @@ $fn$;
 
 CREATE TRIGGER {notify_trigger} AFTER INSERT ON {jobs}
     FOR EACH STATEMENT EXECUTE FUNCTION {notify_fn}();
-"""
 
-# version -> DDL that upgrades the schema from version - 1 to version. Each runs in the
-# transaction that records it. ADD COLUMN with a constant default rewrites no rows.
-MIGRATIONS: dict[int, LiteralString] = {
-    2: """
-ALTER TABLE {jobs}
-    ADD COLUMN lost integer NOT NULL DEFAULT 0,
-    ADD COLUMN rescued integer NOT NULL DEFAULT 0,
-    ADD COLUMN started timestamptz;
-""",
-}
-
-# Installs and upgrades of queues in one PostgreSQL schema take this lock for their
-# transaction (``lock_key``: see ``install_lock_key``), scripts for other tools included.
-LOCK: LiteralString = "SELECT pg_advisory_xact_lock(hashtext({lock_key}));"
-
-# The version row, as scripts for other migration tools write it (a literal, not a parameter).
-RECORD_VERSION: LiteralString = "INSERT INTO {version} (version) VALUES ({version_number});"
-
-UNINSTALL: LiteralString = """
+-- name: uninstall
 DROP TRIGGER IF EXISTS {notify_trigger} ON {jobs};
 DROP FUNCTION IF EXISTS {notify_fn}();
 DROP TABLE IF EXISTS {jobs};
@@ -147,8 +107,35 @@ DROP TABLE IF EXISTS {log};
 DROP TABLE IF EXISTS {limits};
 DROP TABLE IF EXISTS {version};
 DROP TYPE IF EXISTS {status};
-"""
 
-# A schema of its own (the demo's): created only if it does not exist yet, dropped whole.
-CREATE_SCHEMA: LiteralString = "CREATE SCHEMA {schema}"
-DROP_SCHEMA: LiteralString = "DROP SCHEMA IF EXISTS {schema} CASCADE"
+-- name: create_schema
+-- A schema of its own (the demo's): created only if it does not exist yet, dropped whole.
+CREATE SCHEMA {schema}
+
+-- name: drop_schema
+DROP SCHEMA IF EXISTS {schema} CASCADE
+
+-- name: drop_lock_timeout
+-- Dropping a schema waits this long at most for the locks of its users.
+SET lock_timeout = '10s'
+
+-- name: lock_script
+-- Installs and upgrades of queues in one PostgreSQL schema take this lock for their
+-- transaction, scripts for other tools included.
+SELECT pg_advisory_xact_lock(hashtext({lock_key}));
+
+-- name: version_row_script
+-- The version row, as scripts for other migration tools write it (a literal).
+INSERT INTO {version} (version) VALUES ({version_number});
+
+-- name: install_lock
+SELECT pg_advisory_xact_lock(hashtext(%(key)s))
+
+-- name: record_version
+INSERT INTO {version} (version) VALUES (%(version)s)
+
+-- name: recorded_versions
+SELECT array_agg(version) FROM {version}
+
+-- name: table_exists
+SELECT to_regclass(%(name)s) IS NOT NULL

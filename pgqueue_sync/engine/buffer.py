@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterable
 
-from .models import Job
-from .worker_queries import Outcome
+from pgqueue_sync.clock import Deadline
+from pgqueue_sync.errors import ConfigurationError, PgQueueError
+from pgqueue_sync.models import Job, Outcome
 
 __all__ = ["BufferClosed", "CompletionBuffer", "JobBuffer", "Mailbox"]
 
 
-class BufferClosed(Exception):
+class BufferClosed(PgQueueError):
     """Raised by :meth:`JobBuffer.take` once the buffer is closed and empty."""
 
 
@@ -34,7 +34,7 @@ class JobBuffer(queue.Queue[Job]):
         on_room: Callable[[], None] | None = None,
     ) -> None:
         if maxsize <= 0:
-            raise ValueError("a job buffer needs a positive bound")
+            raise ConfigurationError("a job buffer needs a positive bound")
         super().__init__(maxsize)
         self.watermark = min(maxsize, watermark if watermark is not None else 1)
         self._on_room = on_room
@@ -54,7 +54,7 @@ class JobBuffer(queue.Queue[Job]):
             if self._closed:
                 raise BufferClosed("the job buffer is closed")
             if len(items) > self.maxsize - self._qsize():
-                raise ValueError(
+                raise ConfigurationError(
                     f"{len(items)} jobs do not fit in the buffer "
                     f"({self.maxsize - self._qsize()} free of {self.maxsize})"
                 )
@@ -65,16 +65,14 @@ class JobBuffer(queue.Queue[Job]):
 
     def take(self, timeout: float | None = None) -> Job | None:
         """The next job; None after ``timeout`` seconds; BufferClosed once closed and empty."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self.not_empty:
-            while not self._qsize():
-                if self._closed:
-                    raise BufferClosed("the job buffer is closed")
-                if deadline is None:
-                    self.not_empty.wait()
-                else:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
+            if not self._qsize():
+                deadline = Deadline(timeout)  # only when there is something to wait for
+                while not self._qsize():
+                    if self._closed:
+                        raise BufferClosed("the job buffer is closed")
+                    remaining = deadline.remaining()
+                    if remaining is not None and remaining <= 0:
                         return None
                     self.not_empty.wait(remaining)
             job = self._get()
@@ -83,6 +81,11 @@ class JobBuffer(queue.Queue[Job]):
         if room == self.watermark and self._on_room is not None:
             self._on_room()
         return job
+
+    def jobs(self) -> list[Job]:
+        """The jobs waiting, in the order they will be taken."""
+        with self.mutex:
+            return list(self.queue)
 
     def drain(self) -> list[Job]:
         """Remove and return every buffered job (to release them)."""

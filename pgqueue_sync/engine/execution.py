@@ -1,82 +1,25 @@
-"""Running one handler: the registry entry, and how an attempt's end becomes an Outcome."""
+"""Running one handler, and how an attempt's end becomes an Outcome: its result encoded
+strictly, its exception failed, retried or cancelled by the entrypoint's policies."""
 
 from __future__ import annotations
 
-import contextvars
-import dataclasses
-import inspect
 import json
 import logging
 import re
 import traceback
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from .clock import Clock
-from .errors import NoContextError, UnknownEntrypointError, UnstorableResultError
-from .models import Context, Job, JobCancelled, JobStatus
-from .retry import RetryPolicy, RetryRequested
-from .worker_queries import Outcome
+from pgqueue_sync.clock import Clock
+from pgqueue_sync.context import Context, JobCancelled, running
+from pgqueue_sync.errors import UnknownEntrypointError, UnstorableResultError
+from pgqueue_sync.models import Job, JobStatus, Outcome
+from pgqueue_sync.registry import Entrypoint
+from pgqueue_sync.retry import RetryPolicy, RetryRequested
 
-__all__ = [
-    "DEFAULT_MAX_LOST",
-    "Entrypoint",
-    "current_context",
-    "encode_result",
-    "execute",
-    "failure",
-    "is_async_callable",
-]
+__all__ = ["encode_result", "execute", "failure"]
 
-logger = logging.getLogger("pgqueue_sync")
-
-_current_context: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
-    "pgqueue_sync_context", default=None
-)
-
-
-def is_async_callable(func: object) -> bool:
-    """True for an ``async def`` function, or an object whose ``__call__`` is one."""
-    call = getattr(func, "__call__", None)  # noqa: B004 - async __call__ on instances
-    return inspect.iscoroutinefunction(func) or (
-        not inspect.isfunction(func) and call is not None and inspect.iscoroutinefunction(call)
-    )
-
-
-def current_context() -> Context:
-    """The Context of the job that the calling handler thread is running."""
-    ctx = _current_context.get()
-    if ctx is None:
-        raise NoContextError("current_context() is only available inside a job handler")
-    return ctx
-
-
-# How many times a job's worker may be lost while running it before the job is failed.
-DEFAULT_MAX_LOST = 3
-
-
-@dataclasses.dataclass(frozen=True)
-class Entrypoint:
-    """A registered handler and its policies."""
-
-    name: str
-    func: Callable[..., object]
-    takes_context: bool = False
-    retry: RetryPolicy | None = None
-    concurrency_limit: int | None = None
-    per_worker_limit: int | None = None
-    requests_per_second: float | None = None
-    timeout: float | None = None
-    max_lost: int | None = DEFAULT_MAX_LOST
-
-    @property
-    def globally_limited(self) -> bool:
-        return self.concurrency_limit is not None or self.requests_per_second is not None
-
-    @property
-    def limited(self) -> bool:
-        return self.globally_limited or self.per_worker_limit is not None
+logger = logging.getLogger(__name__)
 
 
 def _age(job: Job, now: datetime | None) -> float:
@@ -154,18 +97,16 @@ def execute(
 
     if ctx.is_cancelled:
         return outcome(JobStatus.CANCELED)
-    token = _current_context.set(ctx)
     try:
         if entry is None:
             raise UnknownEntrypointError(f"no handler for entrypoint {job.entrypoint!r}")
-        value = entry.func(job, ctx) if entry.takes_context else entry.func(job)
+        with running(ctx):
+            value = entry.func(job, ctx) if entry.takes_context else entry.func(job)
     except JobCancelled:
         return outcome(JobStatus.CANCELED, traceback=traceback.format_exc())
     except BaseException as exc:  # SystemExit and KeyboardInterrupt fail the job, not the worker
         duration = max(0.0, clock.monotonic() - started)
         return failure(entry, job, exc, traceback.format_exc(), duration, clock)
-    finally:
-        _current_context.reset(token)
     try:
         result, value_json = encode_result(value, max_result_bytes)
     except UnstorableResultError as exc:

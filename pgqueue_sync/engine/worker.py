@@ -1,0 +1,399 @@
+"""The worker: one ``QueueManager.run()``. It wires the stages and runs the fetch loop.
+
+A job's path through them: the fetcher claims it into the bounded buffer (a NOTIFY from the
+listener wakes the fetcher when jobs are enqueued); a runner thread takes it and runs its
+handler; the flusher writes its outcome, fenced, and keeps the heartbeat of every held job
+fresh meanwhile. The ledger records what the worker holds; the stages share it and nothing
+else, and call each other only through the callbacks wired here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Mapping
+
+from pgqueue_sync import events
+from pgqueue_sync.clock import Clock, Deadline
+from pgqueue_sync.connection import ManagedConnection
+from pgqueue_sync.db import Driver
+from pgqueue_sync.errors import (
+    ConfigurationError,
+    PgQueueError,
+    SchemaNotInstalledError,
+    SchemaVersionError,
+)
+from pgqueue_sync.models import Job, JobId, WorkerStats
+from pgqueue_sync.options import RunOptions
+from pgqueue_sync.registry import Entrypoint
+from pgqueue_sync.retry import CONNECTION_ERRORS, reconnecting
+from pgqueue_sync.settings import Settings
+from pgqueue_sync.sql import statements
+
+from .buffer import CompletionBuffer, JobBuffer, Mailbox
+from .fetcher import Fetcher
+from .flusher import Flusher
+from .hooks import HookList
+from .ledger import Ledger, LedgerSnapshot
+from .listener import Listener
+from .rescue import Rescue
+from .runner import Runner
+from .store import Store
+
+__all__ = ["FLUSH_GRACE", "Worker"]
+
+logger = logging.getLogger(__name__)
+
+# With no shutdown_timeout, how long the outcomes of finished jobs may take to be written
+# once every handler has returned (a database that refuses them cannot hold run() forever).
+FLUSH_GRACE = 10.0
+
+
+class Worker:
+    """One run of a QueueManager (see the module docstring). Its stages are public, so a
+    test can drive them one step at a time without threads: ``fetcher.fetch_once()``,
+    ``runner.run_job(job)``, ``flusher.flush()``, ``flusher.beat()``, ``release(...)``."""
+
+    def __init__(
+        self,
+        *,
+        driver: Driver,
+        settings: Settings,
+        clock: Clock,
+        registry: Mapping[str, Entrypoint],
+        options: RunOptions,
+        shutdown: threading.Event,
+        mailbox: Mailbox,
+        hooks: HookList | None = None,
+    ) -> None:
+        if not registry:
+            raise ConfigurationError(
+                "no entrypoint is registered: decorate a handler with @qm.entrypoint(name)"
+            )
+        self.id = uuid.uuid4()
+        self.options = options
+        self.settings = settings
+        self.clock = clock
+        self.shutdown_event = shutdown
+        self.mailbox = mailbox
+        self.entrypoints = sorted(registry)
+        self.hooks = hooks if hooks is not None else HookList()
+        # The error that ended this run early (the queue's tables are gone, or changed).
+        self.fatal: PgQueueError | None = None
+        # application_name: pgqueue-sync:<role>:<worker id prefix>, to find them in
+        # pg_stat_activity next to this worker's logs. Through a transaction pooler the
+        # fetch session's settings are not sent (see the fetch_session statement).
+        tag = self.id.hex[:8]
+        pooled = driver.transaction_pooling
+        session = () if pooled else (statements(settings).fetch_session,)
+        self.connections = {
+            "fetch": ManagedConnection(driver, f"fetch:{tag}", setup=session),
+            "complete": ManagedConnection(driver, f"complete:{tag}"),
+            "listen": ManagedConnection(driver, f"listen:{tag}", listen=True),
+        }
+        # False through a transaction pooler without listen_dsn: the worker polls.
+        self.listening = driver.can_listen
+        # Without the session's settings, each claim turns synchronous_commit off itself.
+        self.fetch_store = Store(self.connections["fetch"], settings, clock=clock)
+        self.fetch_store.async_commit_claims = pooled
+        self.store = Store(self.connections["complete"], settings, clock=clock)
+        self.ledger = Ledger(self.id)
+        self.buffer = JobBuffer(
+            options.buffer_size,
+            watermark=options.claim_size,
+            on_room=lambda: mailbox.post(Mailbox.ROOM),
+        )
+        self.completions = CompletionBuffer()
+        self.runner = Runner(
+            registry=registry,
+            ledger=self.ledger,
+            buffer=self.buffer,
+            completions=self.completions,
+            mailbox=mailbox,
+            rescue=Rescue(
+                worker_id=self.id,
+                store=self.store,
+                ledger=self.ledger,
+                completions=self.completions,
+                release=self.release,
+                stopping=shutdown,
+            ),
+            options=options,
+            clock=clock,
+            max_result_bytes=settings.max_payload_bytes,
+            on_done=self._job_done,
+            release=self.release,
+            hooks=self.hooks,
+        )
+        self.fetcher = Fetcher(
+            worker_id=self.id,
+            registry=registry,
+            store=self.fetch_store,
+            ledger=self.ledger,
+            buffer=self.buffer,
+            options=options,
+            clock=clock,
+            can_start=self.runner.can_start,
+            hooks=self.hooks,
+        )
+        self._probe = probe = events.encode(events.Probe(str(self.id)))
+        self.flusher = Flusher(
+            worker_id=self.id,
+            store=self.store,
+            ledger=self.ledger,
+            completions=self.completions,
+            mailbox=mailbox,
+            options=options,
+            clock=clock,
+            watch=self.runner.check_timeouts,
+            # Proves to this worker's listener that its LISTEN still delivers, and fails
+            # with SchemaNotInstalledError once the queue's tables are gone.
+            probe=lambda: self.store.notify(probe),
+            fail=self.fail,
+            abort=self.connections["complete"].abort,
+            hooks=self.hooks,
+        )
+
+    # -- observation ---------------------------------------------------------------------
+
+    @property
+    def stats(self) -> WorkerStats:
+        return self.ledger.stats
+
+    @property
+    def stuck_threads(self) -> int:
+        """Handler threads still running a job that was failed for exceeding its timeout."""
+        return self.ledger.stuck
+
+    def snapshot(self) -> LedgerSnapshot:
+        """What the worker holds now: buffered, running, finished but unwritten."""
+        return self.ledger.snapshot(self.buffer.jobs)
+
+    def stopping(self) -> bool:
+        """Whether a stop was requested (``qm.alive = False``, or a fatal error)."""
+        return self.shutdown_event.is_set()
+
+    # -- steps shared by the stages --------------------------------------------------------
+
+    def release(self, job_ids: set[JobId], unstarted: set[JobId]) -> set[JobId]:
+        """Give held jobs back to the queue at once (unstarted ones keep their attempt
+        count); stop holding them."""
+        if not job_ids:
+            return set()
+        attempts = self.ledger.attempts_of(job_ids)
+        released = self.store.release(self.id, job_ids, unstarted)
+        self.ledger.forget(attempts)
+        self.ledger.count(released=len(released))
+        if self.hooks:
+            self.hooks.released(sorted(released))
+            self.hooks.jobs_forgotten()
+        logger.info("released %d job(s) back to the queue", len(released))
+        return released
+
+    def fail(self, error: PgQueueError) -> None:
+        """End the run with ``error`` (the first one wins): stop fetching now."""
+        if self.fatal is None:
+            logger.error("stopping the worker: %s", error)
+            self.fatal = error
+        self.shutdown_event.set()
+        self.mailbox.post(Mailbox.STOP)
+
+    def on_event(self, event: events.Event) -> None:
+        """A NOTIFY, as a hint: anyone who can connect can send one. A wake-up leads to a
+        claim, which reads the table; a cancellation to a read of ``cancel_requested`` for
+        the jobs this worker holds; a finished job of a limited entrypoint to another try."""
+        if isinstance(event, events.Cancel):
+            self.flusher.check_cancellations(list(event.ids))
+        elif isinstance(event, events.Done):
+            if self.fetcher.blocked and self.fetcher.unblock(event.entrypoints):
+                self.mailbox.post(Mailbox.WAKE)
+        else:
+            self.mailbox.post(Mailbox.WAKE)
+
+    def _on_listen(self) -> None:
+        # Events sent while the listener was away are lost: poll everything once.
+        self.fetcher.unblock()
+        self.mailbox.post(Mailbox.WAKE)
+
+    def _job_done(self, job: Job) -> None:
+        # A finished job of a limited entrypoint may free a slot for the next claim.
+        if job.entrypoint in self.fetcher.blocked and self.fetcher.unblock([job.entrypoint]):
+            self.mailbox.post(Mailbox.WAKE)
+
+    # -- the run -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Fetch and run jobs until shutdown is requested (or, in drain mode, none is left).
+
+        Raises SchemaNotInstalledError (or SchemaVersionError) if the queue's tables are
+        dropped or changed under it, once it has stopped.
+        """
+        listener = Listener(
+            self.connections["listen"],
+            statements(self.settings),
+            on_event=self.on_event,
+            on_connect=self._on_listen,
+            clock=self.clock,
+            probe_id=str(self.id),
+            probe_interval=self.options.heartbeat_interval,
+            watch=self._watch_connections,
+            listening=self.listening,
+        )
+        try:
+            self._prepare()
+            listener.start()
+            self.runner.start(self.options.workers)
+            self.flusher.start()
+            logger.info(
+                "worker %s started: entrypoints %s, %d threads, batch %d, buffer %d",
+                self.id,
+                ", ".join(self.entrypoints),
+                self.options.workers,
+                self.options.batch_size,
+                self.options.buffer_size,
+            )
+            self.hooks.worker_started(self)
+            try:
+                self.fetch_loop()
+            except BaseException as exc:
+                # KeyboardInterrupt (default SIGINT handler) or a fatal error: stop gracefully,
+                # then let it propagate.
+                if isinstance(exc, (SchemaNotInstalledError, SchemaVersionError)):
+                    self.fail(exc)
+                self.shutdown_event.set()
+                raise
+            finally:
+                self.shutdown()
+            if self.fatal is not None:
+                raise self.fatal
+        finally:
+            usable = self.fatal is None and not self.flusher.stopped_hard
+            listener.stop(wake=(lambda: self.store.notify(self._probe)) if usable else None)
+            for conn in self.connections.values():
+                conn.close()
+            logger.info("worker %s stopped: %s", self.id, self.stats)
+            self.hooks.worker_stopped(self.stats)
+
+    def _prepare(self) -> None:
+        self.fetch_store.verify()
+        if self.fetch_store.ensure_statistics():
+            logger.info("analyzed the queue table: it held jobs but had no statistics yet")
+        self.connections["complete"].raw()  # open it now: a bad DSN fails here, not mid-run
+        limited = self.fetcher.globally_limited
+        if limited:
+            self.fetch_store.ensure_limit_rows(limited)
+        if not self.listening:
+            logger.warning(
+                "worker %s cannot LISTEN (a pooler in transaction mode and no listen_dsn): it "
+                "polls, so a new job may wait up to dequeue_timeout (%g s) to be picked up and "
+                "a cancellation reaches a running job with the next heartbeat; pass "
+                "PsycopgDriver(..., listen_dsn=<a conninfo straight to PostgreSQL>) to be "
+                "woken at once",
+                self.id,
+                self.options.dequeue_timeout,
+            )
+
+    def _stop_seen(self) -> bool:
+        """Whether to stop fetching; tells the hooks the first time it is so."""
+        if not self.stopping():
+            return False
+        self.hooks.stop_seen()
+        return True
+
+    def _watch_connections(self) -> None:
+        for conn in self.connections.values():
+            conn.abort_if_stalled()
+
+    def fetch_loop(self) -> None:
+        """Claim while there is room and a thread to start the jobs; sleep when there is
+        nothing to claim, until a NOTIFY, room, or the idle timeout."""
+        retrying = reconnecting(
+            "fetch connection lost", sleep=self.mailbox.wait, should_stop=self.stopping
+        )
+        want = self.options.claim_size
+        rechecked = False
+        while not self._stop_seen():
+            if self.buffer.room() < want or not self.runner.can_start():
+                # Full, or every handler thread is stuck: nothing more can start here.
+                self.mailbox.wait(self.options.dequeue_timeout)
+                continue
+            self.mailbox.drain()
+            # A job held during the claim may have gone back to the queue (a retry) after
+            # the claim looked: the queue is drained only if nothing was held then either.
+            held_during_claim = bool(self.ledger.held())
+            try:
+                for attempt in retrying:
+                    with attempt:
+                        jobs = self.fetcher.fetch_once()
+                        idle_for = self.fetcher.idle_timeout() if not jobs else 0.0
+            except CONNECTION_ERRORS:
+                if self._stop_seen():
+                    return
+                raise
+            if jobs:
+                rechecked = False
+                continue
+            if self.options.mode == "drain" and not self.ledger.held():
+                if held_during_claim:
+                    continue
+                # Entrypoints skipped as full may have room now that nothing is held: look
+                # once more before calling the queue drained.
+                if not rechecked and self.fetcher.unblock():
+                    rechecked = True
+                    continue
+                logger.info("drain mode: no job is due and none is held; stopping")
+                return
+            self.mailbox.wait(idle_for)
+
+    def shutdown(self) -> None:
+        """Stop: held jobs finish (until ``shutdown_timeout``), what is left goes back to the
+        queue, outcomes are written. Returns by the deadline plus about a second, whatever
+        the database and the handlers do; with no deadline, it waits for running handlers
+        (not for those past their own timeout) and then gives the writes FLUSH_GRACE."""
+        self.hooks.shutting_down()
+        timeout = self.options.shutdown_timeout
+        deadline = None if timeout is None else self.clock.monotonic() + timeout
+
+        def remaining() -> float | None:
+            return None if deadline is None else deadline - self.clock.monotonic()
+
+        # Running and buffered jobs finish (the handler threads keep going) ...
+        while self.fatal is None and self.ledger.held():
+            left = remaining()
+            if left is not None and left <= 0:
+                break
+            if left is None and not (self.ledger.unfinished() or self.buffer.qsize()):
+                break  # only outcomes left to write: the flusher's grace below
+            self.mailbox.wait(0.5 if left is None else min(0.5, left))
+        # ... and past the deadline, what has not finished goes back to the queue at once.
+        unstarted = {job.id for job in self.buffer.drain()}
+        running = self.ledger.abandon_running()
+        if (unstarted or running) and self.fatal is None:
+            try:
+                self.release(unstarted | running, unstarted)
+            except PgQueueError as exc:
+                logger.error(
+                    "could not release %d job(s) at shutdown (%s); they run again after "
+                    "retry_timer (%s)",
+                    len(unstarted | running),
+                    exc,
+                    self.options.retry_timer,
+                )
+            if running:
+                logger.warning(
+                    "shutdown deadline passed with %d handler(s) still running; their jobs "
+                    "were released and their threads abandoned",
+                    len(running),
+                )
+        self.buffer.close()
+        if self.fatal is None:
+            left = remaining()
+            self.runner.join(Deadline(None if left is None else max(0.1, left)))
+        if self.fatal is not None:
+            grace = 0.0
+        elif deadline is None:
+            grace = FLUSH_GRACE
+        else:
+            grace = max(0.3, remaining() or 0.0)
+        self.flusher.finish(grace)
