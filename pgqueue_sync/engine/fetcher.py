@@ -117,6 +117,11 @@ class Fetcher:
     def _block(self, name: str, now: float, seconds: float, kind: str) -> None:
         self._blocked[name] = (now + seconds, kind)
 
+    def job_done(self, entrypoint: str) -> bool:
+        """One of ``entrypoint``'s jobs finished here: if the entrypoint was skipped for want
+        of a slot, it may be claimed again; True if it was."""
+        return entrypoint in self._blocked and self.unblock([entrypoint])
+
     def unblock(self, names: Iterable[str] | None = None) -> bool:
         """Let entrypoints blocked for want of a slot be claimed again, now one may be free
         (all of them with None); True if any was blocked."""

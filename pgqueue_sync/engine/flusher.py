@@ -181,12 +181,7 @@ class Flusher:
 
     def _write(self, outcomes: list[Outcome], uncertain: bool = False) -> set[JobId]:
         # A job released at the shutdown deadline is no longer this worker's to finish.
-        held = self._ledger.held()
-        batch = [
-            o
-            for o in outcomes
-            if (job := held.get(o.job_id)) is not None and job.attempts == o.attempt
-        ]
+        batch = self._ledger.still_held(outcomes)
         if not batch:
             return set()
         recorded = self._complete(batch)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from threading import Lock
 
 from pgqueue_sync.context import Context
-from pgqueue_sync.models import Job, JobId, WorkerStats
+from pgqueue_sync.models import Job, JobId, Outcome, WorkerStats
 
 __all__ = ["Attempt", "Ledger", "LedgerSnapshot", "Running"]
 
@@ -98,6 +98,16 @@ class Ledger:
         """Whether this worker holds that attempt of the job."""
         with self._lock:
             return self._holds(job_id, attempt)
+
+    def any_held(self) -> bool:
+        """Whether the worker holds any job."""
+        return bool(self._held)
+
+    def still_held(self, outcomes: Iterable[Outcome]) -> list[Outcome]:
+        """The outcomes whose attempt this worker still holds (one released at a shutdown
+        deadline, or superseded, is no longer its to write)."""
+        with self._lock:
+            return [o for o in outcomes if self._holds(o.job_id, o.attempt)]
 
     def attempts_of(self, job_ids: Iterable[JobId]) -> list[Attempt]:
         """The attempts held of these jobs (those still held)."""

@@ -218,7 +218,7 @@ class Worker:
 
     def _job_done(self, job: Job) -> None:
         # A finished job of a limited entrypoint may free a slot for the next claim.
-        if job.entrypoint in self.fetcher.blocked and self.fetcher.unblock([job.entrypoint]):
+        if self.fetcher.job_done(job.entrypoint):
             self.mailbox.post(Mailbox.WAKE)
 
     # -- the run -------------------------------------------------------------------------
@@ -321,7 +321,7 @@ class Worker:
             self.mailbox.drain()
             # A job held during the claim may have gone back to the queue (a retry) after
             # the claim looked: the queue is drained only if nothing was held then either.
-            held_during_claim = bool(self.ledger.held())
+            held_during_claim = self.ledger.any_held()
             try:
                 for attempt in retrying:
                     with attempt:
@@ -334,7 +334,7 @@ class Worker:
             if jobs:
                 rechecked = False
                 continue
-            if self.options.mode == "drain" and not self.ledger.held():
+            if self.options.mode == "drain" and not self.ledger.any_held():
                 if held_during_claim:
                     continue
                 # Entrypoints skipped as full may have room now that nothing is held: look
