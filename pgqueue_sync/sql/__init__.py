@@ -58,7 +58,10 @@ class Statements:
         self.settings = s = settings
         self._idents: dict[str, sql.Composable] = {
             "schema": sql.Identifier(s.schema),
-            **{key: s.ident(key) for key in ("jobs", "log", "limits", "version", "status")},
+            **{
+                key: s.ident(key)
+                for key in ("jobs", "log", "limits", "version", "status", "workers", "paused")
+            },
             "notify_fn": s.ident("notify_fn"),
             **{
                 key: sql.Identifier(s.name(key))
@@ -69,6 +72,8 @@ class Statements:
                     "dedupe_idx",
                     "log_job_idx",
                     "log_created_idx",
+                    "failed_idx",
+                    "log_problem_idx",
                 )
             },
             "channel": sql.Literal(s.channel),

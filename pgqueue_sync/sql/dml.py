@@ -23,7 +23,7 @@ JOB_COLUMNS: LiteralString = (
 LOG_COLUMNS: LiteralString = (
     "l.id, l.job_id, l.entrypoint, l.status::text AS status, l.priority, l.attempts, "
     "l.worker_id, l.duration, l.traceback, l.result, l.result_json, l.headers, l.enqueued, "
-    "l.created"
+    "l.created, l.due"
 )
 
 # -- producers -----------------------------------------------------------------------------
@@ -87,6 +87,14 @@ FROM STDIN (FORMAT BINARY)
 
 # -- workers -------------------------------------------------------------------------------
 
+# The entrypoints asked for, less the paused ones: a paused entrypoint is not claimed by
+# any worker, whatever the worker believes (the table is the truth; a NOTIFY only hints).
+# One probe of the paused table's primary key per entrypoint, whatever the backlog.
+_OPEN_ENTRYPOINTS: LiteralString = """ARRAY(
+        SELECT e FROM unnest(%(entrypoints)s::text[]) AS e
+        WHERE NOT EXISTS (SELECT FROM {paused} p WHERE p.entrypoint = e)
+    )"""
+
 # Claim up to %(limit)s jobs: picked ones whose heartbeat is older than retry_timer (their
 # worker is dead or frozen), then queued ones that are due, highest priority first, then
 # oldest. %(fresh_limit)s caps the queued ones (a concurrency or rate budget). Both scans
@@ -95,11 +103,13 @@ FROM STDIN (FORMAT BINARY)
 # if the handler of the attempt it lost had recorded that it started (MARK_STARTED, only
 # done for rescued jobs), that worker was "lost" while running it.
 DEQUEUE: LiteralString = """
-WITH stale AS (
+WITH open AS (
+    SELECT """ + _OPEN_ENTRYPOINTS + """ AS entrypoints
+), stale AS (
     SELECT id FROM {jobs}
     WHERE status = 'picked'
       AND %(retry_timer)s::interval IS NOT NULL
-      AND entrypoint = ANY(%(entrypoints)s::text[])
+      AND entrypoint = ANY((SELECT entrypoints FROM open)::text[])
       AND heartbeat < {now} - %(retry_timer)s::interval
     ORDER BY heartbeat
     LIMIT %(limit)s
@@ -107,7 +117,7 @@ WITH stale AS (
 ), fresh AS (
     SELECT id FROM {jobs}
     WHERE status = 'queued'
-      AND entrypoint = ANY(%(entrypoints)s::text[])
+      AND entrypoint = ANY((SELECT entrypoints FROM open)::text[])
       AND execute_after <= {now}
     ORDER BY priority DESC, execute_after, id
     LIMIT %(fresh_limit)s
@@ -134,10 +144,14 @@ DEQUEUE_ASYNC_COMMIT: LiteralString = DEQUEUE.replace(
     "FROM chosen, (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit\n",
 )
 
-NEXT_DUE: LiteralString = """
+NEXT_DUE: LiteralString = (
+    """
 SELECT extract(epoch FROM min(execute_after) - {now})::float8 FROM {jobs}
-WHERE status = 'queued' AND entrypoint = ANY(%(entrypoints)s::text[])
+WHERE status = 'queued' AND entrypoint = ANY("""
+    + _OPEN_ENTRYPOINTS
+    + """)
 """
+)
 
 # Never analyzed (reltuples is -1 until the first ANALYZE or VACUUM) yet holding rows.
 NEEDS_STATISTICS: LiteralString = """
@@ -191,14 +205,14 @@ WITH done AS (
     DELETE FROM {jobs} j USING owned o
     WHERE j.id = o.id AND o.status NOT IN ('queued', 'failed')
     RETURNING j.id, j.entrypoint, j.priority, j.attempts, j.created, j.headers,
-              o.status, o.duration, o.traceback, o.result, o.value
+              o.status, o.duration, o.traceback, o.result, o.value, j.execute_after
 ), failed AS (
     UPDATE {jobs} j
     SET status = 'failed', worker_id = NULL, last_error = o.traceback, updated = {now}
     FROM owned o
     WHERE j.id = o.id AND o.status = 'failed'
     RETURNING j.id, j.entrypoint, j.priority, j.attempts, j.created, j.headers,
-              o.status, o.duration, o.traceback, o.result, o.value
+              o.status, o.duration, o.traceback, o.result, o.value, j.execute_after
 ), retried AS (
     UPDATE {jobs} j
     SET status = 'queued', worker_id = NULL, last_error = o.traceback, updated = {now},
@@ -208,10 +222,10 @@ WITH done AS (
     RETURNING j.id
 ), logged AS (
     INSERT INTO {log} (job_id, entrypoint, status, priority, attempts, worker_id, duration,
-                       traceback, result, result_json, headers, enqueued, created)
+                       traceback, result, result_json, headers, enqueued, created, due)
     SELECT r.id, r.entrypoint, r.status::{status}, r.priority, r.attempts, %(worker_id)s,
            make_interval(secs => r.duration), r.traceback, r.result, r.value, r.headers,
-           r.created, {now}
+           r.created, {now}, r.execute_after
     FROM (SELECT * FROM removed UNION ALL SELECT * FROM failed) r
     RETURNING job_id, entrypoint
 )
@@ -285,11 +299,13 @@ WITH target AS (
 ), removed AS (
     DELETE FROM {jobs} j USING target t
     WHERE j.id = t.id AND j.status IN ('queued', 'failed')
-    RETURNING j.id, j.entrypoint, j.priority, j.attempts, j.created, j.headers
+    RETURNING j.id, j.entrypoint, j.priority, j.attempts, j.created, j.headers,
+              j.execute_after
 ), logged AS (
     INSERT INTO {log} (job_id, entrypoint, status, priority, attempts, headers, enqueued,
-                       created)
-    SELECT id, entrypoint, 'canceled', priority, attempts, headers, created, {now}
+                       created, due)
+    SELECT id, entrypoint, 'canceled', priority, attempts, headers, created, {now},
+           execute_after
     FROM removed
     RETURNING job_id
 ), flagged AS (
