@@ -21,6 +21,7 @@ import psycopg
 import psycopg.errors
 from psycopg.rows import dict_row, tuple_row
 
+from .admin import AdminQueries
 from .db import Connection, can_listen, connect_listener
 from .enqueue import OnConflict, Payload, Rows, When, build_rows
 from .errors import (
@@ -63,8 +64,13 @@ WAIT_POLL_MAX = 1.0
 _DUPLICATE_KEY = re.compile(r"\(dedupe_key\)=\((.*)\)")
 
 
-class Queries(SchemaQueries, WorkerQueries):
-    """The queue's database operations. ``qm.queries`` is one of these."""
+class Queries(SchemaQueries, WorkerQueries, AdminQueries):
+    """The queue's database operations. ``qm.queries`` is one of these.
+
+    Producers enqueue, cancel and wait; workers claim and complete; operators inspect and
+    repair (:class:`~pgqueue_sync.admin.AdminQueries`: status, workers, listings, requeue,
+    pause and resume, purge).
+    """
 
     # -- producers -----------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from psycopg import sql
 from pgqueue_sync.errors import SchemaVersionError
 from pgqueue_sync.settings import Settings
 
-from . import dml
+from . import admin, dml
 from .ddl import (
     CREATE_SCHEMA,
     DDL,
@@ -131,6 +131,31 @@ class Statements:
         self.known_ids = c(dml.KNOWN_IDS)
         self.get_jobs = c(dml.GET_JOBS)
         self.prune_log = c(dml.PRUNE_LOG)
+        # operators
+        self.status = c(admin.STATUS)
+        self.workers = c(admin.WORKERS)
+        problems = c(admin.LIST_PROBLEMS)
+        # A page of jobs, by the status listed (None: every job in the queue table).
+        self.job_pages: dict[str | None, bytes] = {
+            None: c(admin.LIST_LIVE),
+            "queued": c(admin.LIST_QUEUED),
+            "picked": c(admin.LIST_PICKED),
+            "failed": c(admin.LIST_FAILED),
+            "successful": c(admin.LIST_SUCCESSFUL),
+            "exception": problems,
+            "canceled": problems,
+        }
+        self.log_of_job = c(admin.LOG_OF_JOB)
+        self.requeue_ids = c(admin.REQUEUE_IDS)
+        self.requeue_all_failed = c(admin.REQUEUE_ALL_FAILED)
+        self.pause = c(admin.PAUSE)
+        self.resume = c(admin.RESUME)
+        self.paused = c(admin.PAUSED)
+        self.purge = c(admin.PURGE)
+        # the workers registry
+        self.worker_beat = c(admin.WORKER_BEAT)
+        self.worker_paused = c(admin.WORKER_PAUSED)
+        self.worker_gone = c(admin.WORKER_GONE)
 
     def compose(self, template: LiteralString) -> bytes:
         """``template`` with this queue's identifiers filled in."""

@@ -1,0 +1,223 @@
+"""The statements of operators and of the workers registry, as named templates.
+
+Inspection reads what the dashboard and the command line show; repairs (requeue, pause,
+purge) change the queue on purpose. Each listing reads one index in order and stops after
+a page (keyset pagination), so a page costs the same at the first row as at the millionth.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing_extensions import LiteralString
+
+# -- inspection ----------------------------------------------------------------------------
+
+# Per entrypoint: live jobs by state (one pass over the queue table), outcomes and arrivals
+# of the last minute (the log's index on created), paused or not. Entrypoints served by a
+# live worker are listed even with no job.
+STATUS: LiteralString = """
+WITH live AS (
+    SELECT entrypoint,
+           count(*) FILTER (WHERE status = 'queued' AND execute_after <= {now}) AS queued,
+           count(*) FILTER (WHERE status = 'queued' AND execute_after > {now}) AS deferred,
+           count(*) FILTER (WHERE status = 'picked') AS picked,
+           count(*) FILTER (WHERE status = 'failed') AS failed,
+           min(execute_after) FILTER (WHERE status = 'queued' AND execute_after <= {now})
+               AS oldest_due,
+           count(*) FILTER (WHERE created >= {now} - interval '1 minute') AS arrived
+    FROM {jobs} GROUP BY entrypoint
+), recent AS (
+    SELECT entrypoint,
+           count(*) AS done,
+           count(*) FILTER (WHERE status IN ('exception', 'failed')) AS failures,
+           -- A failed job is still in the queue table, counted there.
+           count(*) FILTER (WHERE enqueued >= {now} - interval '1 minute'
+                            AND status <> 'failed') AS arrived,
+           avg(greatest(0, extract(epoch FROM created - duration - due)))
+               FILTER (WHERE due IS NOT NULL AND duration IS NOT NULL) AS latency
+    FROM {log} WHERE created >= {now} - interval '1 minute'
+    GROUP BY entrypoint
+), names AS (
+    SELECT entrypoint FROM live
+    UNION SELECT entrypoint FROM recent
+    UNION SELECT entrypoint FROM {paused}
+    UNION SELECT unnest(entrypoints) FROM {workers} WHERE heartbeat >= {now} - lost_after
+)
+SELECT n.entrypoint,
+       COALESCE(l.queued, 0) AS queued,
+       COALESCE(l.deferred, 0) AS deferred,
+       COALESCE(l.picked, 0) AS picked,
+       COALESCE(l.failed, 0) AS failed,
+       COALESCE(r.done, 0) AS done_last_minute,
+       COALESCE(r.failures, 0) AS failed_last_minute,
+       COALESCE(l.arrived, 0) + COALESCE(r.arrived, 0) AS enqueued_last_minute,
+       extract(epoch FROM {now} - l.oldest_due)::float8 AS oldest_waiting_seconds,
+       r.latency::float8 AS pickup_latency_seconds,
+       p.entrypoint IS NOT NULL AS paused,
+       p.since AS paused_since
+FROM names n
+LEFT JOIN live l USING (entrypoint)
+LEFT JOIN recent r USING (entrypoint)
+LEFT JOIN {paused} p USING (entrypoint)
+ORDER BY n.entrypoint
+"""
+
+WORKERS: LiteralString = """
+SELECT id, host, pid, started AS started_at, heartbeat AS heartbeat_at, entrypoints, threads,
+       busy, jobs_done, jobs_failed, version, heartbeat < {now} - lost_after AS lost,
+       greatest(0, extract(epoch FROM {now} - heartbeat))::float8 AS heartbeat_age_seconds,
+       options
+FROM {workers} ORDER BY started, id
+"""
+
+# Listings, newest first, a page after the cursor (the last row's cursor of the previous
+# page). Jobs in the queue table by id; outcomes in the log by log row.
+_QUEUE_PAGE: LiteralString = """
+SELECT j.id, j.entrypoint, j.status::text AS status, j.priority, j.attempts,
+       j.created AS enqueued_at, j.execute_after AS due_at, j.updated AS updated_at,
+       j.worker_id, NULL::float8 AS duration, j.last_error AS error, j.dedupe_key,
+       j.id AS cursor
+FROM {jobs} j
+WHERE j.id < COALESCE(%(cursor)s::bigint, 9223372036854775807)
+  AND (%(entrypoint)s::text IS NULL OR j.entrypoint = %(entrypoint)s::text)
+"""
+_QUEUE_ORDER: LiteralString = "ORDER BY j.id DESC LIMIT %(limit)s"
+
+LIST_LIVE: LiteralString = _QUEUE_PAGE + _QUEUE_ORDER
+LIST_QUEUED: LiteralString = _QUEUE_PAGE + "  AND j.status = 'queued'\n" + _QUEUE_ORDER
+LIST_PICKED: LiteralString = _QUEUE_PAGE + "  AND j.status = 'picked'\n" + _QUEUE_ORDER
+LIST_FAILED: LiteralString = _QUEUE_PAGE + "  AND j.status = 'failed'\n" + _QUEUE_ORDER
+
+_LOG_PAGE: LiteralString = """
+SELECT l.job_id AS id, l.entrypoint, l.status::text AS status, l.priority, l.attempts,
+       l.enqueued AS enqueued_at, l.due AS due_at, l.created AS updated_at, l.worker_id,
+       extract(epoch FROM l.duration)::float8 AS duration, l.traceback AS error,
+       NULL::text AS dedupe_key, l.id AS cursor
+FROM {log} l
+WHERE l.id < COALESCE(%(cursor)s::bigint, 9223372036854775807)
+  AND (%(entrypoint)s::text IS NULL OR l.entrypoint = %(entrypoint)s::text)
+"""
+_LOG_ORDER: LiteralString = "ORDER BY l.id DESC LIMIT %(limit)s"
+
+LIST_SUCCESSFUL: LiteralString = _LOG_PAGE + "  AND l.status = 'successful'\n" + _LOG_ORDER
+# The partial index of problems serves this (its predicate is written out for the planner).
+LIST_PROBLEMS: LiteralString = (
+    _LOG_PAGE
+    + "  AND l.status <> 'successful' AND l.status::text = %(status)s::text\n"
+    + _LOG_ORDER
+)
+
+LOG_OF_JOB: LiteralString = """
+SELECT {log_columns} FROM {log} l WHERE l.job_id = %(id)s ORDER BY l.id
+"""
+
+# -- repairs -------------------------------------------------------------------------------
+
+_REQUEUE_SET: LiteralString = """
+    SET status = 'queued', attempts = 0, worker_id = NULL, cancel_requested = false,
+        execute_after = {now}, updated = {now}, lost = 0, rescued = 0, started = NULL
+"""
+
+# Failed jobs among the ids go back to the queue; the others are reported: still live
+# (queued or running: nothing to do), finished (in the log only), or unknown.
+REQUEUE_IDS: LiteralString = (
+    """
+WITH requeued AS (
+    UPDATE {jobs}"""
+    + _REQUEUE_SET
+    + """    WHERE id = ANY(%(ids)s::bigint[]) AND status = 'failed'
+    RETURNING id
+), live AS (
+    SELECT id FROM {jobs} WHERE id = ANY(%(ids)s::bigint[]) AND status <> 'failed'
+), logged AS (
+    SELECT DISTINCT job_id FROM {log} WHERE job_id = ANY(%(ids)s::bigint[])
+)
+SELECT
+    (SELECT array_agg(id) FROM requeued) AS requeued,
+    (SELECT array_agg(id) FROM live) AS live,
+    (SELECT array_agg(job_id) FROM logged) AS logged,
+    (SELECT pg_notify({channel}, {requeue_event}) FROM requeued HAVING count(*) > 0) AS notified
+"""
+)
+
+REQUEUE_ALL_FAILED: LiteralString = (
+    """
+WITH requeued AS (
+    UPDATE {jobs}"""
+    + _REQUEUE_SET
+    + """    WHERE status = 'failed'
+      AND (%(entrypoint)s::text IS NULL OR entrypoint = %(entrypoint)s::text)
+    RETURNING id
+)
+SELECT
+    (SELECT array_agg(id) FROM requeued) AS requeued,
+    (SELECT pg_notify({channel}, {requeue_event}) FROM requeued HAVING count(*) > 0) AS notified
+"""
+)
+
+# The NOTIFY only hints: a worker that hears it reads the paused table itself.
+PAUSE: LiteralString = """
+WITH added AS (
+    INSERT INTO {paused} (entrypoint, since, reason)
+    SELECT e, {now}, %(reason)s FROM unnest(%(entrypoints)s::text[]) AS e
+    ON CONFLICT (entrypoint) DO NOTHING
+    RETURNING entrypoint
+)
+SELECT
+    (SELECT array_agg(entrypoint ORDER BY entrypoint) FROM added) AS paused,
+    (SELECT pg_notify({channel}, json_build_object(
+                'type', 'pause', 'entrypoints', array_agg(entrypoint))::text)
+     FROM added HAVING count(*) > 0) AS notified
+"""
+
+RESUME: LiteralString = """
+WITH removed AS (
+    DELETE FROM {paused} WHERE entrypoint = ANY(%(entrypoints)s::text[])
+    RETURNING entrypoint
+)
+SELECT
+    (SELECT array_agg(entrypoint ORDER BY entrypoint) FROM removed) AS resumed,
+    (SELECT pg_notify({channel}, json_build_object(
+                'type', 'resume', 'entrypoints', array_agg(entrypoint))::text)
+     FROM removed HAVING count(*) > 0) AS notified
+"""
+
+PAUSED: LiteralString = "SELECT entrypoint, since, reason FROM {paused} ORDER BY entrypoint"
+
+PURGE: LiteralString = """
+DELETE FROM {jobs}
+WHERE status::text = ANY(%(statuses)s::text[])
+  AND (%(entrypoint)s::text IS NULL OR entrypoint = %(entrypoint)s::text)
+"""
+
+# -- the workers registry (written by workers) ---------------------------------------------
+
+# A worker's row, written when it starts and with each heartbeat (an upsert: a row deleted
+# meanwhile comes back); rows of workers lost long ago are forgotten. Returns which of the
+# worker's entrypoints are paused.
+WORKER_BEAT: LiteralString = """
+WITH beat AS (
+    INSERT INTO {workers} AS w (id, host, pid, started, heartbeat, entrypoints, threads,
+                                busy, jobs_done, jobs_failed, version, lost_after, options)
+    VALUES (%(id)s, %(host)s, %(pid)s, {now}, {now}, %(entrypoints)s::text[], %(threads)s,
+            %(busy)s, %(done)s, %(failed)s, %(version)s, %(lost_after)s::interval,
+            %(options)s::jsonb)
+    ON CONFLICT (id) DO UPDATE
+    SET heartbeat = EXCLUDED.heartbeat, threads = EXCLUDED.threads, busy = EXCLUDED.busy,
+        jobs_done = EXCLUDED.jobs_done, jobs_failed = EXCLUDED.jobs_failed
+    RETURNING w.id
+), forgotten AS (
+    DELETE FROM {workers}
+    WHERE id <> %(id)s AND heartbeat < {now} - %(forget_after)s::interval
+    RETURNING id
+)
+SELECT ARRAY(SELECT entrypoint FROM {paused} WHERE entrypoint = ANY(%(entrypoints)s::text[]))
+"""
+
+WORKER_PAUSED: LiteralString = """
+SELECT ARRAY(SELECT entrypoint FROM {paused} WHERE entrypoint = ANY(%(entrypoints)s::text[]))
+"""
+
+WORKER_GONE: LiteralString = "DELETE FROM {workers} WHERE id = %(id)s"
