@@ -40,6 +40,7 @@ from .execution import Entrypoint, execute, failure
 from .models import Context, Job, JobId, JobStatus
 from .options import RunOptions
 from .queries import Outcome, Queries
+from .registry import Presence
 from .rescue import before_rescued
 from .settings import Settings
 
@@ -190,6 +191,8 @@ class WorkerSteps:
         self._next_beat = clock.monotonic() + options.heartbeat_interval
         self._probe = json.dumps({"type": "probe", "worker": str(self.id)})
         self._next_prune = clock.monotonic()
+        # The workers registry's row and the paused entrypoints (pgqueue_sync.registry).
+        self.presence = Presence(self)
 
     # -- observation ---------------------------------------------------------------------
 
@@ -355,6 +358,8 @@ class WorkerSteps:
 
     def run_job(self, job: Job) -> Outcome:
         """Run the handler of one job and queue its outcome for writing."""
+        if job.entrypoint in self.presence.paused and (back := self.presence.hold_back(job)):
+            return back
         if job.rescued and (instead := before_rescued(self, job)) is not None:
             return instead
         key = (job.id, job.attempts)

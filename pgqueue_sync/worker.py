@@ -89,7 +89,7 @@ class Worker(WorkerSteps):
             wait = max(0.0, wake_at - now)
             if timeout_in is not None:
                 wait = min(wait, timeout_in)
-            if self._cancel_checks:
+            if self._cancel_checks or self.presence.pending:
                 wait = 0.0
             pending += self.completions.take_all(wait)
             if 0 < len(pending) < GATHER_BELOW and not self.completions.closed and not failures:
@@ -145,6 +145,7 @@ class Worker(WorkerSteps):
         self._complete_conn.abort_if_stalled()
 
     def _periodic(self) -> None:
+        self.presence.tick()
         now = self.clock.monotonic()
         if now >= self._next_beat:
             self.beat()
@@ -152,6 +153,7 @@ class Worker(WorkerSteps):
             # with SchemaNotInstalledError once the queue's tables are gone).
             self.complete_queries.notify(self._probe)
             self._next_beat = self.clock.monotonic() + self.options.heartbeat_interval
+            self.presence.beat()
         if self.options.log_retention is not None and now >= self._next_prune:
             pruned = self.prune()
             if pruned:
@@ -209,6 +211,8 @@ class Worker(WorkerSteps):
                 raise self.fatal
         finally:
             usable = self.fatal is None and not self._hard_stop.is_set()
+            if usable:
+                self.presence.stop()
             listener.stop(
                 wake=(lambda: self.complete_queries.notify(self._probe)) if usable else None
             )
@@ -256,14 +260,7 @@ class Worker(WorkerSteps):
             target=self._flusher_thread, name="pgqueue-sync-flusher", daemon=True
         )
         self._flusher.start()
-        logger.info(
-            "worker %s started: entrypoints %s, %d threads, batch %d, buffer %d",
-            self.id,
-            ", ".join(self.entrypoints),
-            self.options.workers,
-            self.options.batch_size,
-            self.options.buffer_size,
-        )
+        self.presence.start()
 
     def _on_event(self, event: dict[str, Any]) -> None:
         """A NOTIFY is only ever a hint: anyone who can connect can send one. Wake-ups lead
@@ -281,10 +278,13 @@ class Worker(WorkerSteps):
             if self._blocked and self._unblock(names if isinstance(names, list) else None):
                 self.mailbox.post(Mailbox.WAKE)
             return
+        if kind in ("pause", "resume"):
+            self.presence.hint()
         self.mailbox.post(Mailbox.WAKE)
 
     def _on_listen(self) -> None:
         # Events sent while the listener was away are lost: poll everything once.
+        self.presence.hint()
         self._unblock()
         self.mailbox.post(Mailbox.WAKE)
 

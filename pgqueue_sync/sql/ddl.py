@@ -61,7 +61,8 @@ CREATE TABLE {paused} (
 );
 """
 
-DDL: LiteralString = """
+DDL: LiteralString = (
+    """
 CREATE SCHEMA IF NOT EXISTS {schema};
 
 CREATE TYPE {status} AS ENUM (
@@ -139,7 +140,9 @@ CREATE TABLE {limits} (
     refilled   timestamptz NOT NULL DEFAULT now()
 );
 
-""" + V3_OBJECTS + """
+"""
+    + V3_OBJECTS
+    + """
 CREATE TABLE {version} (
     version   integer NOT NULL,
     installed timestamptz NOT NULL DEFAULT now()
@@ -156,6 +159,7 @@ $fn$;
 CREATE TRIGGER {notify_trigger} AFTER INSERT ON {jobs}
     FOR EACH STATEMENT EXECUTE FUNCTION {notify_fn}();
 """
+)
 
 # version -> DDL that upgrades the schema from version - 1 to version. Each runs in the
 # transaction that records it. ADD COLUMN with a constant default rewrites no rows.

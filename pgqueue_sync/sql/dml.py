@@ -102,9 +102,12 @@ _OPEN_ENTRYPOINTS: LiteralString = """ARRAY(
 # A stale row (still 'picked' before the update) is "rescued" from a worker presumed dead;
 # if the handler of the attempt it lost had recorded that it started (MARK_STARTED, only
 # done for rescued jobs), that worker was "lost" while running it.
-DEQUEUE: LiteralString = """
+DEQUEUE: LiteralString = (
+    """
 WITH open AS (
-    SELECT """ + _OPEN_ENTRYPOINTS + """ AS entrypoints
+    SELECT """
+    + _OPEN_ENTRYPOINTS
+    + """ AS entrypoints
 ), stale AS (
     SELECT id FROM {jobs}
     WHERE status = 'picked'
@@ -135,6 +138,7 @@ FROM chosen
 WHERE j.id = chosen.id
 RETURNING {job_columns}
 """
+)
 
 # The claim of a fetch connection that keeps no session settings (through a transaction
 # pooler): it turns synchronous_commit off for its own transaction, from within the same

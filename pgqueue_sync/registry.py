@@ -1,0 +1,227 @@
+"""A worker's presence: its row in the workers registry, and the entrypoints it must not run.
+
+:class:`Presence` is the engine's part of two operator features:
+
+- The **workers registry**: a row per running worker (host, pid, entrypoints, threads busy
+  and total, jobs done, version, settings), written when it starts, refreshed with each
+  heartbeat, removed when it stops cleanly. A row whose heartbeat is older than the
+  worker's ``retry_timer`` is a lost worker (``pgq-sync workers`` says so); it is forgotten
+  an hour later.
+- **Paused entrypoints**: the claim itself skips them (the table is the truth, see
+  ``DEQUEUE``). A ``pause`` NOTIFY is only a hint: on it the worker reads the paused set
+  from the table and gives back the buffered, unstarted jobs of paused entrypoints (no
+  attempt used); a job of a paused entrypoint that reaches a handler thread is given back
+  instead of run. A forged NOTIFY costs one read and changes nothing.
+
+The engine calls it in a few places only: ``start`` when its threads are up, ``hint`` from
+the listener, ``tick`` on each turn of the flusher and ``beat`` with each heartbeat,
+``paused``/``hold_back`` before running a job, and ``stop`` at a clean stop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from psycopg.rows import tuple_row
+from psycopg.types.json import Jsonb
+
+from ._version import __version__
+from .admin_models import jsonable
+from .errors import PgQueueError
+from .models import Job, JobStatus
+from .worker_queries import Outcome, QueriesBase
+
+if TYPE_CHECKING:
+    import uuid
+
+    from .steps import WorkerSteps
+
+__all__ = ["FORGET_LOST_AFTER", "Presence", "RegistryQueries"]
+
+logger = logging.getLogger("pgqueue_sync")
+
+# Rows of lost workers are kept this long (to be seen), then deleted by any live worker.
+FORGET_LOST_AFTER = timedelta(hours=1)
+
+
+class RegistryQueries(QueriesBase):
+    """The registry's statements, on the worker's own connection."""
+
+    def beat(self, row: dict[str, Any]) -> frozenset[str]:
+        """Write the worker's row (insert or refresh); return its paused entrypoints."""
+        (paused,) = self._row(self._sql.worker_beat, forget_after=FORGET_LOST_AFTER, **row)
+        return frozenset(paused or ())
+
+    def paused_of(self, entrypoints: Sequence[str]) -> frozenset[str]:
+        """Which of ``entrypoints`` are paused."""
+        (paused,) = self._row(self._sql.worker_paused, entrypoints=list(entrypoints))
+        return frozenset(paused or ())
+
+    def gone(self, worker_id: uuid.UUID) -> None:
+        with self._conn() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(self._sql.worker_gone, {"id": worker_id})
+
+
+class Presence:
+    """One worker's row in the registry, and the paused entrypoints it knows of."""
+
+    def __init__(self, steps: WorkerSteps) -> None:
+        self._steps = steps
+        self.queries = RegistryQueries(steps._complete_conn, steps.settings, clock=steps.clock)
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        # Replaced whole (never mutated): read without a lock by every handler thread.
+        self.paused: frozenset[str] = frozenset()
+        self._hinted = False
+        self._started = False
+        options = steps.options
+        retry = options.retry_timer
+        self.lost_after = (
+            retry if retry is not None else timedelta(seconds=3 * options.heartbeat_interval)
+        )
+
+    @property
+    def pending(self) -> bool:
+        """A pause or resume was hinted and the table not read since."""
+        return self._hinted
+
+    # -- called by the engine --------------------------------------------------------------
+
+    def start(self) -> None:
+        """The worker is up: register it, and say so in the log."""
+        steps, options = self._steps, self._steps.options
+        self._started = True
+        try:
+            self._apply(self.queries.beat(self._row()))
+        except PgQueueError as exc:
+            logger.warning("worker %s: could not register in the workers table: %s", steps.id, exc)
+        logger.info(
+            "worker %s started on %s (pid %d, pgqueue-sync %s): entrypoints %s; %d threads, "
+            "batch %d, buffer %d, retry_timer %s, mode %s",
+            steps.id,
+            self.host,
+            self.pid,
+            __version__,
+            ", ".join(steps.entrypoints),
+            options.workers,
+            options.batch_size,
+            options.buffer_size,
+            options.retry_timer,
+            options.mode,
+        )
+        if self.paused:
+            logger.info("paused entrypoints (not claimed): %s", ", ".join(sorted(self.paused)))
+
+    def hint(self) -> None:
+        """A pause or resume NOTIFY (or a reconnect of the listener): have the flusher read
+        the paused set from the table. Any role can send a NOTIFY; only the table counts."""
+        self._hinted = True
+        self._steps.completions.poke()
+
+    def tick(self) -> None:
+        """On each turn of the flusher: act on a hint, if one came."""
+        if not self._hinted:
+            return
+        self._hinted = False
+        try:
+            paused = self.queries.paused_of(self._steps.entrypoints)
+        except BaseException:
+            self._hinted = True
+            raise
+        self._apply(paused)
+
+    def beat(self) -> None:
+        """With each heartbeat: refresh the worker's row; read the paused set with it."""
+        self._apply(self.queries.beat(self._row()))
+
+    def hold_back(self, job: Job) -> Outcome | None:
+        """A job of an entrypoint this worker believes paused reached a handler thread:
+        if the table says it still is, the job goes back to the queue unstarted (no attempt
+        used) and the returned outcome is not written; else (resumed meanwhile) None, and
+        the job runs. Only jobs claimed just before a pause, or just after a resume, pay
+        this read."""
+        try:
+            paused = job.entrypoint in self.queries.paused_of([job.entrypoint])
+        except PgQueueError as exc:
+            logger.warning(
+                "job %d: could not read whether %s is paused (%s)", job.id, job.entrypoint, exc
+            )
+            paused = True
+        if not paused:
+            self.paused = self.paused - {job.entrypoint}
+            return None
+        return self.give_back(job)
+
+    def give_back(self, job: Job) -> Outcome:
+        """Put a job that did not start back in the queue (no attempt used)."""
+        try:
+            self._steps.release({job.id}, {job.id})
+        except PgQueueError as exc:
+            logger.warning(
+                "job %d: could not give it back (%s); it runs after retry_timer", job.id, exc
+            )
+            self._steps._forget([(job.id, job.attempts)])
+        return Outcome(job.id, job.attempts, JobStatus.CANCELED, 0.0)
+
+    def stop(self) -> None:
+        """A clean stop: remove the worker's row (if it started)."""
+        if not self._started:
+            return
+        try:
+            self.queries.gone(self._steps.id)
+        except PgQueueError as exc:
+            logger.warning("worker %s: could not remove its registry row: %s", self._steps.id, exc)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _apply(self, paused: frozenset[str]) -> None:
+        """Take the paused set read from the table; give back buffered jobs it covers."""
+        steps = self._steps
+        newly = paused - self.paused
+        self.paused = paused
+        if newly:
+            logger.info("entrypoints paused: %s", ", ".join(sorted(newly)))
+        if not paused:
+            return
+        held = steps.buffer.remove_if(lambda job: job.entrypoint in paused)
+        if held:
+            ids = {job.id for job in held}
+            logger.info(
+                "giving back %d buffered job(s) of paused entrypoints %s",
+                len(ids),
+                ", ".join(sorted({job.entrypoint for job in held})),
+            )
+            try:
+                steps.release(ids, ids)
+            except PgQueueError as exc:
+                # Forgotten: their heartbeat stops and they run after retry_timer.
+                logger.warning(
+                    "could not give back %d job(s) of paused entrypoints (%s); they run "
+                    "after retry_timer",
+                    len(ids),
+                    exc,
+                )
+                steps._forget([(job.id, job.attempts) for job in held])
+
+    def _row(self) -> dict[str, Any]:
+        steps = self._steps
+        stats = steps.stats
+        return {
+            "id": steps.id,
+            "host": self.host,
+            "pid": self.pid,
+            "entrypoints": list(steps.entrypoints),
+            "threads": steps.options.workers,
+            "busy": len(steps.running()),
+            "done": stats.succeeded + stats.failed,
+            "failed": stats.failed,
+            "version": __version__,
+            "lost_after": self.lost_after,
+            "options": Jsonb(jsonable(dataclasses.asdict(steps.options))),
+        }
