@@ -308,6 +308,9 @@ class Worker(WorkerSteps):
             # A job held during the claim may have gone back to the queue (a retry) after
             # the claim looked: the queue is drained only if nothing was held then either.
             held_during_claim = bool(self.held())
+            # Entrypoints the claim skips as full: a job finishing meanwhile may unblock them
+            # before the drain check below, which must then look once more all the same.
+            skipped_full = any(kind == "slots" for _, kind in dict(self._blocked).values())
             try:
                 for attempt in retrying:
                     with attempt:
@@ -325,7 +328,7 @@ class Worker(WorkerSteps):
                     continue
                 # Entrypoints skipped as full may have room now that nothing is held: look
                 # once more before calling the queue drained.
-                if not rechecked and self._unblock():
+                if not rechecked and (self._unblock() or skipped_full):
                     rechecked = True
                     continue
                 logger.info("drain mode: no job is due and none is held; stopping")
