@@ -7,8 +7,10 @@ translated here, in one place, so that messages say what to do and never carry a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import psycopg.errors
@@ -22,6 +24,7 @@ __all__ = [
     "ConnectionLostError",
     "DatabaseError",
     "DuplicateJobError",
+    "ErrorScope",
     "InvalidEntrypointError",
     "InvalidHandlerError",
     "InvalidPayloadError",
@@ -39,6 +42,8 @@ __all__ = [
     "UnstorableResultError",
     "WaitTimeoutError",
     "connect_error",
+    "database_location",
+    "not_installed_message",
     "parse_conninfo",
     "redact_conninfo",
     "translate_errors",
@@ -196,31 +201,64 @@ def connect_error(conninfo: str, exc: BaseException) -> ConnectError:
     return error
 
 
+def database_location(conn: psycopg.Connection[Any] | None) -> str:
+    """Which database a connection is on, for messages: ``database 'app' on host:port``
+    (never a password: only the database name, host and port are shown)."""
+    if conn is None:
+        return "the database"
+    try:
+        info = conn.info
+        name, host, port = info.dbname, info.host, info.port
+    except (psycopg.Error, OSError, ValueError):
+        return "the database"
+    return f"database {name!r} on {host}:{port}"
+
+
+@dataclasses.dataclass
+class ErrorScope:
+    """What :func:`translate_errors` knows of where an error happened: the connection the
+    statement ran on, once the caller has one (messages then name its database)."""
+
+    connection: psycopg.Connection[Any] | None = None
+
+
+def not_installed_message(schema: str | None, where: str, prefix: str = "") -> str:
+    """The message of SchemaNotInstalledError: where the queue was looked for, what to do."""
+    table_prefix = f", prefix {prefix!r}" if prefix else ""
+    in_schema = f" in schema {schema!r}{table_prefix} of" if schema else " in"
+    return (
+        f"schema not installed{in_schema} {where}: run `pgq-sync install` (or "
+        "`qm.queries.install()`) there, or point the application at the database and schema "
+        "where the queue is"
+    )
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
 @contextlib.contextmanager
-def translate_errors(*, schema: str | None = None) -> Iterator[None]:
+def translate_errors(*, schema: str | None = None, prefix: str = "") -> Iterator[ErrorScope]:
     """Turn psycopg errors into typed errors of this library (the original is the cause).
 
-    Missing objects mean the schema is not installed; connection-level failures become
-    :class:`ConnectionLostError` (the reconnect logic retries those); anything else from the
-    database is a :class:`DatabaseError`.
+    Missing objects mean the schema is not installed (the message names the schema, and
+    the database and host of the connection set on the yielded :class:`ErrorScope`);
+    connection-level failures become :class:`ConnectionLostError` (the reconnect logic
+    retries those); anything else from the database is a :class:`DatabaseError`.
     """
+    scope = ErrorScope()
     try:
-        yield
+        yield scope
     except (
         psycopg.errors.UndefinedTable,
         psycopg.errors.InvalidSchemaName,
         psycopg.errors.UndefinedFunction,
         psycopg.errors.UndefinedObject,
     ) as exc:
-        where = f" in schema {schema!r}" if schema else ""
+        where = database_location(scope.connection)
         raise SchemaNotInstalledError(
-            f"schema not installed{where}: run `pgq-sync install` "
-            f"(or `qm.queries.install()`) ({_describe(exc)})"
+            f"{not_installed_message(schema, where, prefix)} ({_describe(exc)})"
         ) from exc
     except (
         psycopg.errors.InvalidSqlStatementName,

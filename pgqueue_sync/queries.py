@@ -288,11 +288,12 @@ class Queries(SchemaQueries, WorkerQueries, AdminQueries):
         listening = can_listen(self.driver)
         poll = WAIT_POLL_FIRST
         sleeper = stop if stop is not None else threading.Event()
-        with translate_errors(schema=self.settings.schema):
+        with translate_errors(schema=self.settings.schema, prefix=self.settings.prefix) as scope:
             if listening:
                 conn = connect_listener(self.driver, "wait")
             else:
                 conn = self.driver.connect("wait")
+            scope.connection = conn
             try:
                 if listening:
                     conn.execute(self._sql.listen)
