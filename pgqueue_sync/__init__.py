@@ -1,4 +1,11 @@
-"""pgqueue-sync: a sync-first PostgreSQL job queue. Plain ``def`` handlers, threads, psycopg 3."""
+"""pgqueue-sync: a sync-first PostgreSQL job queue. Plain ``def`` handlers, threads, psycopg 3.
+
+The library logs to the ``pgqueue_sync`` logger and stays silent unless the application
+configures logging: a NullHandler keeps Python's last-resort handler from printing its
+warnings (a job that failed, a lost connection) to stderr.
+"""
+
+import logging
 
 from ._version import __version__
 from .clock import Clock, ManualClock, SystemClock
@@ -43,6 +50,8 @@ from .qm import QueueManager
 from .queries import Queries
 from .retry import RetryPolicy, RetryRequested
 from .settings import Settings
+
+logging.getLogger("pgqueue_sync").addHandler(logging.NullHandler())
 
 __all__ = [
     "AlreadyRunningError",
