@@ -183,10 +183,12 @@ class Presence:
     def _apply(self, paused: frozenset[str]) -> None:
         """Take the paused set read from the table; give back buffered jobs it covers."""
         steps = self._steps
-        newly = paused - self.paused
+        newly, resumed = paused - self.paused, self.paused - paused
         self.paused = paused
         if newly:
             logger.info("entrypoints paused: %s", ", ".join(sorted(newly)))
+        if resumed:
+            logger.info("entrypoints resumed: %s", ", ".join(sorted(resumed)))
         if not paused:
             return
         held = steps.buffer.remove_if(lambda job: job.entrypoint in paused)
