@@ -1,8 +1,8 @@
 """``pgq-sync dashboard``: a live view of the queue in the terminal (rich Live).
 
 Every second (``--interval``): per entrypoint the backlog (due and deferred), jobs running,
-failed, the rates in and out and failures over the last minute, the pick-up latency and the
-oldest wait; then the workers. ``q`` or Ctrl-C leaves (exit code 0). Two reads per frame
+failed, the jobs in and out and the failures of the last minute, the mean pick-up latency
+and the oldest wait; then the workers. ``q`` or Ctrl-C leaves (exit code 0). Two reads per frame
 (``Queries.status`` and ``Queries.workers``), safe on a large queue. A lost connection is
 shown in the frame and the next frame tries again.
 """
@@ -65,7 +65,9 @@ class Frame:
 
     def _entrypoints(self, rows: list[EntrypointStatus]) -> Table:
         table = Table(
-            box=box.SIMPLE_HEAD, title="entrypoints (rates: last minute)", title_justify="left"
+            box=box.SIMPLE_HEAD,
+            title="entrypoints (in, out, failures: last minute; latency: due to start)",
+            title_justify="left",
         )
         for name in ("entrypoint", "state"):
             table.add_column(name)
@@ -74,8 +76,8 @@ class Frame:
             "deferred",
             "running",
             "failed",
-            "in/s",
-            "out/s",
+            "in/min",
+            "out/min",
             "failures/min",
             "latency",
             "oldest wait",
@@ -89,8 +91,8 @@ class Frame:
                 str(r.deferred),
                 str(r.picked),
                 Text(str(r.failed), style="red" if r.failed else ""),
-                f"{r.enqueued_last_minute / 60:.1f}",
-                f"{r.done_last_minute / 60:.1f}",
+                str(r.enqueued_last_minute),
+                str(r.done_last_minute),
                 Text(str(r.failed_last_minute), style="red" if r.failed_last_minute else ""),
                 seconds(r.pickup_latency_seconds),
                 seconds(r.oldest_waiting_seconds),
@@ -117,6 +119,8 @@ class Frame:
                 f"{seconds(w.heartbeat_age_seconds)} ago",
                 ", ".join(w.entrypoints),
             )
+        if not workers:
+            table.add_row("(none)", *[""] * 8)
         return table
 
 
