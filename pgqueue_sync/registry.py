@@ -48,6 +48,8 @@ logger = logging.getLogger("pgqueue_sync")
 
 # Rows of lost workers are kept this long (to be seen), then deleted by any live worker.
 FORGET_LOST_AFTER = timedelta(hours=1)
+# After a failed read of the paused set, the next try waits this long (seconds).
+HINT_RETRY = 1.0
 
 
 class RegistryQueries(QueriesBase):
@@ -79,6 +81,7 @@ class Presence:
         # Replaced whole (never mutated): read without a lock by every handler thread.
         self.paused: frozenset[str] = frozenset()
         self._hinted = False
+        self._retry_at = 0.0
         self._started = False
         options = steps.options
         retry = options.retry_timer
@@ -88,8 +91,9 @@ class Presence:
 
     @property
     def pending(self) -> bool:
-        """A pause or resume was hinted and the table not read since."""
-        return self._hinted
+        """A pause or resume was hinted and the table not read since (and no failed read of
+        it waits out its retry delay)."""
+        return self._hinted and self._steps.clock.monotonic() >= self._retry_at
 
     # -- called by the engine --------------------------------------------------------------
 
@@ -125,14 +129,17 @@ class Presence:
         self._steps.completions.poke()
 
     def tick(self) -> None:
-        """On each turn of the flusher: act on a hint, if one came."""
-        if not self._hinted:
+        """On each turn of the flusher: act on a hint, if one came. A read that fails is
+        tried again on a turn a second later at the soonest (the flusher does not spin), or
+        read with the next heartbeat."""
+        if not self.pending:
             return
         self._hinted = False
         try:
             paused = self.queries.paused_of(self._steps.entrypoints)
         except BaseException:
             self._hinted = True
+            self._retry_at = self._steps.clock.monotonic() + HINT_RETRY
             raise
         self._apply(paused)
 

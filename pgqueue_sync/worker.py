@@ -145,7 +145,6 @@ class Worker(WorkerSteps):
         self._complete_conn.abort_if_stalled()
 
     def _periodic(self) -> None:
-        self.presence.tick()
         now = self.clock.monotonic()
         if now >= self._next_beat:
             self.beat()
@@ -161,6 +160,7 @@ class Worker(WorkerSteps):
                     "pruned %d log row(s) older than %s", pruned, self.options.log_retention
                 )
             self._next_prune = self.clock.monotonic() + PRUNE_INTERVAL
+        self.presence.tick()
 
     # -- the run -------------------------------------------------------------------------
 

@@ -223,7 +223,7 @@ def test_one_process_in_drain_mode_logs_json_lines(queries: Queries, env: dict[s
     lines = [json.loads(line) for line in proc.stderr.splitlines()]
     messages = [line["message"] for line in lines]
     [started] = [m for m in messages if " started on " in m]
-    assert "entrypoints alpha, beta; " in started
+    assert "entrypoints alpha, beta, fails; " in started
     assert any(m.startswith("worker ") and " stopped: " in m for m in messages)
     assert {line["pid"] for line in lines} == {lines[0]["pid"]}
     assert queries.workers() == []

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
+import pytest
 
 from pgqueue_sync import Job, JobStatus, QueueManager, Settings
 from tests.conftest import Runner, eventually
@@ -126,3 +128,40 @@ def test_a_job_of_a_paused_entrypoint_that_reaches_a_thread_is_given_back(
     assert ran == []
     [job] = qm.queries.get_jobs([job_id])
     assert (job.status, job.attempts) == (JobStatus.QUEUED, 0)
+
+
+def test_a_pause_hint_whose_read_fails_is_retried_without_spinning(
+    qm: QueueManager, runner: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pgqueue_sync.errors import ConnectionLostError  # noqa: PLC0415
+    from pgqueue_sync.registry import RegistryQueries  # noqa: PLC0415
+
+    reads: list[float] = []
+    failing = threading.Event()
+    failing.set()
+    real = RegistryQueries.paused_of
+
+    def paused_of(self: RegistryQueries, entrypoints: Any) -> frozenset[str]:
+        reads.append(time.monotonic())
+        if failing.is_set():
+            raise ConnectionLostError("the database went away")
+        return real(self, entrypoints)
+
+    monkeypatch.setattr(RegistryQueries, "paused_of", paused_of)
+
+    @qm.entrypoint("a")
+    def a(job: Job) -> None:
+        pass
+
+    r = runner(qm, workers=1, retry_timer=60, heartbeat_interval=2)
+    try:
+        [job_id] = qm.queries.enqueue("a", None)
+        qm.queries.wait_for([job_id], timeout=20)
+        qm.queries.pause("a")  # the hint: the worker reads the table, which fails
+        assert eventually(lambda: len(reads) >= 1)
+        time.sleep(1.5)  # the window in which a spinning flusher reads thousands of times
+        assert len(reads) <= 4
+        failing.clear()  # the database is back: a later try (or the heartbeat) reads it
+        assert eventually(lambda: r.qm._worker is not None and r.qm._worker.presence.paused)
+    finally:
+        r.stop()
