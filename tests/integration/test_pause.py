@@ -162,6 +162,6 @@ def test_a_pause_hint_whose_read_fails_is_retried_without_spinning(
         time.sleep(1.5)  # the window in which a spinning flusher reads thousands of times
         assert len(reads) <= 4
         failing.clear()  # the database is back: a later try (or the heartbeat) reads it
-        assert eventually(lambda: r.qm._worker is not None and r.qm._worker.presence.paused)
+        assert eventually(lambda: r.qm._worker is not None and bool(r.qm._worker.presence.paused))
     finally:
         r.stop()
