@@ -14,10 +14,12 @@ import threading
 import time
 from typing import Any
 
+import anyio
 import psycopg
 from psycopg import sql
 
 from pgqueue_sync import Job, PsycopgDriver, QueueManager, Settings
+from pgqueue_sync_aio import AsyncQueueManager
 
 LEDGER = """
 CREATE TABLE IF NOT EXISTS {ledger} (
@@ -70,5 +72,24 @@ def make() -> QueueManager:
     @qm.entrypoint("fails")
     def fails(job: Job) -> None:
         raise ValueError(f"job {job.id} fails on purpose")
+
+    return qm
+
+
+def make_async() -> AsyncQueueManager:
+    """The same entrypoints as ``make``, on an AsyncQueueManager, ``alpha`` async."""
+    dsn = os.environ["PGQUEUE_DSN"]
+    settings = Settings.from_env()
+    ledger = Ledger(dsn, settings)
+    qm = AsyncQueueManager(PsycopgDriver(dsn), settings=settings)
+
+    @qm.entrypoint("alpha")
+    async def alpha(job: Job) -> None:
+        ledger.record(job)
+        await anyio.sleep(0)
+
+    @qm.entrypoint("beta")
+    def beta(job: Job) -> None:
+        ledger.record(job)
 
     return qm

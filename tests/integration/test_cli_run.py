@@ -251,3 +251,79 @@ def test_an_application_that_cannot_be_built_exits_1_with_its_traceback(
     assert proc.returncode == 1
     assert "calling make() raised ValueError" in proc.stderr
     assert "Traceback" in proc.stderr
+
+
+def test_an_async_application_runs_too(queries: Queries, env: dict[str, str]) -> None:
+    ids = queries.enqueue(["alpha", "beta"] * 5, [None] * 10)
+    proc = subprocess.run(
+        [PGQ, "run", "tests_app:make_async", "--mode", "drain"],
+        cwd=TESTS, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert {job_id for job_id, *_ in ledger(queries)} == set(ids)
+
+
+@pytest.mark.parametrize("supervised", [False, True], ids=["one process", "supervisor"])
+def test_a_second_signal_stops_at_once(
+    queries: Queries, env: dict[str, str], tmp_path: Path, supervised: bool
+) -> None:
+    """The first SIGINT waits for the running job (30 s); the second stops at once (130)."""
+    [job_id] = queries.enqueue("alpha", None)
+    extra = ["--processes", "1"] if supervised else []
+    with (tmp_path / "log").open("w") as log:
+        proc = start({**env, "TESTS_APP_JOB_SECONDS": "30"}, log, *extra)
+        try:
+            assert eventually(lambda: len(ledger(queries)) == 1, 30)
+            proc.send_signal(signal.SIGINT)
+            assert eventually(lambda: "stopping gracefully" in (tmp_path / "log").read_text())
+            with pytest.raises(subprocess.TimeoutExpired):
+                proc.wait(1)  # the job holds it
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    output = (tmp_path / "log").read_text()
+    assert code == 130, output
+    assert "received again" in output
+    [(pid,)] = {(row[2],) for row in ledger(queries)}
+    assert eventually(lambda: not alive(pid)), "the worker process outlived the hard stop"
+    [job] = queries.get_jobs([job_id])
+    assert job.status is JobStatus.PICKED  # it runs again after retry_timer
+
+
+def test_children_stop_when_their_supervisor_is_killed(
+    queries: Queries, env: dict[str, str], tmp_path: Path
+) -> None:
+    with (tmp_path / "log").open("w") as log:
+        proc = start(env, log, "--processes", "2")
+        try:
+            assert eventually(lambda: len(live_pids(queries)) == 2, 30)
+            pids = live_pids(queries)
+            proc.kill()
+            proc.wait(10)
+            assert eventually(lambda: not any(alive(pid) for pid in pids), 30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert "the supervisor is gone: stopping gracefully" in (tmp_path / "log").read_text()
+    assert queries.workers() == []  # they stopped cleanly
+
+
+def test_max_memory_replaces_the_process(
+    queries: Queries, env: dict[str, str], tmp_path: Path
+) -> None:
+    ids = queries.enqueue(["alpha"] * 10, [None] * 10)
+    with (tmp_path / "log").open("w") as log:
+        # Every process uses more than 1 MB: each is replaced after its first jobs.
+        proc = start({**env, "TESTS_APP_JOB_SECONDS": "0"}, log, "--processes", "1",
+                     "--max-memory", "1", "--batch-size", "1", "--workers", "1")  # fmt: skip
+        try:
+            queries.wait_for(ids, timeout=60)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(60)
+    output = (tmp_path / "log").read_text()
+    assert code == 0, output
+    assert "(--max-memory 1): finishing the jobs it holds, then exiting to be replaced" in output
+    assert len({pid for _, _, pid, _ in ledger(queries)}) >= 2
