@@ -8,6 +8,15 @@ warnings (a job that failed, a lost connection) to stderr.
 import logging
 
 from ._version import __version__
+from .admin_models import (
+    EntrypointStatus,
+    JobDetail,
+    JobPage,
+    JobSummary,
+    PausedEntrypoint,
+    RequeueResult,
+    WorkerInfo,
+)
 from .clock import Clock, ManualClock, SystemClock
 from .db import Driver, PsycopgDriver
 from .errors import (
@@ -64,27 +73,33 @@ __all__ = [
     "DatabaseError",
     "Driver",
     "DuplicateJobError",
+    "EntrypointStatus",
     "InvalidEntrypointError",
     "InvalidHandlerError",
     "InvalidPayloadError",
     "InvalidStateError",
     "Job",
     "JobCancelled",
+    "JobDetail",
     "JobId",
     "JobLostError",
     "JobNotFoundError",
+    "JobPage",
     "JobResult",
     "JobStatus",
+    "JobSummary",
     "JobTimeoutError",
     "LogEntry",
     "ManualClock",
     "NoContextError",
+    "PausedEntrypoint",
     "PayloadTooLargeError",
     "PgQueueError",
     "PsycopgDriver",
     "Queries",
     "QueueManager",
     "QueueStatistic",
+    "RequeueResult",
     "RetryPolicy",
     "RetryRequested",
     "SchemaNotInstalledError",
@@ -95,6 +110,7 @@ __all__ = [
     "UnknownEntrypointError",
     "UnstorableResultError",
     "WaitTimeoutError",
+    "WorkerInfo",
     "__version__",
     "current_context",
 ]

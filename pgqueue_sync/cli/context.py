@@ -31,6 +31,7 @@ from pgqueue_sync.settings import Settings
 from .logs import configure_logging
 
 __all__ = [
+    "DSN_HELP",
     "EXIT_INTERRUPTED",
     "EXIT_USAGE",
     "META_KEY",
