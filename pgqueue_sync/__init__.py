@@ -1,8 +1,22 @@
-"""pgqueue-sync: a sync-first PostgreSQL job queue. Plain ``def`` handlers, threads, psycopg 3."""
+"""pgqueue-sync: a sync-first PostgreSQL job queue. Plain ``def`` handlers, threads, psycopg 3.
+
+The library logs to the ``pgqueue_sync`` logger and stays silent unless the application
+configures logging: a NullHandler keeps Python's last-resort handler from printing its
+warnings (a job that failed, a lost connection) to stderr.
+"""
 
 import logging
 
 from ._version import __version__
+from .admin_models import (
+    EntrypointStatus,
+    JobDetail,
+    JobPage,
+    JobSummary,
+    PausedEntrypoint,
+    RequeueResult,
+    WorkerInfo,
+)
 from .clock import Clock, ManualClock, SystemClock
 from .context import Context, JobCancelled, current_context
 from .db import Driver, PsycopgDriver
@@ -61,6 +75,7 @@ __all__ = [
     "DatabaseError",
     "Driver",
     "DuplicateJobError",
+    "EntrypointStatus",
     "HandlerAbandoned",
     "InvalidEntrypointError",
     "InvalidHandlerError",
@@ -68,21 +83,26 @@ __all__ = [
     "InvalidStateError",
     "Job",
     "JobCancelled",
+    "JobDetail",
     "JobId",
     "JobLostError",
     "JobNotFoundError",
+    "JobPage",
     "JobResult",
     "JobStatus",
+    "JobSummary",
     "JobTimeoutError",
     "LogEntry",
     "ManualClock",
     "NoContextError",
+    "PausedEntrypoint",
     "PayloadTooLargeError",
     "PgQueueError",
     "PsycopgDriver",
     "Queries",
     "QueueManager",
     "QueueStatistic",
+    "RequeueResult",
     "RetryPolicy",
     "RetryRequested",
     "SchemaNotInstalledError",
@@ -93,6 +113,7 @@ __all__ = [
     "UnknownEntrypointError",
     "UnstorableResultError",
     "WaitTimeoutError",
+    "WorkerInfo",
     "WorkerStats",
     "__version__",
     "current_context",

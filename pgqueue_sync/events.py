@@ -3,11 +3,12 @@
 An event is only ever a hint. NOTIFY needs no privilege: any role that can connect can send
 any of these, so a worker acts on the queue's tables, never on what an event claims. A
 wake-up leads to a claim (which reads the table); a cancellation to a read of
-``cancel_requested`` for the jobs the worker holds; ``done`` to a look at the log.
+``cancel_requested`` for the jobs the worker holds; ``done`` to a look at the log; a pause
+or resume to a read of the paused entrypoints.
 
-The database sends some of them itself (the insert trigger, the completion, cancel, release
-and requeue statements): :data:`SQL_LITERALS` gives the SQL builder their fixed payloads
-and type names, so the wire format is written here alone.
+The database sends some of them itself (the insert trigger, the completion, cancel, release,
+requeue, pause and resume statements): :data:`SQL_LITERALS` gives the SQL builder their
+fixed payloads and type names, so the wire format is written here alone.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ __all__ = [
     "Done",
     "Event",
     "Insert",
+    "Pause",
     "Probe",
     "Requeue",
+    "Resume",
     "Unknown",
     "concerns",
     "decode",
@@ -65,6 +68,22 @@ class Cancel:
 
 
 @dataclasses.dataclass(frozen=True)
+class Pause:
+    """These entrypoints were paused (``entrypoints`` None: unlisted, any may be)."""
+
+    TYPE: ClassVar[str] = "pause"
+    entrypoints: tuple[str, ...] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Resume:
+    """These entrypoints were resumed (``entrypoints`` None: unlisted, any may be)."""
+
+    TYPE: ClassVar[str] = "resume"
+    entrypoints: tuple[str, ...] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Probe:
     """A worker's message to its own listener, proving that its LISTEN still delivers."""
 
@@ -80,7 +99,7 @@ class Unknown:
     payload: str = ""
 
 
-Event = Insert | Requeue | Done | Cancel | Probe | Unknown
+Event = Insert | Requeue | Done | Cancel | Pause | Resume | Probe | Unknown
 
 # What the SQL builder writes into statements: the payloads the database sends as they are,
 # and the type names of the events it builds with json_build_object.
@@ -89,6 +108,8 @@ SQL_LITERALS: dict[str, str] = {
     "requeue_event": json.dumps({"type": Requeue.TYPE}),
     "done_type": Done.TYPE,
     "cancel_type": Cancel.TYPE,
+    "pause_type": Pause.TYPE,
+    "resume_type": Resume.TYPE,
 }
 
 
@@ -102,6 +123,8 @@ def encode(event: Event) -> str:
         body["entrypoints"] = None if event.entrypoints is None else list(event.entrypoints)
     elif isinstance(event, Cancel):
         body["ids"] = list(event.ids)
+    elif isinstance(event, (Pause, Resume)):
+        body["entrypoints"] = None if event.entrypoints is None else list(event.entrypoints)
     elif isinstance(event, Probe):
         body["worker"] = event.worker
     return json.dumps(body)
@@ -145,6 +168,8 @@ _READERS: dict[str, Callable[[dict[str, Any]], Event]] = {
     Requeue.TYPE: lambda body: Requeue(),
     Done.TYPE: lambda body: Done(_ints(body.get("ids")), _strings(body.get("entrypoints"))),
     Cancel.TYPE: lambda body: Cancel(_ints(body.get("ids")) or ()),
+    Pause.TYPE: lambda body: Pause(_strings(body.get("entrypoints"))),
+    Resume.TYPE: lambda body: Resume(_strings(body.get("entrypoints"))),
     Probe.TYPE: _probe,
 }
 

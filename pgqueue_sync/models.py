@@ -149,7 +149,12 @@ ENQUEUE_COLUMNS = (
 
 @dataclasses.dataclass(frozen=True)
 class LogEntry:
-    """One recorded outcome of a job (a row of the log table)."""
+    """One recorded outcome of a job (a row of the log table).
+
+    ``enqueued`` is when the job was enqueued, ``due`` when its attempt became due (its
+    ``execute_after``), ``created`` when the outcome was written; the handler started
+    ``duration`` before that.
+    """
 
     id: int
     job_id: JobId
@@ -165,6 +170,7 @@ class LogEntry:
     headers: Mapping[str, Any] | None
     enqueued: datetime | None
     created: datetime
+    due: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> LogEntry:
@@ -183,6 +189,7 @@ class LogEntry:
             headers=row["headers"],
             enqueued=row["enqueued"],
             created=row["created"],
+            due=row.get("due"),
         )
 
 

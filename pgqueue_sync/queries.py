@@ -19,6 +19,7 @@ import psycopg
 import psycopg.errors
 from psycopg.rows import dict_row, tuple_row
 
+from .admin import AdminQueries
 from .db import Connection
 from .enqueue import OnConflict, Payload, Rows, When, build_rows
 from .errors import ConfigurationError, DatabaseError, DuplicateJobError
@@ -54,8 +55,13 @@ _COPY_TYPES = [JOB_COLUMN_TYPES[name] for name in ENQUEUE_COLUMNS]
 _DUPLICATE_KEY = re.compile(r"\(dedupe_key\)=\((.*)\)")
 
 
-class Queries(SchemaQueries):
-    """The queue's database operations. ``qm.queries`` is one of these."""
+class Queries(SchemaQueries, AdminQueries):
+    """The queue's database operations. ``qm.queries`` is one of these.
+
+    Producers enqueue, cancel and wait; operators inspect and repair
+    (:class:`~pgqueue_sync.admin.AdminQueries`: status, workers, listings, requeue, pause
+    and resume, purge).
+    """
 
     # Lists at least this long go through COPY; None: COPY_THRESHOLD. Set on an instance, it
     # sends short lists through COPY (tests run both paths on the same inputs).

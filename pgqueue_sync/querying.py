@@ -49,13 +49,16 @@ class QueryBase:
     def _conn(
         self, connection: Connection | psycopg.Cursor[Any] | None = None
     ) -> Iterator[Connection]:
-        with translate_errors(schema=self.settings.schema):
+        with translate_errors(schema=self.settings.schema, prefix=self.settings.prefix) as scope:
             if isinstance(connection, psycopg.Cursor):
+                scope.connection = connection.connection
                 yield connection.connection
             elif connection is not None:
+                scope.connection = connection
                 yield connection
             else:
                 with self.driver.connection() as conn:
+                    scope.connection = conn
                     yield conn
 
     def _params(self, **params: Any) -> dict[str, Any]:

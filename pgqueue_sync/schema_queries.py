@@ -15,6 +15,7 @@ from .db import Connection
 from .errors import SchemaNotInstalledError, SchemaVersionError
 from .querying import QueryBase
 from .sql import SCHEMA_VERSION, install_lock_key, migration_path
+from .translate import database_location, not_installed_message
 
 __all__ = ["SchemaQueries"]
 
@@ -55,7 +56,7 @@ class SchemaQueries(QueryBase):
             self._lock(conn)
             current = self._installed_version(conn)
             if current is None:
-                raise SchemaNotInstalledError(self._not_installed())
+                raise SchemaNotInstalledError(self._not_installed(conn))
             path = self._path(current)
             for version in path:
                 conn.execute(self._sql.migrations[version])
@@ -74,9 +75,10 @@ class SchemaQueries(QueryBase):
         Raises SchemaNotInstalledError or SchemaVersionError, saying what to do. ``run()``
         calls it first: a worker never runs on a schema of another version.
         """
-        current = self.installed_version()
-        if current is None:
-            raise SchemaNotInstalledError(self._not_installed())
+        with self._conn() as conn:
+            current = self._installed_version(conn)
+            if current is None:
+                raise SchemaNotInstalledError(self._not_installed(conn))
         self._check_current(current)
         return current
 
@@ -95,12 +97,9 @@ class SchemaQueries(QueryBase):
         s = self.settings
         return f"schema {s.schema!r}" + (f" (prefix {s.prefix!r})" if s.prefix else "")
 
-    def _not_installed(self) -> str:
-        return (
-            f"schema not installed in schema {self.settings.schema!r} "
-            f"(prefix {self.settings.prefix!r}): run `pgq-sync install` "
-            "(or `qm.queries.install()`)"
-        )
+    def _not_installed(self, conn: Connection) -> str:
+        s = self.settings
+        return not_installed_message(s.schema, database_location(conn), s.prefix)
 
     def _lock(self, conn: Connection) -> None:
         conn.execute(self._sql.install_lock, {"key": install_lock_key(self.settings)})

@@ -102,6 +102,10 @@ class Settings:
             "log_job_idx": f"{p}pgqueue_log_job_id_idx",
             "log_created_idx": f"{p}pgqueue_log_created_idx",
             "limits": f"{p}pgqueue_limits",
+            "workers": f"{p}pgqueue_workers",
+            "paused": f"{p}pgqueue_paused",
+            "failed_idx": f"{p}pgqueue_jobs_failed_idx",
+            "log_problem_idx": f"{p}pgqueue_log_problem_idx",
         }
         object.__setattr__(self, "_names", names)
 

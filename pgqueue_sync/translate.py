@@ -4,8 +4,10 @@ never carry a password."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import psycopg.errors
@@ -21,7 +23,15 @@ from .errors import (
 )
 from .redaction import NOT_SHOWN, read_conninfo, scrub
 
-__all__ = ["connect_error", "describe", "parse_conninfo", "translate_errors"]
+__all__ = [
+    "ErrorScope",
+    "connect_error",
+    "database_location",
+    "describe",
+    "not_installed_message",
+    "parse_conninfo",
+    "translate_errors",
+]
 
 
 def parse_conninfo(conninfo: str) -> dict[str, str]:
@@ -77,26 +87,59 @@ def describe(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def database_location(conn: psycopg.Connection[Any] | None) -> str:
+    """Which database a connection is on, for messages: ``database 'app' on host:port``
+    (never a password: only the database name, host and port are shown)."""
+    if conn is None:
+        return "the database"
+    try:
+        info = conn.info
+        name, host, port = info.dbname, info.host, info.port
+    except (psycopg.Error, OSError, ValueError):
+        return "the database"
+    return f"database {name!r} on {host}:{port}"
+
+
+@dataclasses.dataclass
+class ErrorScope:
+    """What :func:`translate_errors` knows of where an error happened: the connection the
+    statement ran on, once the caller has one (messages then name its database)."""
+
+    connection: psycopg.Connection[Any] | None = None
+
+
+def not_installed_message(schema: str | None, where: str, prefix: str = "") -> str:
+    """The message of SchemaNotInstalledError: where the queue was looked for, what to do."""
+    table_prefix = f", prefix {prefix!r}" if prefix else ""
+    in_schema = f" in schema {schema!r}{table_prefix} of" if schema else " in"
+    return (
+        f"schema not installed{in_schema} {where}: run `pgq-sync install` (or "
+        "`qm.queries.install()`) there, or point the application at the database and schema "
+        "where the queue is"
+    )
+
+
 @contextlib.contextmanager
-def translate_errors(*, schema: str | None = None) -> Iterator[None]:
+def translate_errors(*, schema: str | None = None, prefix: str = "") -> Iterator[ErrorScope]:
     """Turn psycopg errors into typed errors of this library (the original is the cause).
 
-    Missing objects mean the schema is not installed; connection-level failures become
-    :class:`ConnectionLostError` (the reconnect logic retries those); anything else from the
-    database is a :class:`DatabaseError`.
+    Missing objects mean the schema is not installed (the message names the schema, and
+    the database and host of the connection set on the yielded :class:`ErrorScope`);
+    connection-level failures become :class:`ConnectionLostError` (the reconnect logic
+    retries those); anything else from the database is a :class:`DatabaseError`.
     """
+    scope = ErrorScope()
     try:
-        yield
+        yield scope
     except (
         psycopg.errors.UndefinedTable,
         psycopg.errors.InvalidSchemaName,
         psycopg.errors.UndefinedFunction,
         psycopg.errors.UndefinedObject,
     ) as exc:
-        where = f" in schema {schema!r}" if schema else ""
+        where = database_location(scope.connection)
         raise SchemaNotInstalledError(
-            f"schema not installed{where}: run `pgq-sync install` "
-            f"(or `qm.queries.install()`) ({describe(exc)})"
+            f"{not_installed_message(schema, where, prefix)} ({describe(exc)})"
         ) from exc
     except (
         psycopg.errors.InvalidSqlStatementName,

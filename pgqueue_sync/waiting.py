@@ -51,11 +51,13 @@ def wait_for(
     poll = WAIT_POLL_FIRST
     sleeper = stop if stop is not None else threading.Event()
     sql = statements(queries.settings)
-    with translate_errors(schema=queries.settings.schema):
+    settings = queries.settings
+    with translate_errors(schema=settings.schema, prefix=settings.prefix) as scope:
         if listening:
             conn = queries.driver.connect_listener("wait")
         else:
             conn = queries.driver.connect("wait")
+        scope.connection = conn
         try:
             if listening:
                 conn.execute(sql.listen)

@@ -20,6 +20,14 @@ import anyio.to_thread
 import psycopg
 from anyio.lowlevel import EventLoopToken, current_token
 
+from pgqueue_sync.admin_models import (
+    EntrypointStatus,
+    JobDetail,
+    JobPage,
+    PausedEntrypoint,
+    RequeueResult,
+    WorkerInfo,
+)
 from pgqueue_sync.clock import Clock
 from pgqueue_sync.db import Connection, Driver, PsycopgDriver
 from pgqueue_sync.enqueue import OnConflict, Payload, When
@@ -208,3 +216,56 @@ class AsyncQueries:
 
     async def notify(self, payload: str) -> None:
         return await self._run(partial(self.sync.notify, payload))
+
+    # -- operators -----------------------------------------------------------------------
+
+    async def status(self) -> list[EntrypointStatus]:
+        return await self._run(self.sync.status)
+
+    async def workers(self) -> list[WorkerInfo]:
+        return await self._run(self.sync.workers)
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | str | None = None,
+        entrypoint: str | None = None,
+        limit: int = 50,
+        cursor: int | None = None,
+    ) -> JobPage:
+        return await self._run(
+            partial(
+                self.sync.list_jobs,
+                status=status,
+                entrypoint=entrypoint,
+                limit=limit,
+                cursor=cursor,
+            )
+        )
+
+    async def job_detail(self, job_id: JobId) -> JobDetail:
+        return await self._run(partial(self.sync.job_detail, job_id))
+
+    async def paused(self) -> list[PausedEntrypoint]:
+        return await self._run(self.sync.paused)
+
+    async def requeue_failed(
+        self, job_ids: Collection[JobId] | None = None, *, entrypoint: str | None = None
+    ) -> RequeueResult:
+        return await self._run(partial(self.sync.requeue_failed, job_ids, entrypoint=entrypoint))
+
+    async def pause(
+        self, entrypoints: str | Sequence[str], *, reason: str | None = None
+    ) -> list[str]:
+        return await self._run(partial(self.sync.pause, entrypoints, reason=reason))
+
+    async def resume(self, entrypoints: str | Sequence[str]) -> list[str]:
+        return await self._run(partial(self.sync.resume, entrypoints))
+
+    async def purge(
+        self,
+        statuses: Sequence[JobStatus | str] = ("queued",),
+        *,
+        entrypoint: str | None = None,
+    ) -> int:
+        return await self._run(partial(self.sync.purge, statuses, entrypoint=entrypoint))

@@ -17,21 +17,35 @@ from pgqueue_sync._version import __version__
 from pgqueue_sync.errors import PgQueueError
 
 from .context import EXIT_INTERRUPTED
+from .dashboard import dashboard
 from .demo import demo
-from .inspection import clear, log, queue_size
+from .inspection import jobs, log, queue_size, status, workers
+from .logs import restored_logging
+from .repair import cancel, clear, pause, purge, requeue, resume
+from .run import run as run_command
 from .schema import install, sql, uninstall, upgrade, verify
 
 __all__ = ["COMMANDS", "cli", "run"]
 
 COMMANDS: tuple[click.Command, ...] = (
+    run_command,
+    status,
+    workers,
+    jobs,
+    dashboard,
+    queue_size,
+    log,
+    requeue,
+    cancel,
+    pause,
+    resume,
+    purge,
+    clear,
     install,
     upgrade,
     uninstall,
     verify,
     sql,
-    queue_size,
-    log,
-    clear,
     demo,
 )
 
@@ -44,8 +58,10 @@ COMMANDS: tuple[click.Command, ...] = (
 def cli() -> None:
     """pgqueue-sync: a sync-first PostgreSQL job queue.
 
-    Every command takes --dsn (else $PGQUEUE_DSN, else libpq's PG* variables), --schema and
-    --prefix. Exit codes: 0 ok, 1 failure, 2 usage error, 130 interrupted.
+    `run APP` runs workers (APP's driver and settings say where the queue is). The other
+    commands take --dsn (else $PGQUEUE_DSN, else libpq's PG* variables), --schema and
+    --prefix. Read commands take --json. Exit codes: 0 ok, 1 failure, 2 usage error, 130
+    interrupted.
     """
 
 
@@ -56,11 +72,12 @@ for _command in COMMANDS:
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the group on ``argv`` (default: the process's arguments); return the exit code."""
     try:
-        result = cli.main(
-            args=list(argv) if argv is not None else None,
-            prog_name="pgq-sync",
-            standalone_mode=False,
-        )
+        with restored_logging():
+            result = cli.main(
+                args=list(argv) if argv is not None else None,
+                prog_name="pgq-sync",
+                standalone_mode=False,
+            )
     except click.exceptions.Abort as exc:
         if isinstance(exc.__cause__, KeyboardInterrupt):
             click.echo("interrupted", err=True)

@@ -10,25 +10,39 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO, Any, TypeVar
 
 import click
+from rich import box
+from rich.console import Console
+from rich.table import Table
 
+from pgqueue_sync.admin_models import jsonable
 from pgqueue_sync.db import Driver, PsycopgDriver
 from pgqueue_sync.errors import PgQueueError
 from pgqueue_sync.queries import Queries
 from pgqueue_sync.settings import Settings
+from pgqueue_sync.translate import database_location, translate_errors
+
+from .logs import configure_logging
 
 __all__ = [
+    "DSN_HELP",
     "EXIT_INTERRUPTED",
     "EXIT_USAGE",
     "META_KEY",
     "CliError",
     "CliRefusal",
     "QueueContext",
+    "confirm",
+    "console",
+    "json_option",
+    "print_json",
     "print_table",
     "queue_context",
     "with_queue",
@@ -112,12 +126,15 @@ class QueueContext:
         s = self.settings
         return f"schema {s.schema!r}" + (f", prefix {s.prefix!r}" if s.prefix else "")
 
+    @property
+    def database(self) -> str:
+        """Which database the queue is in, for messages: ``database 'x' on host:port``."""
+        with translate_errors(), self.driver.connection() as conn:
+            return database_location(conn)
+
     def configure_logging(self, quiet: int = logging.WARNING) -> None:
         """Log to stderr: INFO with ``-v``, else ``quiet`` and above."""
-        logging.basicConfig(
-            level=logging.INFO if self.verbose else quiet,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        configure_logging(logging.getLevelName(logging.INFO if self.verbose else quiet))
 
     def close(self) -> None:
         """Close the driver this context opened (never one it was given)."""
@@ -159,12 +176,17 @@ def reported_errors() -> Iterator[None]:
         raise CliError(str(exc)) from exc
 
 
-def with_queue(quiet: int = logging.WARNING) -> Callable[[F], F]:
+DSN_HELP = "PostgreSQL conninfo or URI (default: $PGQUEUE_DSN, else libpq's PG* variables)."
+
+
+def with_queue(
+    quiet: int = logging.WARNING, *, verbose: bool = False, dsn_help: str = DSN_HELP
+) -> Callable[[F], F]:
     """Give a command the queue options and its QueueContext as first argument.
 
-    ``--dsn``, ``--schema``, ``--prefix`` and ``-v`` fill the context; the command runs with
-    logging configured (``quiet``: the level without ``-v``) and library errors reported as
-    ``error: ...``.
+    ``--dsn``, ``--schema`` and ``--prefix`` fill the context (and ``-v`` with ``verbose``:
+    only commands that run a worker take it); the command runs with logging configured
+    (``quiet``: the level without ``-v``) and library errors reported as ``error: ...``.
     """
 
     def decorate(func: F) -> F:
@@ -181,8 +203,7 @@ def with_queue(quiet: int = logging.WARNING) -> Callable[[F], F]:
                 envvar="PGQUEUE_DSN",
                 expose_value=False,
                 callback=_store("dsn"),
-                help="PostgreSQL conninfo or URI (default: $PGQUEUE_DSN, else libpq's PG* "
-                "variables).",
+                help=dsn_help,
             ),
             click.option(
                 "--schema",
@@ -196,15 +217,18 @@ def with_queue(quiet: int = logging.WARNING) -> Callable[[F], F]:
                 callback=_store("prefix"),
                 help="Prefix of the queue's tables (default: $PGQUEUE_PREFIX, else none).",
             ),
-            click.option(
-                "-v",
-                "--verbose",
-                is_flag=True,
-                expose_value=False,
-                callback=_store("verbose"),
-                help="Log what the library does (INFO).",
-            ),
         ]
+        if verbose:
+            options.append(
+                click.option(
+                    "-v",
+                    "--verbose",
+                    is_flag=True,
+                    expose_value=False,
+                    callback=_store("verbose"),
+                    help="Log what the library does (INFO).",
+                )
+            )
         wrapped: Callable[..., Any] = command
         for option in reversed(options):
             wrapped = option(wrapped)
@@ -213,11 +237,69 @@ def with_queue(quiet: int = logging.WARNING) -> Callable[[F], F]:
     return decorate
 
 
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    """A plain text table: a header, a rule, one line per row."""
-    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    for n, row in enumerate(cells):
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-        if n == 0:
-            click.echo("  ".join("-" * w for w in widths))
+def console() -> Console:
+    """A rich console on the current stdout: colours only on a terminal; outside one, a
+    wide page, so that tables piped to a file or ``grep`` keep one line per row."""
+    out = sys.stdout
+    terminal = out.isatty()
+    return Console(
+        file=out,
+        highlight=False,
+        soft_wrap=False,
+        width=None if terminal else 200,
+        no_color=not terminal,
+    )
+
+
+def print_table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    *,
+    numeric: Sequence[str] = (),
+    title: str | None = None,
+    empty: str | None = None,
+) -> None:
+    """A table (rich): a header, one line per row; ``numeric`` columns right-aligned. With
+    no row, the ``empty`` line instead, if given."""
+    if not rows and empty is not None:
+        click.echo(empty)
+        return
+    table = Table(
+        box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False, show_edge=False
+    )
+    for header in headers:
+        table.add_column(header, justify="right" if header in numeric else "left")
+    for row in rows:
+        table.add_row(*("" if cell is None else str(cell) for cell in row))
+    console().print(table)
+
+
+def print_json(value: object) -> None:
+    """``value`` as JSON (dataclasses, times and ids converted), indented, on stdout."""
+    click.echo(json.dumps(jsonable(value), indent=2, ensure_ascii=False))
+
+
+def json_option(func: F) -> F:
+    """``--json``: print the result as JSON instead of a table (``as_json`` parameter)."""
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table."
+    )(func)
+
+
+def interactive() -> bool:
+    """Whether someone can answer a question: stdin is a terminal."""
+    return sys.stdin.isatty()
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask ``question`` unless ``yes``; refuse (exit code 2) when nobody can answer."""
+    if yes:
+        return
+    ctx = click.get_current_context()
+    if not interactive():
+        click.echo(
+            f"refusing to {ctx.command.name} without --yes (no terminal to ask on)", err=True
+        )
+        ctx.exit(2)
+    if not click.confirm(question):
+        ctx.exit(1)

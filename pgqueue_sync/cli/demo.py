@@ -97,12 +97,21 @@ def _database(dsn: str | None, out: _Output) -> Iterator[tuple[str, str]]:
 @click.option(
     "--keep", is_flag=True, help="Keep the demo's schema afterwards (with a DSN), to look at it."
 )
-@with_queue(quiet=logging.ERROR)  # the demo fails jobs on purpose: no warning per failure
+@with_queue(
+    quiet=logging.ERROR,  # the demo fails jobs on purpose: no warning per failure
+    verbose=True,
+    dsn_help="PostgreSQL conninfo or URI of a database to run on (default: $PGQUEUE_DSN; "
+    "without either, an embedded PostgreSQL in a temporary directory: libpq's PG* "
+    "variables are not used).",
+)
 def demo(queue: QueueContext, jobs: int, workers: int, batch_size: int, keep: bool) -> None:
-    """Enqueue and process jobs; on an embedded PostgreSQL unless a DSN is given.
+    """Enqueue and process jobs, then say what happened.
 
-    The demo runs in a new schema (--schema names it; one that exists is refused, exit
-    code 2) and drops it at the end, even when interrupted (Ctrl-C: exit code 130).
+    With no --dsn and no $PGQUEUE_DSN it starts an embedded PostgreSQL (pgserver) in a
+    temporary directory and removes it afterwards. On your database it works in a new
+    schema of its own (pgqueue_demo_<random>, or --schema if no such schema exists: one
+    that exists is refused, exit code 2) and drops it at the end, even when interrupted
+    (Ctrl-C: exit code 130; SIGTERM: 143).
     """
     code = _Demo(jobs, workers, batch_size, keep).main(queue)
     click.get_current_context().exit(code)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from pgqueue_sync.sql import SCHEMA_VERSION, install_script, upgrade_script
 
-from .context import CliError, QueueContext, with_queue
+from .context import CliError, QueueContext, confirm, with_queue
 
 __all__ = ["install", "sql", "uninstall", "upgrade", "verify"]
 
@@ -40,13 +38,10 @@ def upgrade(queue: QueueContext) -> None:
 @with_queue()
 def uninstall(queue: QueueContext, yes: bool) -> None:
     """Drop the queue's tables (its jobs and log are lost)."""
-    ctx = click.get_current_context()
-    if not yes:
-        if not sys.stdin.isatty():
-            click.echo("refusing to drop the queue without --yes", err=True)
-            ctx.exit(2)
-        if not click.confirm(f"Drop the queue in {queue.where}, with its jobs and log?"):
-            ctx.exit(1)
+    if queue.queries.installed_version() is None:
+        click.echo(f"nothing to uninstall: no queue in {queue.where} of {queue.database}")
+        return
+    confirm(f"Drop the queue in {queue.where} of {queue.database}, with its jobs and log?", yes)
     queue.queries.uninstall()
     click.echo(f"pgqueue-sync schema removed from {queue.where}")
 

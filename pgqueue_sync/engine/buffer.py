@@ -96,6 +96,23 @@ class JobBuffer(queue.Queue[Job]):
             self._on_room()
         return items
 
+    def remove_if(self, predicate: Callable[[Job], bool]) -> list[Job]:
+        """Remove and return the buffered jobs ``predicate`` selects (the others keep their
+        order): a job is either taken by a worker thread or removed here, never both."""
+        with self.mutex:
+            kept: list[Job] = []
+            removed: list[Job] = []
+            while self._qsize():
+                job = self._get()
+                (removed if predicate(job) else kept).append(job)
+            for job in kept:
+                self._put(job)
+            if removed:
+                self.not_full.notify_all()
+        if removed and self._on_room is not None:
+            self._on_room()
+        return removed
+
     def close(self) -> None:
         """No more puts; takers get BufferClosed once the buffer is empty."""
         with self.mutex:

@@ -5,9 +5,10 @@ another worker re-picked is discarded). A batch the database refuses is split un
 refused rows stand alone; each is recorded as ``exception`` with the database's reason.
 The same thread refreshes the heartbeat of every held job (buffered, running, or finished
 but unwritten) so ``retry_timer`` re-picks only jobs of dead workers, reads the
-cancellations a NOTIFY hinted at, probes the listener, prunes the log, and watches
-handler timeouts. It never dies: a write that fails is retried with a backoff while the
-heartbeats go on.
+cancellations a NOTIFY hinted at, probes the listener, prunes the log, watches handler
+timeouts, and does the chores other parts of the worker give it (the workers registry's
+row, the paused entrypoints: :mod:`.presence`). It never dies: a write that fails is
+retried with a backoff while the heartbeats go on.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import logging
 import random
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import psycopg
 
@@ -32,7 +34,7 @@ from .hooks import HookList
 from .ledger import Ledger
 from .store import Store
 
-__all__ = ["Flusher", "backoff", "refused"]
+__all__ = ["Chore", "Flusher", "backoff", "refused"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +71,20 @@ def backoff(failures: int) -> float:
     return float(min(2.0, 0.05 * 2 ** min(failures - 1, 6))) + random.uniform(0, 0.05)
 
 
+class Chore(Protocol):
+    """Work another part of the worker has the flusher's thread do."""
+
+    @property
+    def pending(self) -> bool:
+        """Something is to be done now: the flusher's turn does not wait."""
+
+    def beat(self) -> None:
+        """With each heartbeat."""
+
+    def tick(self) -> None:
+        """On each turn of the flusher."""
+
+
 class Flusher:
     """Outcomes, heartbeats and the rest of the worker's housekeeping (see the module
     docstring): ``flush`` and ``beat`` are steps a test can call; ``start`` runs them in
@@ -89,8 +105,10 @@ class Flusher:
         fail: Callable[[PgQueueError], None],
         abort: Callable[[], None],
         hooks: HookList,
+        chores: Sequence[Chore] = (),
     ) -> None:
         self._hooks = hooks
+        self._chores = list(chores)
         self.worker_id = worker_id
         self._store = store
         self._ledger = ledger
@@ -295,7 +313,7 @@ class Flusher:
             wait = max(0.0, wake_at - now)
             if timeout_in is not None:
                 wait = min(wait, timeout_in)
-            if self._cancel_checks:
+            if self._cancel_checks or any(chore.pending for chore in self._chores):
                 wait = 0.0
             pending += self._completions.take_all(wait)
             if 0 < len(pending) < GATHER_BELOW and not self._completions.closed and not failures:
@@ -330,6 +348,8 @@ class Flusher:
             if self._probe is not None:
                 self._probe()
             self._next_beat = self._clock.monotonic() + self._options.heartbeat_interval
+            for chore in self._chores:
+                chore.beat()
         if self._options.log_retention is not None and now >= self._next_prune:
             pruned = self.prune()
             if pruned:
@@ -337,6 +357,8 @@ class Flusher:
                     "pruned %d log row(s) older than %s", pruned, self._options.log_retention
                 )
             self._next_prune = self._clock.monotonic() + PRUNE_INTERVAL
+        for chore in self._chores:
+            chore.tick()
 
     def _error(self, doing: str, exc: Exception) -> None:
         if isinstance(exc, (SchemaNotInstalledError, SchemaVersionError)):

@@ -1,6 +1,7 @@
 """The runner: handler threads take jobs from the buffer and run their handlers.
 
-A handler past its entrypoint's ``timeout`` fails its job with a JobTimeoutError (its
+A job of a paused entrypoint is given back to the queue instead (:mod:`.presence`). A
+handler past its entrypoint's ``timeout`` fails its job with a JobTimeoutError (its
 stack at that moment in the traceback). Its thread cannot be killed: it is retired (it ends
 if the handler ever returns, and what it returns is dropped) and replaced while at most
 ``workers`` threads are stuck. A worker with no thread left can start nothing: it gives
@@ -26,6 +27,7 @@ from .buffer import BufferClosed, CompletionBuffer, JobBuffer, Mailbox
 from .execution import execute, failure
 from .hooks import HookList
 from .ledger import Ledger
+from .presence import Presence
 from .rescue import Rescue
 
 __all__ = ["Runner"]
@@ -48,6 +50,7 @@ class Runner:
         completions: CompletionBuffer,
         mailbox: Mailbox,
         rescue: Rescue,
+        presence: Presence,
         options: RunOptions,
         clock: Clock,
         max_result_bytes: int,
@@ -62,6 +65,7 @@ class Runner:
         self._completions = completions
         self._mailbox = mailbox
         self._rescue = rescue
+        self._presence = presence
         self._options = options
         self._clock = clock
         self._max_result_bytes = max_result_bytes
@@ -91,6 +95,10 @@ class Runner:
 
     def run_job(self, job: Job) -> Outcome:
         """Run the handler of one job and queue its outcome for writing."""
+        if job.entrypoint in self._presence.paused and (
+            (back := self._presence.hold_back(job)) is not None
+        ):
+            return back  # paused: given back to the queue, unstarted
         entry = self._registry.get(job.entrypoint)
         if job.rescued and (instead := self._rescue.before(job, entry)) is not None:
             return instead

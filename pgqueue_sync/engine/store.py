@@ -1,4 +1,5 @@
-"""The engine's own statements: claims, outcomes, heartbeats, releases, limits.
+"""The engine's own statements: claims, outcomes, heartbeats, releases, limits, and the
+worker's row in the workers registry.
 
 A private collaborator of the worker (:mod:`pgqueue_sync.engine.worker`), which runs them
 over its own connections; they are not part of the public :class:`~pgqueue_sync.Queries`.
@@ -8,10 +9,12 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import timedelta
+from typing import Any
 
 from psycopg.rows import tuple_row
+from psycopg.types.json import Jsonb
 
 from pgqueue_sync.db import Connection
 from pgqueue_sync.errors import SchemaNotInstalledError
@@ -235,3 +238,23 @@ class Store(SchemaQueries):
     def prune_log(self, older_than: timedelta) -> int:
         """Delete log rows older than ``older_than``, in batches; return how many."""
         return self._prune_log(older_than, PRUNE_BATCH)
+
+    # -- the workers registry ------------------------------------------------------------
+
+    def worker_beat(self, row: Mapping[str, Any], forget_after: timedelta) -> frozenset[str]:
+        """Write the worker's registry row (insert or refresh; ``options`` as JSON), forget
+        rows of workers lost for longer than ``forget_after``; return which of the worker's
+        entrypoints are paused."""
+        params = {**row, "options": Jsonb(row["options"])}
+        (paused,) = self._row(self._sql.worker_beat, forget_after=forget_after, **params)
+        return frozenset(paused or ())
+
+    def paused_of(self, entrypoints: Sequence[str]) -> frozenset[str]:
+        """Which of ``entrypoints`` are paused."""
+        (paused,) = self._row(self._sql.worker_paused, entrypoints=list(entrypoints))
+        return frozenset(paused or ())
+
+    def worker_gone(self, worker_id: uuid.UUID) -> None:
+        """Remove the worker's registry row (a clean stop)."""
+        with self._conn() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(self._sql.worker_gone, {"id": worker_id})

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Mapping
 
 from pgqueue_sync import events
-from pgqueue_sync.clock import Clock, Deadline
+from pgqueue_sync.clock import Clock
 from pgqueue_sync.connection import ManagedConnection
 from pgqueue_sync.db import Driver
 from pgqueue_sync.errors import (
@@ -37,17 +37,15 @@ from .flusher import Flusher
 from .hooks import HookList
 from .ledger import Ledger, LedgerSnapshot
 from .listener import Listener
+from .presence import Presence
 from .rescue import Rescue
 from .runner import Runner
+from .shutdown import FLUSH_GRACE, Shutdown
 from .store import Store
 
 __all__ = ["FLUSH_GRACE", "Worker"]
 
 logger = logging.getLogger(__name__)
-
-# With no shutdown_timeout, how long the outcomes of finished jobs may take to be written
-# once every handler has returned (a database that refuses them cannot hold run() forever).
-FLUSH_GRACE = 10.0
 
 
 class Worker:
@@ -105,6 +103,18 @@ class Worker:
             on_room=lambda: mailbox.post(Mailbox.ROOM),
         )
         self.completions = CompletionBuffer()
+        # The workers registry's row and the paused entrypoints.
+        self.presence = Presence(
+            worker_id=self.id,
+            entrypoints=self.entrypoints,
+            store=self.store,
+            ledger=self.ledger,
+            buffer=self.buffer,
+            release=self.release,
+            wake=self.completions.poke,
+            options=options,
+            clock=clock,
+        )
         self.runner = Runner(
             registry=registry,
             ledger=self.ledger,
@@ -119,6 +129,7 @@ class Worker:
                 release=self.release,
                 stopping=shutdown,
             ),
+            presence=self.presence,
             options=options,
             clock=clock,
             max_result_bytes=settings.max_payload_bytes,
@@ -153,6 +164,7 @@ class Worker:
             fail=self.fail,
             abort=self.connections["complete"].abort,
             hooks=self.hooks,
+            chores=[self.presence],
         )
 
     # -- observation ---------------------------------------------------------------------
@@ -202,17 +214,22 @@ class Worker:
     def on_event(self, event: events.Event) -> None:
         """A NOTIFY, as a hint: anyone who can connect can send one. A wake-up leads to a
         claim, which reads the table; a cancellation to a read of ``cancel_requested`` for
-        the jobs this worker holds; a finished job of a limited entrypoint to another try."""
+        the jobs this worker holds; a finished job of a limited entrypoint to another try;
+        a pause or resume to a read of the paused entrypoints (and a claim)."""
         if isinstance(event, events.Cancel):
             self.flusher.check_cancellations(list(event.ids))
         elif isinstance(event, events.Done):
             if self.fetcher.blocked and self.fetcher.unblock(event.entrypoints):
                 self.mailbox.post(Mailbox.WAKE)
         else:
+            if isinstance(event, (events.Pause, events.Resume)):
+                self.presence.hint()
             self.mailbox.post(Mailbox.WAKE)
 
     def _on_listen(self) -> None:
-        # Events sent while the listener was away are lost: poll everything once.
+        # Events sent while the listener was away are lost: poll everything once, and read
+        # the paused entrypoints.
+        self.presence.hint()
         self.fetcher.unblock()
         self.mailbox.post(Mailbox.WAKE)
 
@@ -245,14 +262,7 @@ class Worker:
             listener.start()
             self.runner.start(self.options.workers)
             self.flusher.start()
-            logger.info(
-                "worker %s started: entrypoints %s, %d threads, batch %d, buffer %d",
-                self.id,
-                ", ".join(self.entrypoints),
-                self.options.workers,
-                self.options.batch_size,
-                self.options.buffer_size,
-            )
+            self.presence.start()  # registers the worker, logs that it started
             self.hooks.worker_started(self)
             try:
                 self.fetch_loop()
@@ -269,6 +279,8 @@ class Worker:
                 raise self.fatal
         finally:
             usable = self.fatal is None and not self.flusher.stopped_hard
+            if usable:
+                self.presence.stop()
             listener.stop(wake=(lambda: self.store.notify(self._probe)) if usable else None)
             for conn in self.connections.values():
                 conn.close()
@@ -322,6 +334,9 @@ class Worker:
             # A job held during the claim may have gone back to the queue (a retry) after
             # the claim looked: the queue is drained only if nothing was held then either.
             held_during_claim = self.ledger.any_held()
+            # Entrypoints the claim skips as full: a job finishing meanwhile may unblock them
+            # before the drain check below, which must then look once more all the same.
+            skipped_full = any(kind == "slots" for _, kind in self.fetcher.blocked.values())
             try:
                 for attempt in retrying:
                     with attempt:
@@ -339,7 +354,7 @@ class Worker:
                     continue
                 # Entrypoints skipped as full may have room now that nothing is held: look
                 # once more before calling the queue drained.
-                if not rechecked and self.fetcher.unblock():
+                if not rechecked and (self.fetcher.unblock() or skipped_full):
                     rechecked = True
                     continue
                 logger.info("drain mode: no job is due and none is held; stopping")
@@ -348,52 +363,16 @@ class Worker:
 
     def shutdown(self) -> None:
         """Stop: held jobs finish (until ``shutdown_timeout``), what is left goes back to the
-        queue, outcomes are written. Returns by the deadline plus about a second, whatever
-        the database and the handlers do; with no deadline, it waits for running handlers
-        (not for those past their own timeout) and then gives the writes FLUSH_GRACE."""
-        self.hooks.shutting_down()
-        timeout = self.options.shutdown_timeout
-        deadline = None if timeout is None else self.clock.monotonic() + timeout
-
-        def remaining() -> float | None:
-            return None if deadline is None else deadline - self.clock.monotonic()
-
-        # Running and buffered jobs finish (the handler threads keep going) ...
-        while self.fatal is None and self.ledger.held():
-            left = remaining()
-            if left is not None and left <= 0:
-                break
-            if left is None and not (self.ledger.unfinished() or self.buffer.qsize()):
-                break  # only outcomes left to write: the flusher's grace below
-            self.mailbox.wait(0.5 if left is None else min(0.5, left))
-        # ... and past the deadline, what has not finished goes back to the queue at once.
-        unstarted = {job.id for job in self.buffer.drain()}
-        running = self.ledger.abandon_running()
-        if (unstarted or running) and self.fatal is None:
-            try:
-                self.release(unstarted | running, unstarted)
-            except PgQueueError as exc:
-                logger.error(
-                    "could not release %d job(s) at shutdown (%s); they run again after "
-                    "retry_timer (%s)",
-                    len(unstarted | running),
-                    exc,
-                    self.options.retry_timer,
-                )
-            if running:
-                logger.warning(
-                    "shutdown deadline passed with %d handler(s) still running; their jobs "
-                    "were released and their threads abandoned",
-                    len(running),
-                )
-        self.buffer.close()
-        if self.fatal is None:
-            left = remaining()
-            self.runner.join(Deadline(None if left is None else max(0.1, left)))
-        if self.fatal is not None:
-            grace = 0.0
-        elif deadline is None:
-            grace = FLUSH_GRACE
-        else:
-            grace = max(0.3, remaining() or 0.0)
-        self.flusher.finish(grace)
+        queue, outcomes are written (see :mod:`.shutdown`)."""
+        Shutdown(
+            ledger=self.ledger,
+            buffer=self.buffer,
+            mailbox=self.mailbox,
+            options=self.options,
+            clock=self.clock,
+            hooks=self.hooks,
+            release=self.release,
+            join=self.runner.join,
+            finish=self.flusher.finish,
+            fatal=lambda: self.fatal,
+        ).run()

@@ -1,8 +1,9 @@
 """Every SQL statement of pgqueue-sync, read from the ``.sql`` files of this package.
 
 ``schema.sql`` (the DDL and what installs and checks it), ``migrations.sql`` (one step per
-schema version), ``queue.sql`` (producers, control, inspection) and ``engine.sql`` (the
-worker's claims, outcomes and heartbeats) hold named statements::
+schema version), ``queue.sql`` (producers, control, inspection), ``engine.sql`` (the
+worker's claims, outcomes and heartbeats) and ``admin.sql`` (the operator's reads and
+repairs, and the workers registry) hold named statements::
 
     -- name: dequeue
     SELECT ...
@@ -38,7 +39,7 @@ __all__ = [
     "upgrade_script",
 ]
 
-_FILES = ("schema.sql", "migrations.sql", "queue.sql", "engine.sql")
+_FILES = ("schema.sql", "migrations.sql", "queue.sql", "engine.sql", "admin.sql")
 _NAME = re.compile(r"^-- name: (\w+)[ \t]*$", re.MULTILINE)
 _FRAGMENT = re.compile(r"\{(_\w+)\}")
 _COMMENT_LINE = re.compile(r"^[ \t]*--.*\n?", re.MULTILINE)
@@ -52,11 +53,12 @@ def _parse(text: str) -> dict[str, str]:
         for name, body in zip(parts[1::2], parts[2::2], strict=True)
     }
     fragments = {name: body for name, body in blocks.items() if name.startswith("_")}
-    return {
-        name: _FRAGMENT.sub(lambda m: fragments[m.group(1)], body)
-        for name, body in blocks.items()
-        if not name.startswith("_")
-    }
+
+    def include(body: str) -> str:
+        # A fragment may include fragments of its own.
+        return _FRAGMENT.sub(lambda m: include(fragments[m.group(1)]), body)
+
+    return {name: include(body) for name, body in blocks.items() if not name.startswith("_")}
 
 
 @functools.cache
@@ -97,7 +99,10 @@ class Statements:
         self.settings = s = settings
         self._idents: dict[str, sql.Composable] = {
             "schema": sql.Identifier(s.schema),
-            **{key: s.ident(key) for key in ("jobs", "log", "limits", "version", "status")},
+            **{
+                key: s.ident(key)
+                for key in ("jobs", "log", "limits", "version", "status", "workers", "paused")
+            },
             "notify_fn": s.ident("notify_fn"),
             **{
                 key: sql.Identifier(s.name(key))
@@ -108,6 +113,8 @@ class Statements:
                     "dedupe_idx",
                     "log_job_idx",
                     "log_created_idx",
+                    "failed_idx",
+                    "log_problem_idx",
                 )
             },
             "channel": sql.Literal(s.channel),

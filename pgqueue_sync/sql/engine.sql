@@ -18,6 +18,15 @@ SET plan_cache_mode = force_generic_plan
 -- name: analyze_jobs
 ANALYZE {jobs}
 
+-- name: _open_entrypoints
+-- The entrypoints asked for, less the paused ones: a paused entrypoint is not claimed by
+-- any worker, whatever the worker believes (the table is the truth; a NOTIFY only hints).
+-- One probe of the paused table's primary key per entrypoint, whatever the backlog.
+ARRAY(
+        SELECT e FROM unnest(%(entrypoints)s::text[]) AS e
+        WHERE NOT EXISTS (SELECT FROM {paused} p WHERE p.entrypoint = e)
+    )
+
 -- name: _claim_head
 -- Claim up to %(limit)s jobs: picked ones whose heartbeat is older than retry_timer (their
 -- worker is dead or frozen), then queued ones that are due, highest priority first, then
@@ -25,12 +34,15 @@ ANALYZE {jobs}
 -- skip rows that another worker has locked.
 -- A stale row (still 'picked' before the update) is "rescued" from a worker presumed dead;
 -- if the handler of the attempt it lost had recorded that it started (mark_started, only
--- done for rescued jobs), that worker was "lost" while running it.
-WITH stale AS (
+-- done for rescued jobs), that worker was "lost" while running it. Paused entrypoints are
+-- left out (see _open_entrypoints).
+WITH open AS (
+    SELECT {_open_entrypoints} AS entrypoints
+), stale AS (
     SELECT id FROM {jobs}
     WHERE status = 'picked'
       AND %(retry_timer)s::interval IS NOT NULL
-      AND entrypoint = ANY(%(entrypoints)s::text[])
+      AND entrypoint = ANY((SELECT entrypoints FROM open)::text[])
       AND heartbeat < {now} - %(retry_timer)s::interval
     ORDER BY heartbeat
     LIMIT %(limit)s
@@ -38,7 +50,7 @@ WITH stale AS (
 ), fresh AS (
     SELECT id FROM {jobs}
     WHERE status = 'queued'
-      AND entrypoint = ANY(%(entrypoints)s::text[])
+      AND entrypoint = ANY((SELECT entrypoints FROM open)::text[])
       AND execute_after <= {now}
     ORDER BY priority DESC, execute_after, id
     LIMIT %(fresh_limit)s
@@ -72,7 +84,7 @@ FROM chosen, (SELECT set_config('synchronous_commit', 'off', true)) AS async_com
 
 -- name: next_due
 SELECT extract(epoch FROM min(execute_after) - {now})::float8 FROM {jobs}
-WHERE status = 'queued' AND entrypoint = ANY(%(entrypoints)s::text[])
+WHERE status = 'queued' AND entrypoint = ANY({_open_entrypoints})
 
 -- name: needs_statistics
 -- Never analyzed (reltuples is -1 until the first ANALYZE or VACUUM) yet holding rows.
@@ -121,14 +133,14 @@ WITH done AS (
     DELETE FROM {jobs} j USING owned o
     WHERE j.id = o.id AND o.status NOT IN ('queued', 'failed')
     RETURNING j.id, j.entrypoint, j.priority, j.attempts, j.created, j.headers,
-              o.status, o.duration, o.traceback, o.result, o.value
+              o.status, o.duration, o.traceback, o.result, o.value, j.execute_after
 ), failed AS (
     UPDATE {jobs} j
     SET status = 'failed', worker_id = NULL, last_error = o.traceback, updated = {now}
     FROM owned o
     WHERE j.id = o.id AND o.status = 'failed'
     RETURNING j.id, j.entrypoint, j.priority, j.attempts, j.created, j.headers,
-              o.status, o.duration, o.traceback, o.result, o.value
+              o.status, o.duration, o.traceback, o.result, o.value, j.execute_after
 ), retried AS (
     UPDATE {jobs} j
     SET status = 'queued', worker_id = NULL, last_error = o.traceback, updated = {now},
@@ -138,10 +150,10 @@ WITH done AS (
     RETURNING j.id
 ), logged AS (
     INSERT INTO {log} (job_id, entrypoint, status, priority, attempts, worker_id, duration,
-                       traceback, result, result_json, headers, enqueued, created)
+                       traceback, result, result_json, headers, enqueued, created, due)
     SELECT r.id, r.entrypoint, r.status::{status}, r.priority, r.attempts, %(worker_id)s,
            make_interval(secs => r.duration), r.traceback, r.result, r.value, r.headers,
-           r.created, {now}
+           r.created, {now}, r.execute_after
     FROM (SELECT * FROM removed UNION ALL SELECT * FROM failed) r
     RETURNING job_id, entrypoint
 )
@@ -189,3 +201,32 @@ SELECT l.job_id FROM {log} l
 JOIN unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS o(id, attempt)
   ON o.id = l.job_id AND o.attempt = l.attempts
 WHERE l.worker_id = %(worker_id)s
+
+-- name: worker_beat
+-- The workers registry: a worker's row, written when it starts and with each heartbeat (an
+-- upsert: a row deleted meanwhile comes back); rows of workers lost long ago are forgotten.
+-- Returns which of the worker's entrypoints are paused.
+WITH beat AS (
+    INSERT INTO {workers} AS w (id, host, pid, started, heartbeat, entrypoints, threads,
+                                busy, jobs_done, jobs_failed, version, lost_after, options)
+    VALUES (%(id)s, %(host)s, %(pid)s, {now}, {now}, %(entrypoints)s::text[], %(threads)s,
+            %(busy)s, %(done)s, %(failed)s, %(version)s, %(lost_after)s::interval,
+            %(options)s::jsonb)
+    ON CONFLICT (id) DO UPDATE
+    SET heartbeat = EXCLUDED.heartbeat, threads = EXCLUDED.threads, busy = EXCLUDED.busy,
+        jobs_done = EXCLUDED.jobs_done, jobs_failed = EXCLUDED.jobs_failed
+    RETURNING w.id
+), forgotten AS (
+    DELETE FROM {workers}
+    WHERE id <> %(id)s AND heartbeat < {now} - %(forget_after)s::interval
+    RETURNING id
+)
+SELECT ARRAY(SELECT entrypoint FROM {paused} WHERE entrypoint = ANY(%(entrypoints)s::text[]))
+
+-- name: worker_paused
+-- Which of these entrypoints are paused (a pause or resume NOTIFY only hints at it).
+SELECT ARRAY(SELECT entrypoint FROM {paused} WHERE entrypoint = ANY(%(entrypoints)s::text[]))
+
+-- name: worker_gone
+-- A clean stop: the worker's row is removed.
+DELETE FROM {workers} WHERE id = %(id)s

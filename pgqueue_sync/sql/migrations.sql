@@ -7,3 +7,37 @@ ALTER TABLE {jobs}
     ADD COLUMN lost integer NOT NULL DEFAULT 0,
     ADD COLUMN rescued integer NOT NULL DEFAULT 0,
     ADD COLUMN started timestamptz;
+
+-- name: v3
+-- v3: the workers registry, paused entrypoints, due on log rows, indexes for listings.
+ALTER TABLE {log} ADD COLUMN due timestamptz;
+
+-- Listings of failed jobs (in the queue and in the log), newest first: the rows an
+-- operator looks for are few among many, and partial indexes cost a successful job nothing.
+CREATE INDEX {failed_idx} ON {jobs} (id) WHERE status = 'failed';
+CREATE INDEX {log_problem_idx} ON {log} (id) WHERE status <> 'successful';
+
+-- One row per running worker, written when it starts and with each heartbeat, removed when
+-- it stops cleanly. A row whose heartbeat is older than lost_after is a lost worker.
+CREATE TABLE {workers} (
+    id          uuid PRIMARY KEY,
+    host        text NOT NULL,
+    pid         integer NOT NULL,
+    started     timestamptz NOT NULL DEFAULT now(),
+    heartbeat   timestamptz NOT NULL DEFAULT now(),
+    entrypoints text[] NOT NULL,
+    threads     integer NOT NULL,
+    busy        integer NOT NULL DEFAULT 0,
+    jobs_done   bigint NOT NULL DEFAULT 0,
+    jobs_failed bigint NOT NULL DEFAULT 0,
+    version     text NOT NULL,
+    lost_after  interval NOT NULL,
+    options     jsonb
+);
+
+-- Paused entrypoints: no worker claims their jobs (the claim reads this table).
+CREATE TABLE {paused} (
+    entrypoint text PRIMARY KEY,
+    since      timestamptz NOT NULL DEFAULT now(),
+    reason     text
+);

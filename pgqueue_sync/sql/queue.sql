@@ -7,7 +7,7 @@
 -- name: _log_columns
 -- A log row as LogEntry reads it.
 l.id, l.job_id, l.entrypoint, l.status::text AS status, l.priority, l.attempts, l.worker_id,
-l.duration, l.traceback, l.result, l.result_json, l.headers, l.enqueued, l.created
+l.duration, l.traceback, l.result, l.result_json, l.headers, l.enqueued, l.created, l.due
 
 -- name: listen
 LISTEN {channel_ident}
@@ -86,11 +86,13 @@ WITH target AS (
 ), removed AS (
     DELETE FROM {jobs} j USING target t
     WHERE j.id = t.id AND j.status IN ('queued', 'failed')
-    RETURNING j.id, j.entrypoint, j.priority, j.attempts, j.created, j.headers
+    RETURNING j.id, j.entrypoint, j.priority, j.attempts, j.created, j.headers,
+              j.execute_after
 ), logged AS (
     INSERT INTO {log} (job_id, entrypoint, status, priority, attempts, headers, enqueued,
-                       created)
-    SELECT id, entrypoint, 'canceled', priority, attempts, headers, created, {now}
+                       created, due)
+    SELECT id, entrypoint, 'canceled', priority, attempts, headers, created, {now},
+           execute_after
     FROM removed
     RETURNING job_id
 ), flagged AS (
@@ -145,6 +147,10 @@ SELECT DISTINCT ON (l.job_id) {_log_columns} FROM {log} l
 WHERE l.job_id = ANY(%(ids)s::bigint[])
   AND NOT EXISTS (SELECT FROM {jobs} j WHERE j.id = l.job_id AND j.status IN ('queued', 'picked'))
 ORDER BY l.job_id, l.id DESC
+
+-- name: log_of_job
+-- Every outcome logged for one job, oldest first.
+SELECT {_log_columns} FROM {log} l WHERE l.job_id = %(id)s ORDER BY l.id
 
 -- name: known_ids
 SELECT id FROM {jobs} WHERE id = ANY(%(ids)s::bigint[])

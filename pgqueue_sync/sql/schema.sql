@@ -70,7 +70,9 @@ CREATE TABLE {log} (
     result_json jsonb,
     headers     jsonb,
     enqueued    timestamptz,
-    created     timestamptz NOT NULL DEFAULT now()
+    created     timestamptz NOT NULL DEFAULT now(),
+    -- v3. When the attempt was due (the job's execute_after): pick-up latency.
+    due         timestamptz
 );
 CREATE INDEX {log_job_idx} ON {log} (job_id);
 CREATE INDEX {log_created_idx} ON {log} (created);
@@ -81,6 +83,36 @@ CREATE TABLE {limits} (
     entrypoint text PRIMARY KEY,
     tokens     double precision NOT NULL DEFAULT 0,
     refilled   timestamptz NOT NULL DEFAULT now()
+);
+
+-- v3. Listings of failed jobs (in the queue and in the log), newest first: the rows an
+-- operator looks for are few among many, and partial indexes cost a successful job nothing.
+CREATE INDEX {failed_idx} ON {jobs} (id) WHERE status = 'failed';
+CREATE INDEX {log_problem_idx} ON {log} (id) WHERE status <> 'successful';
+
+-- v3. One row per running worker, written when it starts and with each heartbeat, removed
+-- when it stops cleanly. A row whose heartbeat is older than lost_after is a lost worker.
+CREATE TABLE {workers} (
+    id          uuid PRIMARY KEY,
+    host        text NOT NULL,
+    pid         integer NOT NULL,
+    started     timestamptz NOT NULL DEFAULT now(),
+    heartbeat   timestamptz NOT NULL DEFAULT now(),
+    entrypoints text[] NOT NULL,
+    threads     integer NOT NULL,
+    busy        integer NOT NULL DEFAULT 0,
+    jobs_done   bigint NOT NULL DEFAULT 0,
+    jobs_failed bigint NOT NULL DEFAULT 0,
+    version     text NOT NULL,
+    lost_after  interval NOT NULL,
+    options     jsonb
+);
+
+-- v3. Paused entrypoints: no worker claims their jobs (the claim reads this table).
+CREATE TABLE {paused} (
+    entrypoint text PRIMARY KEY,
+    since      timestamptz NOT NULL DEFAULT now(),
+    reason     text
 );
 
 CREATE TABLE {version} (
@@ -105,6 +137,8 @@ DROP FUNCTION IF EXISTS {notify_fn}();
 DROP TABLE IF EXISTS {jobs};
 DROP TABLE IF EXISTS {log};
 DROP TABLE IF EXISTS {limits};
+DROP TABLE IF EXISTS {workers};
+DROP TABLE IF EXISTS {paused};
 DROP TABLE IF EXISTS {version};
 DROP TYPE IF EXISTS {status};
 

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
+import psycopg
 import pytest
 
 from pgqueue_sync import (
@@ -11,6 +13,7 @@ from pgqueue_sync import (
     PgQueueError,
     PsycopgDriver,
     QueueManager,
+    SchemaNotInstalledError,
     Settings,
 )
 
@@ -51,3 +54,38 @@ def test_driver_needs_a_connection_pool_or_string() -> None:
 def test_a_run_without_handlers_is_refused(qm: QueueManager) -> None:
     with pytest.raises(ConfigurationError, match="no entrypoint"):
         qm.run()
+
+
+@pytest.mark.parametrize("call", ["verify", "upgrade", "status", "enqueue", "run"])
+def test_schema_not_installed_names_the_database_host_and_schema_it_looked_in(
+    dsn: str, call: str
+) -> None:
+    """A script that connected to another database (libpq defaults, a wrong DSN) is told
+    where it looked, not only that the queue is missing."""
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    params.update(dbname="postgres", password="hunter2")  # trust auth: not checked
+    driver = PsycopgDriver(psycopg.conninfo.make_conninfo("", **params))
+    qm = QueueManager(driver, settings=Settings(schema="elsewhere", prefix="p_"))
+
+    @qm.entrypoint("a")
+    def handler(job: Job) -> None:
+        pass
+
+    calls: dict[str, Callable[[], object]] = {
+        "verify": qm.queries.verify,
+        "upgrade": qm.queries.upgrade,
+        "status": qm.queries.status,
+        "enqueue": lambda: qm.queries.enqueue("a", None),
+        "run": lambda: qm.run(mode="drain", dequeue_timeout=0.1),
+    }
+    try:
+        with pytest.raises(SchemaNotInstalledError) as info:
+            calls[call]()
+    finally:
+        driver.close()
+    message = str(info.value)
+    host = params.get("host", "")
+    assert message.startswith("schema not installed in schema 'elsewhere', prefix 'p_' of ")
+    assert f"database 'postgres' on {host}:" in message
+    assert "pgq-sync install" in message
+    assert "hunter2" not in message

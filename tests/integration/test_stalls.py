@@ -169,6 +169,8 @@ def test_a_forged_notify_changes_no_job(
         {"type": "requeue"},
         {"type": "probe", "worker": "x"},
         {"type": "pause", "entrypoints": ["long"]},
+        {"type": "pause", "entrypoints": "long"},
+        {"type": "resume", "entrypoints": ["long"]},
         {"type": "stop"},
         {"ids": ids},
     ]
@@ -179,11 +181,58 @@ def test_a_forged_notify_changes_no_job(
     qm.queries.notify(json.dumps({"type": "insert"}))
     [marker] = qm.queries.enqueue("long", None)
     assert eventually(lambda: statuses(conn, settings).get(marker) == "picked")
+    # The forged pause gave nothing back: the three buffered jobs are still this worker's,
+    # at their first attempt.
+    held = qm.queries.get_jobs(ids)
+    assert [(j.status, j.attempts, j.worker_id) for j in held] == [
+        (JobStatus.PICKED, 1, held[0].worker_id)
+    ] * 4
     gate.set()
     results = qm.queries.wait_for([*ids, marker], timeout=20)
     r.stop()
     assert [res.status for res in results] == [JobStatus.SUCCESSFUL] * 5
     assert seen_cancelled == []
+    assert qm.last_stats is not None
+    assert qm.last_stats.released == 0
+    assert [e.attempts for e in qm.queries.history(job_ids=ids)] == [1] * 4
+
+
+def test_a_forged_resume_does_not_resume_a_paused_entrypoint(
+    qm: QueueManager,
+    conn: psycopg.Connection[Any],
+    settings: Settings,
+    runner: Start,
+    stranger: psycopg.Connection[Any],
+) -> None:
+    ran: list[str] = []
+
+    @qm.entrypoint("paused")
+    def paused(job: Job) -> None:
+        ran.append("paused")
+
+    @qm.entrypoint("open")
+    def open_(job: Job) -> None:
+        ran.append("open")
+
+    qm.queries.pause("paused")
+    held_back = qm.queries.enqueue(["paused"] * 3, [None] * 3)
+    r = runner(qm, workers=2, retry_timer=60, heartbeat_interval=10)
+    for payload in (
+        {"type": "resume", "entrypoints": ["paused"]},
+        {"type": "resume"},
+        {"type": "pause", "entrypoints": []},
+        {"type": "insert"},
+    ):
+        stranger.execute("SELECT pg_notify(%s, %s)", (settings.channel, json.dumps(payload)))
+    # Sent after the forged events: once it has run, the worker has seen them all.
+    [marker] = qm.queries.enqueue("open", None)
+    qm.queries.wait_for([marker], timeout=20)
+    assert statuses(conn, settings) == dict.fromkeys(held_back, "queued")
+    assert ran == ["open"]
+    qm.queries.resume("paused")
+    results = qm.queries.wait_for(held_back, timeout=20)
+    r.stop()
+    assert [res.status for res in results] == [JobStatus.SUCCESSFUL] * 3
 
 
 def test_a_real_cancel_reaches_a_running_job_through_the_table(

@@ -249,3 +249,24 @@ def test_bytes_results_are_kept_in_the_log(qm: QueueManager, runner: Start) -> N
     runner(qm, mode="drain").join()
     [entry] = qm.queries.log(job_ids=[job_id])
     assert entry.result == b"cba"
+
+
+def test_drain_runs_every_job_of_an_entrypoint_at_its_concurrency_limit(
+    qm: QueueManager,
+) -> None:
+    """Drain mode does not stop while a job of a limited entrypoint is due: the finished
+    job that frees the slot may unblock the entrypoint while the fetcher's claim skips it."""
+    ran: list[int] = []
+
+    @qm.entrypoint("one_at_a_time", concurrency_limit=1)
+    def handler(job: Job) -> None:
+        ran.append(job.id)
+
+    @qm.entrypoint("other")
+    def other(job: Job) -> None:
+        pass
+
+    for _ in range(20):  # a race: most rounds lost it before the fix
+        ids = qm.queries.enqueue(["one_at_a_time"] * 3, [None] * 3)
+        qm.run(mode="drain", dequeue_timeout=1.0, workers=4)
+        assert ran[-3:] == ids

@@ -54,6 +54,7 @@ class RetryMachine(PgMachine):
     def __init__(self) -> None:
         super().__init__()
         self.fail_next = False
+        self.handler_ran = False
         self.db.qm.entrypoint(
             "e",
             retry=RetryPolicy(
@@ -72,6 +73,7 @@ class RetryMachine(PgMachine):
         self.add_worker()
 
     def handler(self, job: Job) -> None:
+        self.handler_ran = True
         if self.fail_next:
             raise RuntimeError(f"job {job.id} failed on purpose")
 
@@ -128,9 +130,20 @@ class RetryMachine(PgMachine):
         job = member.worker.buffer.take(0)
         assert job is not None
         self.fail_next = fail
+        self.handler_ran = False
         queued = len(member.worker.completions)
         outcome = member.worker.runner.run_job(job)
-        if len(member.worker.completions) > queued:
+        if len(member.worker.completions) > queued and not self.handler_ran:
+            # A rescued job that another worker re-claimed while it waited here: it does not
+            # run, and its outcome is fenced out when written.
+            current = self.model.jobs.get(job.id)  # None: the other worker finished it
+            assert job.rescued, (job, outcome)
+            assert outcome.status is JobStatus.CANCELED, (job, outcome)
+            assert current is None or (current.worker, current.attempts) != (
+                member.worker.id,
+                job.attempts,
+            )
+        elif len(member.worker.completions) > queued:
             self.runs.setdefault(job.id, []).append((job.attempts, i))
             # What the policy says, not what the engine reports, goes to the model.
             status, delay = (

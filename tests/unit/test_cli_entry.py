@@ -46,6 +46,17 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     ("args", "named"),
     [
         (["log", "--limit", "-1"], "--limit"),
+        (["jobs", "--limit", "-1"], "--limit"),
+        (["jobs", "--limit", "0"], "--limit"),
+        (["jobs", "--status", "running"], "--status"),
+        (["jobs", "show", "abc"], "ID"),
+        (["requeue"], "give job ids, or --failed"),
+        (["requeue", "1", "--failed"], "give job ids, or --failed"),
+        (["requeue", "1", "--entrypoint", "a"], "--entrypoint goes with --failed"),
+        (["cancel"], "ID"),
+        (["pause"], "ENTRYPOINT"),
+        (["purge", "--status", "picked"], "--status"),
+        (["status", "-v"], "-v"),
         (["demo", "--jobs", "0"], "--jobs"),
         (["demo", "--workers", "0"], "--workers"),
         (["clear", "--no-such-option"], "--no-such-option"),
@@ -64,12 +75,36 @@ def test_usage_errors_exit_2_before_any_database_is_touched(
     assert "could not connect" not in err
 
 
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["app:make", "--retry-timer", "0"], "--retry-timer"),
+        (["app:make", "--workers", "0"], "--workers"),
+        (["app:make", "--retry-timer", "1", "--heartbeat-interval", "0.9"], "heartbeat_interval"),
+        (["app:make", "--mode", "sometimes"], "--mode"),
+        (["no_colon"], "APP must be module:attribute"),
+        (["no_such_module_here:make"], "no module named 'no_such_module_here'"),
+        (["tests.tests_app:nothing"], "has no attribute 'nothing'"),
+        (["tests.tests_app:LEDGER"], "is a str, not a QueueManager"),
+        (["tests.tests_app:Ledger"], "must be a queue manager, or a callable that takes no"),
+        (["./no/such/file.py:make"], "no such file"),
+    ],
+)
+def test_run_refuses_a_bad_app_or_option_with_exit_code_2(
+    args: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["run", *args, "--log-level", "error"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert named in err
+
+
 def test_an_interrupted_command_exits_130(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def interrupted(self: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("pgqueue_sync.queries.Queries.queue_size", interrupted)
+    monkeypatch.setattr("pgqueue_sync.queries.Queries.status", interrupted)
     assert main(["queue-size", "--dsn", "host=127.0.0.1 port=1"]) == 130
     assert capsys.readouterr().err.strip() == "interrupted"
