@@ -286,10 +286,12 @@ def test_a_dedupe_key_postgresql_cannot_store_is_refused(
 
 
 @pytest.mark.parametrize("name", ["a\x00b", "\ud800", "é"])
-def test_an_entrypoint_postgresql_cannot_store_is_refused(qm: QueueManager, name: str) -> None:
-    qm.queries._known_entrypoints = None
+def test_an_entrypoint_postgresql_cannot_store_is_refused(
+    driver: PsycopgDriver, settings: Settings, qm: QueueManager, name: str
+) -> None:
+    producer = Queries(driver, settings)  # a pure producer: no registry to check names against
     with pytest.raises(InvalidEntrypointError):
-        qm.queries.enqueue(name, None)
+        producer.enqueue(name, None)
     assert _nothing_written(qm)
 
 
