@@ -11,13 +11,16 @@ import re
 import traceback
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .clock import Clock
 from .errors import NoContextError, UnknownEntrypointError, UnstorableResultError
 from .models import Context, Job, JobCancelled, JobStatus
 from .retry import RetryPolicy, RetryRequested
 from .worker_queries import Outcome
+
+if TYPE_CHECKING:
+    from .cron import Schedule
 
 __all__ = [
     "DEFAULT_MAX_LOST",
@@ -69,6 +72,8 @@ class Entrypoint:
     requests_per_second: float | None = None
     timeout: float | None = None
     max_lost: int | None = DEFAULT_MAX_LOST
+    # Set by ``qm.periodic``: the schedule whose ticks enqueue this entrypoint's jobs.
+    schedule: Schedule | None = None
 
     @property
     def globally_limited(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import os
@@ -12,6 +13,7 @@ from typing import Any, TypeVar
 
 from .buffer import Mailbox
 from .clock import Clock, SystemClock
+from .cron import DEFAULT_CATCH_UP_LIMIT, CatchUp, Schedule
 from .db import Driver
 from .errors import (
     AlreadyRunningError,
@@ -194,6 +196,66 @@ class QueueManager:
                 requests_per_second=requests_per_second,
                 timeout=seconds,
                 max_lost=max_lost,
+            )
+            return func
+
+        return register
+
+    def periodic(
+        self,
+        expression: str,
+        *,
+        name: str | None = None,
+        timezone: str = "UTC",
+        catch_up: CatchUp = "latest",
+        catch_up_limit: int = DEFAULT_CATCH_UP_LIMIT,
+        priority: int = 0,
+        payload: bytes | None = None,
+        retry: RetryPolicy | None = None,
+        concurrency_limit: int | None = None,
+        per_worker_limit: int | None = None,
+        requests_per_second: float | None = None,
+        timeout: timedelta | float | None = None,
+        max_lost: int | None = DEFAULT_MAX_LOST,
+    ) -> Callable[[F], F]:
+        """Register a handler as entrypoint ``name`` (default: the function's name) and a
+        schedule whose every tick enqueues one job of it, due at the tick.
+
+        ``expression`` is a cron expression (croniter's: five fields, or six with seconds
+        last) read in ``timezone`` (an IANA name). Each tick is enqueued once, whatever the
+        number of workers that declare the schedule. Ticks that fell while no worker ran
+        follow ``catch_up``: ``"latest"`` enqueues the most recent one, ``"none"`` none,
+        ``"all"`` each of them (the ``catch_up_limit`` most recent). ``priority`` and
+        ``payload`` are those of every job; the other options are :meth:`entrypoint`'s.
+
+        Needs croniter (``pip install 'pgqueue-sync[cron]'``: MissingDependencyError
+        without it); an invalid expression or time zone is refused here, with the reason.
+        """
+        schedule = Schedule.build(
+            name if name is not None else "unnamed",
+            expression,
+            timezone=timezone,
+            catch_up=catch_up,
+            catch_up_limit=catch_up_limit,
+            priority=priority,
+            payload=payload,
+            max_payload_bytes=self.settings.max_payload_bytes,
+        )
+        options: dict[str, Any] = {
+            "retry": retry,
+            "concurrency_limit": concurrency_limit,
+            "per_worker_limit": per_worker_limit,
+            "requests_per_second": requests_per_second,
+            "timeout": timeout,
+            "max_lost": max_lost,
+        }
+        self.entrypoint(schedule.name, **options)  # checks the options now (registers nothing)
+
+        def register(func: F) -> F:
+            entry: str = name if name is not None else getattr(func, "__name__", "")
+            self.entrypoint(entry, **options)(func)
+            self._registry[entry] = dataclasses.replace(
+                self._registry[entry], schedule=dataclasses.replace(schedule, name=entry)
             )
             return func
 

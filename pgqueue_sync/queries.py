@@ -41,6 +41,7 @@ from .models import (
     QueueStatistic,
 )
 from .options import duration
+from .schedule_queries import ScheduleQueries
 from .schema_queries import SchemaQueries
 from .worker_queries import Completed, LimitedClaim, Outcome, WorkerQueries
 
@@ -63,7 +64,7 @@ WAIT_POLL_MAX = 1.0
 _DUPLICATE_KEY = re.compile(r"\(dedupe_key\)=\((.*)\)")
 
 
-class Queries(SchemaQueries, WorkerQueries):
+class Queries(SchemaQueries, ScheduleQueries, WorkerQueries):
     """The queue's database operations. ``qm.queries`` is one of these."""
 
     # -- producers -----------------------------------------------------------------------

@@ -41,6 +41,7 @@ from .models import Context, Job, JobId, JobStatus
 from .options import RunOptions
 from .queries import Outcome, Queries
 from .rescue import before_rescued
+from .schedules import Scheduler
 from .settings import Settings
 
 __all__ = ["FETCH_SESSION", "WorkerStats", "WorkerSteps"]
@@ -151,6 +152,7 @@ class WorkerSteps:
         # Without the session's synchronous_commit = off, each claim turns it off itself.
         self.fetch_queries.async_commit_claims = not session
         self.complete_queries = Queries(self._complete_conn, settings, clock=clock)
+        self.scheduler = Scheduler(self._fetch_conn, settings, clock, registry)
         self.buffer = JobBuffer(
             options.buffer_size,
             watermark=options.claim_size,

@@ -300,9 +300,10 @@ class Worker(WorkerSteps):
         want = self.options.claim_size
         rechecked = False
         while not self._stopping():
+            tick_in = self.scheduler.tick()  # enqueue the schedules' due ticks
             if self.buffer.room() < want or not self.can_start():
                 # Full, or every handler thread is stuck: nothing more can start here.
-                self.mailbox.wait(self.options.dequeue_timeout)
+                self.mailbox.wait(min(self.options.dequeue_timeout, tick_in))
                 continue
             self.mailbox.drain()
             # A job held during the claim may have gone back to the queue (a retry) after
@@ -334,7 +335,7 @@ class Worker(WorkerSteps):
 
     def _idle_timeout(self) -> float:
         """How long to sleep after an empty claim (NOTIFY ends the sleep sooner)."""
-        timeout = self.options.dequeue_timeout
+        timeout = min(self.options.dequeue_timeout, self.scheduler.due_in())
         if self.options.retry_timer is not None:
             timeout = min(timeout, self.options.retry_timer.total_seconds())
         now = self.clock.monotonic()

@@ -23,6 +23,7 @@ import anyio.to_thread
 from anyio.lowlevel import EventLoopToken, current_token
 
 from pgqueue_sync.clock import Clock
+from pgqueue_sync.cron import DEFAULT_CATCH_UP_LIMIT, CatchUp
 from pgqueue_sync.db import Driver
 from pgqueue_sync.errors import AlreadyRunningError, InvalidStateError, PgQueueError
 from pgqueue_sync.execution import DEFAULT_MAX_LOST, Entrypoint, current_context, is_async_callable
@@ -165,6 +166,50 @@ class AsyncQueueManager:
         def decorate(func: F) -> F:
             register(self._on_loop(func) if is_async_callable(func) else func)
             self._handlers[name] = func
+            return func
+
+        return decorate
+
+    def periodic(
+        self,
+        expression: str,
+        *,
+        name: str | None = None,
+        timezone: str = "UTC",
+        catch_up: CatchUp = "latest",
+        catch_up_limit: int = DEFAULT_CATCH_UP_LIMIT,
+        priority: int = 0,
+        payload: bytes | None = None,
+        retry: RetryPolicy | None = None,
+        concurrency_limit: int | None = None,
+        per_worker_limit: int | None = None,
+        requests_per_second: float | None = None,
+        timeout: timedelta | float | None = None,
+        max_lost: int | None = DEFAULT_MAX_LOST,
+    ) -> Callable[[F], F]:
+        """Register a handler (``async def`` or plain) and a schedule that enqueues one of its
+        jobs at every tick: :meth:`pgqueue_sync.QueueManager.periodic`, on this event loop."""
+        # Validates now, as the sync one does.
+        register = self.sync.periodic(
+            expression,
+            name=name,
+            timezone=timezone,
+            catch_up=catch_up,
+            catch_up_limit=catch_up_limit,
+            priority=priority,
+            payload=payload,
+            retry=retry,
+            concurrency_limit=concurrency_limit,
+            per_worker_limit=per_worker_limit,
+            requests_per_second=requests_per_second,
+            timeout=timeout,
+            max_lost=max_lost,
+        )
+
+        def decorate(func: F) -> F:
+            entry: str = name if name is not None else getattr(func, "__name__", "")
+            register(self._on_loop(func) if is_async_callable(func) else func)
+            self._handlers[entry] = func
             return func
 
         return decorate

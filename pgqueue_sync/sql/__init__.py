@@ -18,6 +18,7 @@ from pgqueue_sync.errors import SchemaVersionError
 from pgqueue_sync.settings import Settings
 
 from . import dml
+from . import schedules as sched
 from .ddl import (
     CREATE_SCHEMA,
     DDL,
@@ -58,7 +59,10 @@ class Statements:
         self.settings = s = settings
         self._idents: dict[str, sql.Composable] = {
             "schema": sql.Identifier(s.schema),
-            **{key: s.ident(key) for key in ("jobs", "log", "limits", "version", "status")},
+            **{
+                key: s.ident(key)
+                for key in ("jobs", "log", "limits", "schedules", "version", "status")
+            },
             "notify_fn": s.ident("notify_fn"),
             **{
                 key: sql.Identifier(s.name(key))
@@ -126,6 +130,20 @@ class Statements:
         self.known_ids = c(dml.KNOWN_IDS)
         self.get_jobs = c(dml.GET_JOBS)
         self.prune_log = c(dml.PRUNE_LOG)
+        # schedules
+        self.schedule_now = c(sched.SCHEDULE_NOW)
+        self.declare_new = c(sched.DECLARE_NEW)
+        self.lock_declared = c(sched.LOCK_DECLARED)
+        self.redeclare = c(sched.REDECLARE)
+        self.refresh_schedules = c(sched.REFRESH_SCHEDULES)
+        self.lock_schedule = c(sched.LOCK_SCHEDULE)
+        self.enqueue_ticks = c(sched.ENQUEUE_TICKS)
+        self.list_schedules = c(sched.LIST_SCHEDULES)
+        self.pause_schedule = c(sched.PAUSE_SCHEDULE)
+        self.resume_schedule = c(sched.RESUME_SCHEDULE)
+        self.lock_one_schedule = c(sched.LOCK_ONE)
+        self.run_schedule = c(sched.RUN_SCHEDULE)
+        self.remove_schedule = c(sched.REMOVE_SCHEDULE)
 
     def compose(self, template: LiteralString) -> bytes:
         """``template`` with this queue's identifiers filled in."""

@@ -15,7 +15,7 @@ from pgqueue_sync import PsycopgDriver, Queries, QueueManager, Settings
 from pgqueue_sync_aio import AsyncQueries, AsyncQueueManager
 
 # Sync methods that stay plain functions on the async class (a decorator is not awaited).
-STAYS_SYNC = {"entrypoint"}
+STAYS_SYNC = {"entrypoint", "periodic"}
 
 
 def public_members(cls: type) -> dict[str, Any]:

@@ -1,0 +1,149 @@
+"""The statements of periodic jobs (schedules), as named templates (see :mod:`.dml`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing_extensions import LiteralString
+
+# The definition of a schedule, in the order the worker declares it.
+_DEFINITION: LiteralString = "expression, timezone, catch_up, catch_up_limit, priority, payload"
+
+SCHEDULE_NOW: LiteralString = "SELECT {now}"
+
+# New schedules are created with their first tick; existing ones are left to the update below
+# (ON CONFLICT waits for a concurrent declaration of the same name to commit).
+DECLARE_NEW: LiteralString = (
+    """
+INSERT INTO {schedules} (name, """
+    + _DEFINITION
+    + """, next_tick, declared, seen, created)
+SELECT d.name, d.expression, d.timezone, d.catch_up, d.catch_up_limit, d.priority, d.payload,
+       d.next_tick, {now}, {now}, {now}
+FROM unnest(
+    %(names)s::text[], %(expressions)s::text[], %(timezones)s::text[], %(catch_ups)s::text[],
+    %(limits)s::integer[], %(priorities)s::integer[], %(payloads)s::bytea[],
+    %(next_ticks)s::timestamptz[]
+) AS d(name, expression, timezone, catch_up, catch_up_limit, priority, payload, next_tick)
+ORDER BY d.name
+ON CONFLICT (name) DO NOTHING
+"""
+)
+
+LOCK_DECLARED: LiteralString = (
+    "SELECT name, "
+    + _DEFINITION
+    + """, next_tick, last_tick FROM {schedules}
+WHERE name = ANY(%(names)s::text[]) ORDER BY name FOR UPDATE
+"""
+)
+
+# A declaration that differs from the row replaces it; next_tick is the first tick of the new
+# expression (the worker computes it, never before the old cursor or the last tick).
+REDECLARE: LiteralString = """
+UPDATE {schedules}
+SET expression = %(expression)s, timezone = %(timezone)s, catch_up = %(catch_up)s,
+    catch_up_limit = %(catch_up_limit)s, priority = %(priority)s, payload = %(payload)s,
+    next_tick = %(next_tick)s, declared = {now}
+WHERE name = %(name)s
+"""
+
+# Workers that declare schedules say so; they learn each one's cursor (another worker may
+# have moved it, or an operator paused or resumed it).
+REFRESH_SCHEDULES: LiteralString = """
+UPDATE {schedules} SET seen = {now}
+WHERE name = ANY(%(names)s::text[])
+RETURNING name, next_tick, paused, {now} AS now
+"""
+
+# The claim of one schedule's due ticks: its row locked for the transaction (another worker
+# holding it is claiming them: skipped), committed durably whatever the session says, and a
+# worker frozen while holding it loses its session (and the lock) after a few seconds.
+LOCK_SCHEDULE: LiteralString = (
+    "SELECT "
+    + _DEFINITION
+    + """, paused, next_tick, {now} AS now,
+       set_config('synchronous_commit', 'on', true),
+       set_config('idle_in_transaction_session_timeout', %(idle_timeout)s, true)
+FROM {schedules} WHERE name = %(name)s
+FOR UPDATE SKIP LOCKED
+"""
+)
+
+# Enqueue the ticks' jobs and move the cursor, both only if the cursor is still where the
+# claim read it (compare-and-set: with the row locked it always is; if not, nothing is done).
+ENQUEUE_TICKS: LiteralString = """
+WITH ins AS (
+    INSERT INTO {jobs} AS j (priority, entrypoint, payload, execute_after, headers)
+    SELECT s.priority, s.name, s.payload, t.tick, t.headers
+    FROM {schedules} s,
+         unnest(%(ticks)s::timestamptz[], %(headers)s::jsonb[]) WITH ORDINALITY
+             AS t(tick, headers, n)
+    WHERE s.name = %(name)s AND s.next_tick = %(expected)s
+    ORDER BY t.n
+    RETURNING j.id, j.execute_after
+), moved AS (
+    UPDATE {schedules} s
+    SET next_tick = %(next_tick)s,
+        last_tick = COALESCE((SELECT max(execute_after) FROM ins), s.last_tick),
+        last_job_id = COALESCE((SELECT max(id) FROM ins), s.last_job_id)
+    WHERE s.name = %(name)s AND s.next_tick = %(expected)s
+    RETURNING s.name
+)
+SELECT (SELECT array_agg(id ORDER BY id) FROM ins) AS ids, (SELECT count(*) FROM moved) AS moved
+"""
+
+# -- operators ----------------------------------------------------------------------------
+
+# Each schedule with its last job's status: queued or running (in the jobs table), else its
+# latest outcome in the log.
+LIST_SCHEDULES: LiteralString = (
+    "SELECT s.name, "
+    + _DEFINITION
+    + """, s.paused, s.next_tick, s.last_tick, s.last_job_id,
+       s.declared, s.seen, s.created,
+       COALESCE(
+           (SELECT j.status::text FROM {jobs} j WHERE j.id = s.last_job_id),
+           (SELECT l.status::text FROM {log} l WHERE l.job_id = s.last_job_id
+            ORDER BY l.id DESC LIMIT 1)
+       ) AS last_status,
+       s.seen < {now} - %(orphaned_after)s::interval AS orphaned
+FROM {schedules} s
+WHERE %(names)s::text[] IS NULL OR s.name = ANY(%(names)s::text[])
+ORDER BY s.name
+"""
+)
+
+PAUSE_SCHEDULE: LiteralString = """
+UPDATE {schedules} SET paused = %(paused)s WHERE name = %(name)s RETURNING name
+"""
+
+# Resumed: ticks that fell while it was paused are skipped; the cursor never moves back.
+RESUME_SCHEDULE: LiteralString = """
+UPDATE {schedules} SET paused = false, next_tick = GREATEST(next_tick, %(next_tick)s)
+WHERE name = %(name)s
+RETURNING next_tick
+"""
+
+LOCK_ONE: LiteralString = """
+SELECT expression, timezone, {now} AS now FROM {schedules} WHERE name = %(name)s FOR UPDATE
+"""
+
+# A job of the schedule now, outside its ticks (the cursor does not move).
+RUN_SCHEDULE: LiteralString = """
+WITH ins AS (
+    INSERT INTO {jobs} (priority, entrypoint, payload, execute_after, headers)
+    SELECT priority, name, payload, {now},
+           jsonb_build_object('schedule', name, 'tick', NULL)
+    FROM {schedules} WHERE name = %(name)s
+    RETURNING id
+), marked AS (
+    UPDATE {schedules} SET last_job_id = (SELECT id FROM ins)
+    WHERE name = %(name)s AND EXISTS (SELECT FROM ins)
+    RETURNING name
+)
+SELECT id FROM ins
+"""
+
+REMOVE_SCHEDULE: LiteralString = "DELETE FROM {schedules} WHERE name = %(name)s RETURNING name"
