@@ -17,9 +17,11 @@ from .errors import (
     JobLostError,
     JobNotFoundError,
     JobTimeoutError,
+    MissingDependencyError,
     NoContextError,
     PayloadTooLargeError,
     PgQueueError,
+    ScheduleNotFoundError,
     SchemaNotInstalledError,
     SchemaVersionError,
     TransactionPoolingError,
@@ -42,6 +44,7 @@ from .models import (
 from .qm import QueueManager
 from .queries import Queries
 from .retry import RetryPolicy, RetryRequested
+from .schedule_queries import ScheduleInfo
 from .settings import Settings
 
 __all__ = [
@@ -69,6 +72,7 @@ __all__ = [
     "JobTimeoutError",
     "LogEntry",
     "ManualClock",
+    "MissingDependencyError",
     "NoContextError",
     "PayloadTooLargeError",
     "PgQueueError",
@@ -78,6 +82,8 @@ __all__ = [
     "QueueStatistic",
     "RetryPolicy",
     "RetryRequested",
+    "ScheduleInfo",
+    "ScheduleNotFoundError",
     "SchemaNotInstalledError",
     "SchemaVersionError",
     "Settings",

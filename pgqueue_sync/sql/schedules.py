@@ -50,11 +50,20 @@ WHERE name = %(name)s
 """
 
 # Workers that declare schedules say so; they learn each one's cursor (another worker may
-# have moved it, or an operator paused or resumed it).
+# have moved it, or an operator paused or resumed it). A row another worker holds (it is
+# claiming a tick) is not waited for: it is said next time, and its cursor read as it was.
 REFRESH_SCHEDULES: LiteralString = """
-UPDATE {schedules} SET seen = {now}
-WHERE name = ANY(%(names)s::text[])
-RETURNING name, next_tick, paused, {now} AS now
+WITH free AS (
+    SELECT name FROM {schedules} WHERE name = ANY(%(names)s::text[])
+    ORDER BY name FOR UPDATE SKIP LOCKED
+), touched AS (
+    UPDATE {schedules} s SET seen = {now} FROM free f WHERE s.name = f.name
+    RETURNING s.name, s.next_tick, s.paused
+)
+SELECT s.name, COALESCE(t.next_tick, s.next_tick), COALESCE(t.paused, s.paused), {now}
+FROM {schedules} s LEFT JOIN touched t ON t.name = s.name
+WHERE s.name = ANY(%(names)s::text[])
+ORDER BY s.name
 """
 
 # The claim of one schedule's due ticks: its row locked for the transaction (another worker
