@@ -129,8 +129,11 @@ UPDATE {schedules} SET paused = %(paused)s WHERE name = %(name)s RETURNING name
 """
 
 # Resumed: ticks that fell while it was paused are skipped; the cursor never moves back.
+# Resuming a schedule that is not paused changes nothing (its due ticks stay due).
 RESUME_SCHEDULE: LiteralString = """
-UPDATE {schedules} SET paused = false, next_tick = GREATEST(next_tick, %(next_tick)s)
+UPDATE {schedules}
+SET paused = false,
+    next_tick = CASE WHEN paused THEN GREATEST(next_tick, %(next_tick)s) ELSE next_tick END
 WHERE name = %(name)s
 RETURNING next_tick
 """

@@ -385,3 +385,19 @@ def test_the_cli_lists_pauses_resumes_runs_and_removes_schedules(
     assert main(["schedules", "remove", "cleanup", *common]) == 0
     assert main(["schedules", "--json", *common]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1] or "[]") == []
+
+
+def test_resuming_a_schedule_that_is_not_paused_leaves_its_due_ticks_due(
+    cqm: QueueManager,
+    clock: ManualClock,
+    conn: Conn,
+    settings: Settings,
+    schedulers: Callable[[QueueManager], Scheduler],
+) -> None:
+    cqm.periodic("* * * * * */15", name="q")(noop)
+    scheduler = schedulers(cqm)
+    scheduler.tick()
+    clock.advance(20)  # 00:00:15 is due, and no worker has claimed it yet
+    assert cqm.queries.resume_schedule("q") == T0 + timedelta(seconds=15)
+    scheduler.tick(force=True)
+    assert ticks_of(conn, settings, "q") == [T0 + timedelta(seconds=15)]

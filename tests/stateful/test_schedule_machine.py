@@ -104,6 +104,11 @@ def naive_ticks(expression: str, start: datetime, end: datetime) -> list[datetim
             found.append(tick.astimezone(UTC))
 
 
+def first_after(expression: str, t: datetime) -> datetime:
+    tick: datetime = croniter(expression, t).get_next(datetime)
+    return tick.astimezone(UTC)
+
+
 class ScheduleMachine(PgMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -150,9 +155,7 @@ class ScheduleMachine(PgMachine):
             return
         due = naive_ticks(expression, cursor, now)
         assert due[0] == cursor
-        self.model.cursor[name] = naive_ticks(
-            expression, now + timedelta(microseconds=1), now + timedelta(hours=1)
-        )[0]
+        self.model.cursor[name] = first_after(expression, now)
         if self.model.paused[name]:
             return
         if now - due[0] <= MISSED_AFTER:
@@ -182,9 +185,7 @@ class ScheduleMachine(PgMachine):
         for name, (expression, _, _) in SCHEDULES.items():
             if name not in self.model.cursor:
                 now = self.clock.now()
-                self.model.cursor[name] = naive_ticks(
-                    expression, now + timedelta(microseconds=1), now + timedelta(hours=1)
-                )[0]
+                self.model.cursor[name] = first_after(expression, now)
                 self.model.paused[name] = False
                 self.model.ticks[name] = []
 
@@ -283,10 +284,9 @@ class ScheduleMachine(PgMachine):
             self.db.qm.queries.resume_schedule(name)
             expression = SCHEDULES[name][0]
             now = self.clock.now()
-            first = naive_ticks(
-                expression, now + timedelta(microseconds=1), now + timedelta(hours=1)
-            )[0]
-            self.model.cursor[name] = max(self.model.cursor[name], first)
+            if self.model.paused[name]:  # resuming a running schedule changes nothing
+                first = first_after(expression, now)
+                self.model.cursor[name] = max(self.model.cursor[name], first)
             self.model.paused[name] = False
 
     # -- checks ----------------------------------------------------------------------------
