@@ -58,6 +58,10 @@ def test_three_workers_enqueue_each_second_once(
             f"SELECT headers->>'tick' FROM \"{fschema}\".pgqueue_jobs "
             f"UNION ALL SELECT headers->>'tick' FROM \"{fschema}\".pgqueue_log"
         ).fetchall()
+        late = conn.execute(
+            f"SELECT max(extract(epoch FROM enqueued - (headers->>'tick')::timestamptz)) "
+            f'FROM "{fschema}".pgqueue_log'
+        ).fetchone()
         runs = conn.execute(
             f'SELECT tick, execute_after, job_id, pid FROM "{fschema}".ticks ORDER BY tick'
         ).fetchall()
@@ -77,5 +81,6 @@ def test_three_workers_enqueue_each_second_once(
     assert ran == [first + timedelta(seconds=s) for s in range(seconds + 1)]
     print(
         f"\n{len(made)} ticks enqueued by {PROCESSES} processes ({enqueued_by}), "
-        f"{len(ran)} run by {len({pid for *_, pid in runs})} process(es), none twice"
+        f"{len(ran)} run by {len({pid for *_, pid in runs})} process(es), none twice; "
+        f"enqueued at most {float(late[0] if late else 0) * 1000:.0f} ms after its tick"
     )
