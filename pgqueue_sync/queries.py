@@ -33,6 +33,7 @@ from .models import (
     LogEntry,
     QueueStatistic,
 )
+from .schedule_queries import ScheduleQueries
 from .schema_queries import SchemaQueries
 from .waiting import wait_for
 
@@ -54,7 +55,7 @@ _COPY_TYPES = [JOB_COLUMN_TYPES[name] for name in ENQUEUE_COLUMNS]
 _DUPLICATE_KEY = re.compile(r"\(dedupe_key\)=\((.*)\)")
 
 
-class Queries(SchemaQueries):
+class Queries(SchemaQueries, ScheduleQueries):
     """The queue's database operations. ``qm.queries`` is one of these."""
 
     # Lists at least this long go through COPY; None: COPY_THRESHOLD. Set on an instance, it

@@ -102,6 +102,7 @@ class Settings:
             "log_job_idx": f"{p}pgqueue_log_job_id_idx",
             "log_created_idx": f"{p}pgqueue_log_created_idx",
             "limits": f"{p}pgqueue_limits",
+            "schedules": f"{p}pgqueue_schedules",
         }
         object.__setattr__(self, "_names", names)
 

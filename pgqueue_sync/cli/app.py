@@ -19,6 +19,7 @@ from pgqueue_sync.errors import PgQueueError
 from .context import EXIT_INTERRUPTED
 from .demo import demo
 from .inspection import clear, log, queue_size
+from .schedules import schedules
 from .schema import install, sql, uninstall, upgrade, verify
 
 __all__ = ["COMMANDS", "cli", "run"]
@@ -32,6 +33,7 @@ COMMANDS: tuple[click.Command, ...] = (
     queue_size,
     log,
     clear,
+    schedules,
     demo,
 )
 

@@ -2,7 +2,8 @@
 
 ``schema.sql`` (the DDL and what installs and checks it), ``migrations.sql`` (one step per
 schema version), ``queue.sql`` (producers, control, inspection) and ``engine.sql`` (the
-worker's claims, outcomes and heartbeats) hold named statements::
+worker's claims, outcomes and heartbeats) and ``schedules.sql`` (periodic jobs: the ticks
+workers claim, what operators do) hold named statements::
 
     -- name: dequeue
     SELECT ...
@@ -38,7 +39,7 @@ __all__ = [
     "upgrade_script",
 ]
 
-_FILES = ("schema.sql", "migrations.sql", "queue.sql", "engine.sql")
+_FILES = ("schema.sql", "migrations.sql", "queue.sql", "engine.sql", "schedules.sql")
 _NAME = re.compile(r"^-- name: (\w+)[ \t]*$", re.MULTILINE)
 _FRAGMENT = re.compile(r"\{(_\w+)\}")
 _COMMENT_LINE = re.compile(r"^[ \t]*--.*\n?", re.MULTILINE)
@@ -97,7 +98,10 @@ class Statements:
         self.settings = s = settings
         self._idents: dict[str, sql.Composable] = {
             "schema": sql.Identifier(s.schema),
-            **{key: s.ident(key) for key in ("jobs", "log", "limits", "version", "status")},
+            **{
+                key: s.ident(key)
+                for key in ("jobs", "log", "limits", "schedules", "version", "status")
+            },
             "notify_fn": s.ident("notify_fn"),
             **{
                 key: sql.Identifier(s.name(key))
