@@ -26,6 +26,7 @@ __all__ = [
     "elapsed_since",
     "now_real",
     "to_seconds",
+    "utc_now",
 ]
 
 
@@ -59,6 +60,12 @@ def elapsed_since(start: float) -> float:
 def now_real() -> float:
     """A reading of real time, for :func:`elapsed_since` (stall detection and the like)."""
     return time.monotonic()
+
+
+def utc_now() -> datetime:
+    """The wall time of this machine, in UTC: for checks made when code declares something
+    (a cron expression that never fires), never to stamp a row (the database does)."""
+    return datetime.now(timezone.utc)
 
 
 class Clock(Protocol):

@@ -15,7 +15,7 @@ import psycopg
 from .clock import elapsed_since, now_real
 from .db import Connection, Driver
 
-__all__ = ["ManagedConnection"]
+__all__ = ["ManagedConnection", "worker_connections"]
 
 logger = logging.getLogger(__name__)
 
@@ -139,3 +139,17 @@ class ManagedConnection:
     def close(self) -> None:
         with self._lock:
             self._discard()
+
+
+def worker_connections(
+    driver: Driver, tag: str, *, fetch_setup: Sequence[bytes] = ()
+) -> dict[str, ManagedConnection]:
+    """A worker's own connections, by role: ``fetch`` (claims; ``fetch_setup`` runs on it),
+    ``complete`` (outcomes, heartbeats) and ``listen``. Each one's application_name is
+    pgqueue-sync:<role>:<tag> (the worker id's prefix), to find them in pg_stat_activity
+    next to the worker's logs."""
+    return {
+        "fetch": ManagedConnection(driver, f"fetch:{tag}", setup=fetch_setup),
+        "complete": ManagedConnection(driver, f"complete:{tag}"),
+        "listen": ManagedConnection(driver, f"listen:{tag}", listen=True),
+    }

@@ -23,9 +23,11 @@ __all__ = [
     "JobLostError",
     "JobNotFoundError",
     "JobTimeoutError",
+    "MissingDependencyError",
     "NoContextError",
     "PayloadTooLargeError",
     "PgQueueError",
+    "ScheduleNotFoundError",
     "SchemaNotInstalledError",
     "SchemaVersionError",
     "TransactionPoolingError",
@@ -45,6 +47,15 @@ class ConfigurationError(PgQueueError, ValueError):
 
 class InvalidEntrypointError(ConfigurationError):
     """An entrypoint name is empty, too long, or has characters outside the allowed set."""
+
+
+class MissingDependencyError(ConfigurationError, ImportError):
+    """A feature needs an optional dependency that is not installed (the message says which
+    extra to install, e.g. ``pip install 'pgqueue-sync[cron]'``)."""
+
+
+class ScheduleNotFoundError(PgQueueError, LookupError):
+    """No schedule of that name is in the database."""
 
 
 class InvalidHandlerError(ConfigurationError, TypeError):

@@ -1,5 +1,5 @@
-"""Rows and values: Job, JobStatus, LogEntry, JobResult, QueueStatistic, CancelResult, and
-the values the engine passes between its stages (Outcome, Completed, LimitedClaim,
+"""Rows and values: Job, JobStatus, LogEntry, JobResult, QueueStatistic, CancelResult,
+ScheduleInfo, and the values the engine passes between its stages (Outcome, Completed, LimitedClaim,
 WorkerStats). Pure data: nothing here touches the database."""
 
 from __future__ import annotations
@@ -9,7 +9,10 @@ import enum
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .cron import CatchUp
 
 __all__ = [
     "ENQUEUE_COLUMNS",
@@ -24,6 +27,7 @@ __all__ = [
     "LogEntry",
     "Outcome",
     "QueueStatistic",
+    "ScheduleInfo",
     "WorkerStats",
 ]
 
@@ -233,6 +237,57 @@ class QueueStatistic:
     entrypoint: str
     status: JobStatus
     count: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleInfo:
+    """A schedule as stored in the database (``Queries.schedules()``).
+
+    ``next_tick``: the next tick to handle. ``last_tick`` and ``last_job_id``: the last tick
+    enqueued and the last job enqueued (a tick's, or a manual run's), whose status is
+    ``last_status`` (None once its log row is pruned). ``seen``: when a running worker last
+    declared it; ``orphaned``: none has for a while (``schedule_queries.ORPHANED_AFTER``).
+    """
+
+    name: str
+    expression: str
+    timezone: str
+    catch_up: CatchUp
+    catch_up_limit: int
+    priority: int
+    payload: bytes | None
+    paused: bool
+    next_tick: datetime
+    last_tick: datetime | None
+    last_job_id: JobId | None
+    last_status: JobStatus | None
+    declared: datetime
+    seen: datetime
+    created: datetime
+    orphaned: bool
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ScheduleInfo:
+        payload = row["payload"]
+        status = row["last_status"]
+        return cls(
+            name=row["name"],
+            expression=row["expression"],
+            timezone=row["timezone"],
+            catch_up=row["catch_up"],
+            catch_up_limit=row["catch_up_limit"],
+            priority=row["priority"],
+            payload=None if payload is None else bytes(payload),
+            paused=row["paused"],
+            next_tick=row["next_tick"],
+            last_tick=row["last_tick"],
+            last_job_id=row["last_job_id"],
+            last_status=None if status is None else JobStatus(status),
+            declared=row["declared"],
+            seen=row["seen"],
+            created=row["created"],
+            orphaned=bool(row["orphaned"]),
+        )
 
 
 @dataclasses.dataclass(frozen=True)

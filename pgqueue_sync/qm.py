@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from .clock import Clock, SystemClock
+from .cron import DEFAULT_CATCH_UP_LIMIT, CatchUp, Schedule
 from .db import Driver
 from .engine.buffer import Mailbox
 from .engine.hooks import HookList, WorkerHooks
@@ -18,7 +19,14 @@ from .errors import AlreadyRunningError, ConfigurationError, InvalidHandlerError
 from .models import WorkerStats
 from .options import Mode, RunOptions
 from .queries import Queries
-from .registry import DEFAULT_MAX_LOST, Entrypoint, entrypoint, is_async_callable, policies
+from .registry import (
+    DEFAULT_MAX_LOST,
+    Entrypoint,
+    Policies,
+    entrypoint,
+    is_async_callable,
+    policies,
+)
 from .retry import RetryPolicy
 from .settings import Settings, validate_entrypoint
 
@@ -120,9 +128,7 @@ class QueueManager:
           than this many times is failed with a JobLostError instead of run again (default
           3; None: run it again however often its worker dies).
         """
-        validate_entrypoint(name)
-        if name in self._registry:
-            raise ConfigurationError(f"entrypoint {name!r} is already registered")
+        self._check_free(name)
         rules = policies(
             retry=retry,
             concurrency_limit=concurrency_limit,
@@ -131,15 +137,82 @@ class QueueManager:
             timeout=timeout,
             max_lost=max_lost,
         )
+        return self._registrar(name, rules)
+
+    def periodic(
+        self,
+        expression: str,
+        *,
+        name: str | None = None,
+        timezone: str = "UTC",
+        catch_up: CatchUp = "latest",
+        catch_up_limit: int = DEFAULT_CATCH_UP_LIMIT,
+        priority: int = 0,
+        payload: bytes | None = None,
+        retry: RetryPolicy | None = None,
+        concurrency_limit: int | None = None,
+        per_worker_limit: int | None = None,
+        requests_per_second: float | None = None,
+        timeout: timedelta | float | None = None,
+        max_lost: int | None = DEFAULT_MAX_LOST,
+    ) -> Callable[[F], F]:
+        """Register a handler as entrypoint ``name`` (default: the function's name) and a
+        schedule whose every tick enqueues one job of it, due at the tick.
+
+        ``expression`` is a cron expression (croniter's: five fields, or six with seconds
+        last) read in ``timezone`` (an IANA name). Each tick is enqueued once, whatever the
+        number of workers that declare the schedule. Ticks that fell while no worker ran
+        follow ``catch_up``: ``"latest"`` enqueues the most recent one, ``"none"`` none,
+        ``"all"`` each of them (the ``catch_up_limit`` most recent). ``priority`` and
+        ``payload`` are those of every job; the other options are :meth:`entrypoint`'s.
+
+        Needs croniter (``pip install 'pgqueue-sync[cron]'``: MissingDependencyError
+        without it); an invalid expression or time zone is refused here, with the reason.
+        """
+        if name is not None:
+            self._check_free(name)
+        schedule = Schedule.build(
+            name if name is not None else "unnamed",  # named when it decorates a handler
+            expression,
+            timezone=timezone,
+            catch_up=catch_up,
+            catch_up_limit=catch_up_limit,
+            priority=priority,
+            payload=payload,
+            max_payload_bytes=self.settings.max_payload_bytes,
+        )
+        rules = policies(
+            retry=retry,
+            concurrency_limit=concurrency_limit,
+            per_worker_limit=per_worker_limit,
+            requests_per_second=requests_per_second,
+            timeout=timeout,
+            max_lost=max_lost,
+        )
+        return self._registrar(name, rules, schedule)
+
+    def _check_free(self, name: str) -> None:
+        validate_entrypoint(name)
+        if name in self._registry:
+            raise ConfigurationError(f"entrypoint {name!r} is already registered")
+
+    def _registrar(
+        self, name: str | None, rules: Policies, schedule: Schedule | None = None
+    ) -> Callable[[F], F]:
+        """The decorator that registers a handler as entrypoint ``name`` (None: under its
+        function's name, checked then), with its checked policies and schedule."""
 
         def register(func: F) -> F:
+            entry: str = getattr(func, "__name__", "") if name is None else name
+            if name is None:
+                self._check_free(entry)
             if is_async_callable(func):
                 raise InvalidHandlerError(
-                    f"entrypoint {name!r}: {getattr(func, '__name__', func)!r} is an async "
+                    f"entrypoint {entry!r}: {getattr(func, '__name__', func)!r} is an async "
                     "function; QueueManager runs plain def handlers in threads. Use "
                     "pgqueue_sync_aio.AsyncQueueManager to run async def handlers"
                 )
-            self._registry[name] = entrypoint(name, func, rules)
+            self._registry[entry] = entrypoint(entry, func, rules, schedule)
             return func
 
         return register

@@ -34,6 +34,7 @@ from .models import (
     LogEntry,
     QueueStatistic,
 )
+from .schedule_queries import ScheduleQueries
 from .schema_queries import SchemaQueries
 from .waiting import wait_for
 
@@ -55,12 +56,13 @@ _COPY_TYPES = [JOB_COLUMN_TYPES[name] for name in ENQUEUE_COLUMNS]
 _DUPLICATE_KEY = re.compile(r"\(dedupe_key\)=\((.*)\)")
 
 
-class Queries(SchemaQueries, AdminQueries):
+class Queries(SchemaQueries, AdminQueries, ScheduleQueries):
     """The queue's database operations. ``qm.queries`` is one of these.
 
     Producers enqueue, cancel and wait; operators inspect and repair
     (:class:`~pgqueue_sync.admin.AdminQueries`: status, workers, listings, requeue, pause
-    and resume, purge).
+    and resume, purge; :class:`~pgqueue_sync.schedule_queries.ScheduleQueries`: periodic
+    jobs' schedules).
     """
 
     # Lists at least this long go through COPY; None: COPY_THRESHOLD. Set on an instance, it

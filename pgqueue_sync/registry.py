@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from .cron import Schedule
 from .errors import ConfigurationError, InvalidHandlerError
 from .options import duration, positive_number
 from .retry import RetryPolicy
@@ -53,6 +54,8 @@ class Entrypoint:
     requests_per_second: float | None = None
     timeout: float | None = None
     max_lost: int | None = DEFAULT_MAX_LOST
+    # Set by ``qm.periodic``: the schedule whose ticks enqueue this entrypoint's jobs.
+    schedule: Schedule | None = None
 
     @property
     def globally_limited(self) -> bool:
@@ -95,8 +98,11 @@ def policies(
     )
 
 
-def entrypoint(name: str, func: object, rules: Policies) -> Entrypoint:
-    """The registry entry of handler ``func`` for entrypoint ``name``."""
+def entrypoint(
+    name: str, func: object, rules: Policies, schedule: Schedule | None = None
+) -> Entrypoint:
+    """The registry entry of handler ``func`` for entrypoint ``name``; with ``schedule``
+    (a periodic job's, whatever name it was declared under), its ticks enqueue the jobs."""
     validate_entrypoint(name)
     check_handler(name, func)
     assert callable(func)
@@ -105,6 +111,7 @@ def entrypoint(name: str, func: object, rules: Policies) -> Entrypoint:
         func,
         takes_context(func),
         **{field.name: getattr(rules, field.name) for field in dataclasses.fields(rules)},
+        schedule=None if schedule is None else dataclasses.replace(schedule, name=name),
     )
 
 

@@ -106,6 +106,7 @@ class Settings:
             "paused": f"{p}pgqueue_paused",
             "failed_idx": f"{p}pgqueue_jobs_failed_idx",
             "log_problem_idx": f"{p}pgqueue_log_problem_idx",
+            "schedules": f"{p}pgqueue_schedules",
         }
         object.__setattr__(self, "_names", names)
 

@@ -2,32 +2,31 @@
 
 There is one engine, :class:`pgqueue_sync.QueueManager`'s. ``await qm.run()`` runs it in a
 worker thread; its handler threads hand ``async def`` handlers over to the event loop that
-awaits ``run()`` (``anyio.from_thread.run``) and wait for them, so a handler can use the
-application's async clients. ``workers`` bounds how many handlers run at once, async or not.
+awaits ``run()`` (``anyio.from_thread.run``, in :mod:`.handlers`) and wait for them, so a
+handler can use the application's async clients. ``workers`` bounds how many handlers run at
+once, async or not.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 import threading
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from functools import partial
 from typing import Any, TypeVar
 
 import anyio
 import anyio.from_thread
 import anyio.to_thread
-from anyio.lowlevel import EventLoopToken, current_token
+from anyio.lowlevel import current_token
 
 from pgqueue_sync.clock import Clock
-from pgqueue_sync.context import Context, JobCancelled, current_context
+from pgqueue_sync.cron import DEFAULT_CATCH_UP_LIMIT, CatchUp
 from pgqueue_sync.db import Driver
 from pgqueue_sync.engine import Worker
 from pgqueue_sync.engine.hooks import WorkerHooks
-from pgqueue_sync.errors import AlreadyRunningError, HandlerAbandoned, InvalidStateError
+from pgqueue_sync.errors import AlreadyRunningError, HandlerAbandoned
 from pgqueue_sync.models import WorkerStats
 from pgqueue_sync.options import Mode
 from pgqueue_sync.qm import QueueManager
@@ -35,23 +34,12 @@ from pgqueue_sync.registry import DEFAULT_MAX_LOST, Entrypoint, is_async_callabl
 from pgqueue_sync.retry import RetryPolicy
 from pgqueue_sync.settings import Settings
 
+from .handlers import LoopBridge
 from .queries import AsyncQueries
 
 __all__ = ["AsyncQueueManager", "HandlerAbandoned"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-# How long run() waits for a handler thread to return once its async handler was cancelled
-# past shutdown_timeout (it only has bookkeeping left to do).
-_ABANDON_JOIN_TIMEOUT = 5.0
-
-
-@dataclasses.dataclass(frozen=True)
-class _Result:
-    """How an async handler ended, carried back to its handler thread."""
-
-    value: object = None
-    error: BaseException | None = None
 
 
 class AsyncQueueManager:
@@ -90,16 +78,9 @@ class AsyncQueueManager:
         )
         self.queries = AsyncQueries(self.sync.queries)
         self._handlers: dict[str, Callable[..., Any]] = {}
-        # Set by run() for the handler threads: the loop that async handlers run on.
-        self._token: EventLoopToken | None = None
         self._running = False
-        # Touched only on the event loop thread.
-        self._scopes: set[anyio.CancelScope] = set()
-        self._abandoning = False
-        self._interrupted = False
-        # Handler threads waiting for an async handler (any thread).
-        self._waiting_lock = threading.Lock()
-        self._waiting: set[threading.Thread] = set()
+        # Runs the async handlers, called from the handler threads, on the loop of run().
+        self._bridge = LoopBridge(on_interrupt=self._interrupt)
 
     @property
     def driver(self) -> Driver:
@@ -172,10 +153,53 @@ class AsyncQueueManager:
             timeout=timeout,
             max_lost=max_lost,
         )
+        return self._registering(register, name)
+
+    def periodic(
+        self,
+        expression: str,
+        *,
+        name: str | None = None,
+        timezone: str = "UTC",
+        catch_up: CatchUp = "latest",
+        catch_up_limit: int = DEFAULT_CATCH_UP_LIMIT,
+        priority: int = 0,
+        payload: bytes | None = None,
+        retry: RetryPolicy | None = None,
+        concurrency_limit: int | None = None,
+        per_worker_limit: int | None = None,
+        requests_per_second: float | None = None,
+        timeout: timedelta | float | None = None,
+        max_lost: int | None = DEFAULT_MAX_LOST,
+    ) -> Callable[[F], F]:
+        """Register a handler (``async def`` or plain) and a schedule that enqueues one of its
+        jobs at every tick: :meth:`pgqueue_sync.QueueManager.periodic`, on this event loop."""
+        # Validates now, as the sync one does.
+        register = self.sync.periodic(
+            expression,
+            name=name,
+            timezone=timezone,
+            catch_up=catch_up,
+            catch_up_limit=catch_up_limit,
+            priority=priority,
+            payload=payload,
+            retry=retry,
+            concurrency_limit=concurrency_limit,
+            per_worker_limit=per_worker_limit,
+            requests_per_second=requests_per_second,
+            timeout=timeout,
+            max_lost=max_lost,
+        )
+        return self._registering(register, name)
+
+    def _registering(self, register: Callable[[Any], object], name: str | None) -> Callable[[F], F]:
+        """A decorator that hands ``register`` (the sync manager's) a handler the engine can
+        call: an ``async def`` one runs on this loop (under its own name when ``name`` is
+        None)."""
 
         def decorate(func: F) -> F:
-            register(self._on_loop(func) if is_async_callable(func) else func)
-            self._handlers[name] = func
+            register(self._bridge.stand_in(func) if is_async_callable(func) else func)
+            self._handlers[getattr(func, "__name__", "") if name is None else name] = func
             return func
 
         return decorate
@@ -187,79 +211,8 @@ class AsyncQueueManager:
             for name, entry in self.sync.entrypoints.items()
         }
 
-    def _on_loop(self, func: Callable[..., Any]) -> Callable[..., object]:
-        """A plain function for the sync engine that runs ``func`` on the event loop and
-        waits for it, from a handler thread."""
-
-        def call(*args: Any) -> object:
-            token = self._token
-            if token is None:
-                raise InvalidStateError("async handlers run only inside AsyncQueueManager.run()")
-            ctx = current_context()
-            thread = threading.current_thread()
-            with self._waiting_lock:
-                self._waiting.add(thread)
-            try:
-                result = anyio.from_thread.run(
-                    self._run_handler, func, args, ctx, token, token=token
-                )
-            finally:
-                with self._waiting_lock:
-                    self._waiting.discard(thread)
-            if result.error is not None:
-                raise result.error  # the handler's own traceback goes to the log
-            return result.value
-
-        # The engine calls handler(job, context) when the handler takes two parameters.
-        with contextlib.suppress(TypeError, ValueError):
-            call.__signature__ = inspect.signature(func)  # type: ignore[attr-defined]
-        call.__name__ = getattr(func, "__name__", call.__name__)
-        call.__qualname__ = getattr(func, "__qualname__", call.__qualname__)
-        return call
-
-    async def _run_handler(
-        self,
-        func: Callable[..., Any],
-        args: tuple[Any, ...],
-        ctx: Context,
-        token: EventLoopToken,
-    ) -> _Result:
-        loop_thread = threading.get_ident()
-
-        def cancel_soon(scope: anyio.CancelScope) -> None:
-            # ctx.cancel() comes from the engine's threads (listener, flusher).
-            if threading.get_ident() == loop_thread:
-                scope.cancel()
-            else:
-                with contextlib.suppress(anyio.RunFinishedError):
-                    anyio.from_thread.run_sync(scope.cancel, token=token)
-
-        try:
-            with anyio.CancelScope() as scope:
-                if self._abandoning or ctx.is_cancelled:
-                    scope.cancel()
-                self._scopes.add(scope)
-                forget = ctx.on_cancel(partial(cancel_soon, scope))
-                try:
-                    return _Result(value=await func(*args))
-                except (anyio.get_cancelled_exc_class(), KeyboardInterrupt):
-                    raise
-                except BaseException as exc:
-                    # SystemExit too: it fails the job, never the loop.
-                    return _Result(error=exc)
-                finally:
-                    forget()
-                    self._scopes.discard(scope)
-        except KeyboardInterrupt as exc:
-            # On the loop's thread this is how trio, or asyncio outside asyncio.run(),
-            # delivers Ctrl-C: the job fails, and run() stops gracefully, then raises it.
-            self._interrupted = True
-            self.sync.alive = False
-            return _Result(error=exc)
-        if ctx.is_cancelled and not self._abandoning:
-            # The job was cancelled (or timed out): the handler was cancelled with it.
-            return _Result(error=JobCancelled(f"job {ctx.job.id} was cancelled"))
-        return _Result(error=HandlerAbandoned("cancelled: still running past shutdown_timeout"))
+    def _interrupt(self) -> None:
+        self.sync.alive = False
 
     # -- alive ---------------------------------------------------------------------------
 
@@ -298,9 +251,8 @@ class AsyncQueueManager:
         if self._running:
             raise AlreadyRunningError("run() is already running on this AsyncQueueManager")
         self._running = True
-        self._token = token = current_token()
-        self._abandoning = False
-        self._interrupted = False
+        token = current_token()
+        self._bridge.open(token)
         finished = anyio.Event()
         # "pending" until the engine thread starts; a cancellation that comes first makes
         # it "skipped" (anyio may still start the thread, which then returns at once).
@@ -347,27 +299,8 @@ class AsyncQueueManager:
                 # engine still hands over while it shuts down.
                 with anyio.CancelScope(shield=True):
                     await finished.wait()
-                    await self._abandon_handlers()
-            self._token = None
+                    await self._bridge.abandon()
+            self._bridge.close()
             self._running = False
-        if self._interrupted:
+        if self._bridge.interrupted:
             raise KeyboardInterrupt
-
-    async def _abandon_handlers(self) -> None:
-        """Cancel async handlers that outlived the engine (it released their jobs at
-        ``shutdown_timeout``), then wait for their threads, so none is left running."""
-        self._abandoning = True
-        for scope in list(self._scopes):
-            scope.cancel()
-        with self._waiting_lock:
-            threads = list(self._waiting)
-        if threads:
-            await anyio.to_thread.run_sync(
-                partial(_join_all, threads, _ABANDON_JOIN_TIMEOUT),
-                limiter=anyio.CapacityLimiter(1),
-            )
-
-
-def _join_all(threads: list[threading.Thread], timeout: float) -> None:
-    for thread in threads:
-        thread.join(timeout)

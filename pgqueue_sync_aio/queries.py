@@ -40,6 +40,7 @@ from pgqueue_sync.models import (
     JobStatus,
     LogEntry,
     QueueStatistic,
+    ScheduleInfo,
 )
 from pgqueue_sync.queries import Queries
 from pgqueue_sync.settings import Settings
@@ -269,3 +270,20 @@ class AsyncQueries:
         entrypoint: str | None = None,
     ) -> int:
         return await self._run(partial(self.sync.purge, statuses, entrypoint=entrypoint))
+
+    # -- schedules -----------------------------------------------------------------------
+
+    async def schedules(self, names: Sequence[str] | None = None) -> list[ScheduleInfo]:
+        return await self._run(partial(self.sync.schedules, names))
+
+    async def pause_schedule(self, name: str) -> None:
+        return await self._run(partial(self.sync.pause_schedule, name))
+
+    async def resume_schedule(self, name: str) -> datetime:
+        return await self._run(partial(self.sync.resume_schedule, name))
+
+    async def run_schedule(self, name: str) -> JobId:
+        return await self._run(partial(self.sync.run_schedule, name))
+
+    async def remove_schedule(self, name: str) -> None:
+        return await self._run(partial(self.sync.remove_schedule, name))

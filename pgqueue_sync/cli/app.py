@@ -23,6 +23,7 @@ from .inspection import jobs, log, queue_size, status, workers
 from .logs import restored_logging
 from .repair import cancel, clear, pause, purge, requeue, resume
 from .run import run as run_command
+from .schedules import schedules
 from .schema import install, sql, uninstall, upgrade, verify
 
 __all__ = ["COMMANDS", "cli", "run"]
@@ -46,6 +47,7 @@ COMMANDS: tuple[click.Command, ...] = (
     uninstall,
     verify,
     sql,
+    schedules,
     demo,
 )
 

@@ -16,6 +16,8 @@
 - :mod:`.rescue`: jobs taken from dead workers; workers lost while running them.
 - :mod:`.flusher`: outcomes written (fenced), heartbeats, cancellations, log pruning.
 - :mod:`.ledger`: what the worker holds, shared by the stages.
+- :mod:`.scheduler`: periodic jobs: the schedules' due ticks enqueued from the fetch loop
+  (:mod:`.schedule_store`: its statements).
 - :mod:`.store`: the engine's own statements.
 - :mod:`.worker`: wires the stages, runs the fetch loop, shuts down.
 """

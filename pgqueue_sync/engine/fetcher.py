@@ -8,6 +8,7 @@ its jobs finished) or, for a rate limit, until its next token.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 
@@ -39,6 +40,7 @@ class Fetcher:
         clock: Clock,
         can_start: Callable[[], bool],
         hooks: HookList,
+        next_tick: Callable[[], float] = lambda: math.inf,
     ) -> None:
         self.worker_id = worker_id
         self.entrypoints = sorted(registry)
@@ -50,6 +52,7 @@ class Fetcher:
         self._options = options
         self._clock = clock
         self._can_start = can_start
+        self._next_tick = next_tick
         self._hooks = hooks
         # Limited entrypoints whose last claim was held back: until when (clock seconds)
         # they are not tried again, and whether a finished job may free them ("slots") or
@@ -139,8 +142,9 @@ class Fetcher:
     def idle_timeout(self) -> float:
         """How long to sleep after an empty claim (a NOTIFY ends the sleep sooner): at most
         ``dequeue_timeout`` and ``retry_timer``, until a blocked entrypoint may be tried
-        again, or the next deferred job is due."""
-        timeout = self._options.dequeue_timeout
+        again, the next deferred job is due, or a schedule's next tick (``next_tick``: the
+        seconds until the scheduler has something to do)."""
+        timeout = min(self._options.dequeue_timeout, self._next_tick())
         if self._options.retry_timer is not None:
             timeout = min(timeout, self._options.retry_timer.total_seconds())
         now = self._clock.monotonic()

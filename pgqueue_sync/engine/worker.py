@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from pgqueue_sync import events
 from pgqueue_sync.clock import Clock
-from pgqueue_sync.connection import ManagedConnection
+from pgqueue_sync.connection import worker_connections
 from pgqueue_sync.db import Driver
 from pgqueue_sync.errors import (
     ConfigurationError,
@@ -40,6 +40,7 @@ from .listener import Listener
 from .presence import Presence
 from .rescue import Rescue
 from .runner import Runner
+from .scheduler import Scheduler
 from .shutdown import FLUSH_GRACE, Shutdown
 from .store import Store
 
@@ -79,17 +80,11 @@ class Worker:
         self.hooks = hooks if hooks is not None else HookList()
         # The error that ended this run early (the queue's tables are gone, or changed).
         self.fatal: PgQueueError | None = None
-        # application_name: pgqueue-sync:<role>:<worker id prefix>, to find them in
-        # pg_stat_activity next to this worker's logs. Through a transaction pooler the
-        # fetch session's settings are not sent (see the fetch_session statement).
-        tag = self.id.hex[:8]
+        # Through a transaction pooler the fetch session's settings are not sent (see the
+        # fetch_session statement).
         pooled = driver.transaction_pooling
         session = () if pooled else (statements(settings).fetch_session,)
-        self.connections = {
-            "fetch": ManagedConnection(driver, f"fetch:{tag}", setup=session),
-            "complete": ManagedConnection(driver, f"complete:{tag}"),
-            "listen": ManagedConnection(driver, f"listen:{tag}", listen=True),
-        }
+        self.connections = worker_connections(driver, self.id.hex[:8], fetch_setup=session)
         # False through a transaction pooler without listen_dsn: the worker polls.
         self.listening = driver.can_listen
         # Without the session's settings, each claim turns synchronous_commit off itself.
@@ -115,6 +110,8 @@ class Worker:
             options=options,
             clock=clock,
         )
+        # Periodic jobs: the fetch loop enqueues their due ticks, on the fetch connection.
+        self.scheduler = Scheduler.over(self.connections["fetch"], settings, clock, registry)
         self.runner = Runner(
             registry=registry,
             ledger=self.ledger,
@@ -146,6 +143,7 @@ class Worker:
             options=options,
             clock=clock,
             can_start=self.runner.can_start,
+            next_tick=self.scheduler.due_in,
             hooks=self.hooks,
         )
         self._probe = probe = events.encode(events.Probe(str(self.id)))
@@ -326,9 +324,10 @@ class Worker:
         want = self.options.claim_size
         rechecked = False
         while not self._stop_seen():
+            tick_in = self.scheduler.tick()  # enqueue the schedules' due ticks
             if self.buffer.room() < want or not self.runner.can_start():
                 # Full, or every handler thread is stuck: nothing more can start here.
-                self.mailbox.wait(self.options.dequeue_timeout)
+                self.mailbox.wait(min(self.options.dequeue_timeout, tick_in))
                 continue
             self.mailbox.drain()
             # A job held during the claim may have gone back to the queue (a retry) after

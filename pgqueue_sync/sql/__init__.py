@@ -2,8 +2,9 @@
 
 ``schema.sql`` (the DDL and what installs and checks it), ``migrations.sql`` (one step per
 schema version), ``queue.sql`` (producers, control, inspection), ``engine.sql`` (the
-worker's claims, outcomes and heartbeats) and ``admin.sql`` (the operator's reads and
-repairs, and the workers registry) hold named statements::
+worker's claims, outcomes and heartbeats), ``admin.sql`` (the operator's reads and repairs,
+and the workers registry) and ``schedules.sql`` (periodic jobs: the ticks workers claim,
+what operators do) hold named statements::
 
     -- name: dequeue
     SELECT ...
@@ -39,7 +40,14 @@ __all__ = [
     "upgrade_script",
 ]
 
-_FILES = ("schema.sql", "migrations.sql", "queue.sql", "engine.sql", "admin.sql")
+_FILES = (
+    "schema.sql",
+    "migrations.sql",
+    "queue.sql",
+    "engine.sql",
+    "admin.sql",
+    "schedules.sql",
+)
 _NAME = re.compile(r"^-- name: (\w+)[ \t]*$", re.MULTILINE)
 _FRAGMENT = re.compile(r"\{(_\w+)\}")
 _COMMENT_LINE = re.compile(r"^[ \t]*--.*\n?", re.MULTILINE)
@@ -101,7 +109,16 @@ class Statements:
             "schema": sql.Identifier(s.schema),
             **{
                 key: s.ident(key)
-                for key in ("jobs", "log", "limits", "version", "status", "workers", "paused")
+                for key in (
+                    "jobs",
+                    "log",
+                    "limits",
+                    "version",
+                    "status",
+                    "workers",
+                    "paused",
+                    "schedules",
+                )
             },
             "notify_fn": s.ident("notify_fn"),
             **{

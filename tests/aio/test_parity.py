@@ -16,7 +16,7 @@ from pgqueue_sync_aio import AsyncQueries, AsyncQueueManager
 
 # Sync methods that stay plain functions on the async class (a decorator, or a setting,
 # is not awaited).
-STAYS_SYNC = {"entrypoint", "add_hooks"}
+STAYS_SYNC = {"entrypoint", "periodic", "add_hooks"}
 
 
 def public_members(cls: type) -> dict[str, Any]:

@@ -18,16 +18,24 @@ from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 from psycopg.rows import tuple_row
 
 from pgqueue_sync import ManualClock, PsycopgDriver, QueueManager, Settings, events
+from pgqueue_sync.clock import Clock
+from pgqueue_sync.connection import ManagedConnection
+from pgqueue_sync.cron import Cron
 from pgqueue_sync.engine import Worker
 from pgqueue_sync.engine.buffer import Mailbox
 from pgqueue_sync.engine.hooks import HookList, WorkerHooks
+from pgqueue_sync.engine.schedule_store import Claimed, ScheduleStore
+from pgqueue_sync.engine.scheduler import Scheduler
 from pgqueue_sync.models import Job, JobId, JobStatus
 from pgqueue_sync.options import RunOptions
+from pgqueue_sync.sql import statements
 
 from .model import LogRow, QueueModel, Row
 
 __all__ = [
     "GUARD",
+    "Crash",
+    "CrashingStore",
     "Database",
     "Gates",
     "Hooks",
@@ -44,6 +52,7 @@ __all__ = [
     "observed",
     "run_machine",
     "snapshot",
+    "stepped_scheduler",
 ]
 
 Key = tuple[JobId, int]  # a job's attempt: (job id, attempt)
@@ -228,6 +237,42 @@ def close_worker(worker: Worker) -> None:
     worker.completions.close()
     for conn in worker.connections.values():
         conn.close()
+
+
+class Crash(BaseException):
+    """A worker process dies here (not an error the engine would catch and retry)."""
+
+
+class CrashingStore(ScheduleStore):
+    """A worker's schedule statements on a fetch connection of its own (as a worker's), which
+    make it die in the middle of a claim when told: ``crash = (schedule, "locked")`` dies
+    holding the row, before writing (the claim's transaction is rolled back); ``"committed"``
+    dies once the claim committed, before the worker learns what it enqueued."""
+
+    crash: tuple[str, str] | None = None
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        session = (statements(db.settings).fetch_session,)
+        self.connection = ManagedConnection(db.driver, "fetch:machine", setup=session)
+        super().__init__(self.connection, db.settings, clock=clock)
+
+    def claim(self, name: str, cron: Callable[[str, str], Cron]) -> Claimed | None:
+        if self.crash == (name, "locked"):
+
+            def dying(expression: str, zone: str) -> Cron:
+                raise Crash
+
+            return super().claim(name, dying)
+        claimed = super().claim(name, cron)
+        if self.crash == (name, "committed"):
+            raise Crash
+        return claimed
+
+
+def stepped_scheduler(db: Database, clock: Clock) -> tuple[Scheduler, CrashingStore]:
+    """The Scheduler of ``db.qm``'s schedules on ``clock``, stepped by its ``tick()``."""
+    store = CrashingStore(db, clock)
+    return Scheduler(store=store, clock=clock, registry=db.qm.entrypoints), store
 
 
 class Hooks:
