@@ -163,6 +163,9 @@ class Ledger:
             "lost": expected - len({job_id for job_id, _ in log}),
             "duplicates": len(rows) - len(runs),
             "unexplained_duplicates": unexplained,
+            # The same attempt run twice by the same process: its claim was lost in a server
+            # crash (claims commit asynchronously) and made again after the restart.
+            "repeated_attempts": len(rows) - len({tuple(r) for r in rows}),
             "logged": len(log),
             "successful": sum(1 for _, status in log if status == "successful"),
             "left_picked": sum(int(str(n)) for status, n in left if status == "picked"),

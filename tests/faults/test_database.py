@@ -99,7 +99,12 @@ def test_postgres_restarts_under_a_running_worker(
     assert [code for code, _, _ in outputs] == [0]
     assert report["lost"] == 0
     assert report["left_picked"] == report["left_queued"] == 0
-    assert report["duplicates"] == 0
+    if mode == "fast":
+        assert report["duplicates"] == 0
+    else:
+        # A crash may lose the last claims, which commit asynchronously (docs/reliability.md):
+        # their jobs run again, at the same attempt, in the same process; nothing else may.
+        assert report["duplicates"] == report["repeated_attempts"]
 
 
 def test_a_killed_listener_comes_back_and_missed_jobs_are_polled(fdsn: str, fschema: str) -> None:
