@@ -24,6 +24,7 @@ from .logs import restored_logging
 from .repair import cancel, clear, pause, purge, requeue, resume
 from .run import run as run_command
 from .schema import install, sql, uninstall, upgrade, verify
+from .web import web
 
 __all__ = ["COMMANDS", "cli", "run"]
 
@@ -33,6 +34,7 @@ COMMANDS: tuple[click.Command, ...] = (
     workers,
     jobs,
     dashboard,
+    web,
     queue_size,
     log,
     requeue,
