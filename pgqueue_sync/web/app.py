@@ -79,7 +79,7 @@ def create_app(
         raise ConfigurationError(
             f"the dashboard's token must be a str of at least {MIN_TOKEN_LENGTH} characters"
         )
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # the blueprint serves its own
     app.secret_key = secret_key if secret_key is not None else secrets.token_bytes(32)
     app.config.update(
         SESSION_COOKIE_NAME="pgqueue_sync_session",

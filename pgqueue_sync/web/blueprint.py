@@ -35,7 +35,7 @@ from pgqueue_sync.queries import Queries
 
 from . import present
 from .actions import add_actions
-from .security import CSRF_FIELD, csrf_token, secure_headers
+from .security import CSRF_FIELD, MissingSecretKeyError, csrf_token, secure_headers
 
 __all__ = ["DashboardOptions", "create_blueprint"]
 
@@ -104,6 +104,8 @@ def create_blueprint(
 
     @bp.errorhandler(PgQueueError)
     def queue_error(exc: PgQueueError) -> ResponseReturnValue:
+        if isinstance(exc, MissingSecretKeyError):
+            raise exc  # the server's set-up: an internal error, logged by Flask
         if isinstance(exc, JobNotFoundError):
             return page("error", 404, title="not found", message=str(exc))
         if isinstance(exc, (ConnectError, ConnectionLostError)):
@@ -126,7 +128,7 @@ def create_blueprint(
 
     @bp.get("/api/overview.json")
     def api_overview() -> ResponseReturnValue:
-        minutes = request.args.get("minutes", 60, type=int)
+        minutes = _int_arg("minutes", 60)
         if minutes is None or not 1 <= minutes <= MAX_RATE_MINUTES:
             abort(400, description=f"minutes must be an int from 1 to {MAX_RATE_MINUTES}")
         entrypoint = request.args.get("entrypoint") or None
@@ -145,7 +147,7 @@ def create_blueprint(
     def jobs() -> ResponseReturnValue:
         status = request.args.get("status") or None
         entrypoint = (request.args.get("entrypoint") or "").strip() or None
-        cursor = request.args.get("cursor", type=int)
+        cursor = _int_arg("cursor", None)
         listing = queries.list_jobs(
             status=status, entrypoint=entrypoint, limit=options.page_size, cursor=cursor
         )
@@ -195,6 +197,17 @@ def create_blueprint(
 
     add_actions(bp, queries if options.actions else None)
     return bp
+
+
+def _int_arg(name: str, default: int | None) -> int | None:
+    """The query argument ``name`` as an int (``default`` when absent; 400 when not one)."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        abort(400, description=f"{name} must be an integer")
 
 
 def _totals(rows: list[Any]) -> dict[str, Any]:

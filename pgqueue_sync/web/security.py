@@ -29,6 +29,7 @@ __all__ = [
     "CSRF_FIELD",
     "CSRF_HEADER",
     "MIN_TOKEN_LENGTH",
+    "MissingSecretKeyError",
     "check_csrf",
     "csrf_token",
     "fingerprint",
@@ -76,9 +77,14 @@ def fingerprint(token: str) -> str:
     return hmac.new(token.encode("utf-8"), b"pgqueue-sync dashboard session", "sha256").hexdigest()
 
 
+class MissingSecretKeyError(ConfigurationError):
+    """The application has no ``secret_key``, which the dashboard's CSRF tokens need: a
+    mistake of the server's set-up, not of a request (an internal error, not a 400)."""
+
+
 def _require_session() -> None:
     if not current_app.secret_key:
-        raise ConfigurationError(
+        raise MissingSecretKeyError(
             "the dashboard's actions keep a CSRF token in the session: set the Flask "
             "application's secret_key"
         )
