@@ -12,7 +12,8 @@ from flask.testing import FlaskClient
 from pgqueue_sync import ConfigurationError, JobStatus, QueueManager
 from pgqueue_sync.web import create_blueprint
 
-from .conftest import Shop, page
+from .conftest import page
+from .shop import Shop
 
 
 def status_of(shop: Shop, job_id: int) -> JobStatus:

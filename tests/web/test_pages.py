@@ -16,7 +16,8 @@ from pgqueue_sync import Queries, QueueManager
 from pgqueue_sync.web import create_app, create_blueprint
 from tests.conftest import Runner
 
-from .conftest import HEADERS, Page, Shop, page
+from .conftest import Page, page
+from .shop import HEADERS, Shop
 
 
 def test_overview_shows_each_entrypoint_and_the_totals(client: FlaskClient, shop: Shop) -> None:

@@ -18,7 +18,8 @@ from pgqueue_sync import ConfigurationError, QueueManager
 from pgqueue_sync.web import create_app
 from pgqueue_sync.web.security import same_secret
 
-from .conftest import Page, Shop, page
+from .conftest import Page, page
+from .shop import Shop
 
 TOKEN = "s3cret-token-for-the-tests-0123456789"
 HOSTILE = "<script>alert('x')</script>"
