@@ -76,7 +76,7 @@ def served(app: Any, threads: int = 4) -> Iterator[str]:
         # is empty. Then the task threads.
         while sockets:
             for channel in list(sockets.values()):
-                channel.handle_close()
+                channel.close()
         server.task_dispatcher.shutdown()
         thread.join(10)
         assert not thread.is_alive(), "the server did not stop"

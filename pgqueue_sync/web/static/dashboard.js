@@ -96,7 +96,7 @@
 
   /* One chart: lines (or bars) of rows[*][key], a y axis from 0, minutes along x; axis
    * labels by axisFormat, the values of a minute (its tooltip) by format. */
-  function draw(svg, rows, marks, axisFormat, format) {
+  function draw(svg, rows, marks, axisFormat, format, integer) {
     if (!svg) {
       return;
     }
@@ -123,6 +123,9 @@
       });
     });
     var top_ = niceMax(max);
+    if (integer && top_ % 2) {
+      top_ += 1; // a whole number at the middle line too
+    }
     var n = Math.max(rows.length, 2);
     var step = plotW / (n - 1);
     var x = function (i) { return left + i * step; };
@@ -202,15 +205,15 @@
       return v === 0 ? "0" : (v >= 10 ? compact(v) : v.toFixed(v >= 1 ? 1 : 2));
     };
     draw(document.getElementById("chart-throughput"), rows, [
-      { key: "enqueued", cls: "line-in", label: "in" },
-      { key: "done", cls: "line-out", label: "out" }
-    ], compact, counts);
+      { key: "done", cls: "line-out", label: "out" },
+      { key: "enqueued", cls: "line-in", label: "in" }
+    ], compact, counts, true);
     draw(document.getElementById("chart-failures"), rows, [
       { key: "failed", cls: "bar-failed", label: "failures", bars: true }
-    ], compact, counts);
+    ], compact, counts, true);
     draw(document.getElementById("chart-latency"), rows, [
       { key: "pickup_latency_seconds", cls: "line-latency", label: "latency" }
-    ], secs, seconds);
+    ], secs, seconds, false);
   }
 
   var FIELDS = {
