@@ -74,7 +74,13 @@ def _stop_on_sigterm() -> Iterator[None]:
     show_default=True,
     help="Seconds between the overview's refreshes.",
 )
-@click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Requests served at once.",
+)
 @click.option(
     "--secure-cookies",
     is_flag=True,

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from flask import Flask, abort, request
 from flask.testing import FlaskClient
 
-from pgqueue_sync import Queries, QueueManager
+from pgqueue_sync import JobStatus, Queries, QueueManager
 from pgqueue_sync.web import create_app, create_blueprint
 from tests.conftest import Runner
 
@@ -184,10 +184,17 @@ def test_paused_page(client: FlaskClient, qm: QueueManager) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class FakeSchedule:
+    """The fields of a schedule that the page shows (as ``Queries.schedules()`` rows)."""
+
     name: str
     expression: str
+    timezone: str
     next_tick: datetime
+    last_tick: datetime | None = None
+    last_job_id: int | None = None
+    last_status: JobStatus | None = None
     paused: bool = False
+    orphaned: bool = False
 
 
 def test_schedules_page_only_where_the_queue_has_schedules(
@@ -202,7 +209,20 @@ def test_schedules_page_only_where_the_queue_has_schedules(
     # A queue whose schedules() answers: the page lists what it returns.
     queries = Queries(qm.driver, qm.settings)
     tick = datetime(2030, 1, 1, 3, 0, tzinfo=timezone.utc)
-    vars(queries)["schedules"] = lambda: [FakeSchedule("nightly-report", "0 3 * * *", tick)]
+    rows = [
+        FakeSchedule("nightly-report", "0 3 * * *", "Europe/Paris", tick),
+        FakeSchedule(
+            "hourly-sync",
+            "0 * * * *",
+            "UTC",
+            tick,
+            last_tick=tick - timedelta(hours=1),
+            last_job_id=4242,
+            last_status=JobStatus.FAILED,
+            paused=True,
+        ),
+    ]
+    vars(queries)["schedules"] = lambda: rows
     app = create_app(queries)
     app.testing = True
     other = app.test_client()
@@ -212,6 +232,10 @@ def test_schedules_page_only_where_the_queue_has_schedules(
     assert "nightly-report" in schedules.html
     assert "0 3 * * *" in schedules.html
     assert "2030-01-01 03:00:00" in schedules.html
+    assert "Europe/Paris" in schedules.html
+    assert ("/jobs/4242", "4242") in schedules.links
+    assert "badge-failed" in schedules.html
+    assert "badge-paused" in schedules.html
 
 
 def test_blueprint_mounted_behind_the_applications_auth(qm: QueueManager, shop: Shop) -> None:
