@@ -40,7 +40,10 @@ def test_a_cut_preview_keeps_its_text_and_is_not_json() -> None:
     assert cut.text == "é" * 2048
     assert cut.json is None
     assert len(cut.hex_rows) == 257  # 16 bytes a row
-    assert present.preview(b'["a", ' + b'"x", ' * 2000 + b'"z"]', limit=100).json is None
+    long_json = present.preview(b'["a", ' + b'"x", ' * 2000 + b'"z"]', limit=100)
+    assert long_json is not None
+    assert long_json.text is not None
+    assert long_json.json is None
 
 
 def test_durations_times_and_counts() -> None:
