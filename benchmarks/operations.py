@@ -5,7 +5,8 @@
 Fills a queue with ``--jobs`` jobs (a tenth deferred, one in a thousand failed, one in a
 hundred thousand of a rare entrypoint) and a log of ``--log`` outcomes (one in a thousand
 an exception), with plain INSERT ... SELECT, then times each read ``--repeat`` times
-(median). What ``pgq-sync status``, ``jobs`` and ``dashboard`` cost on such a queue.
+(median). What ``pgq-sync status``, ``jobs`` and ``dashboard`` cost on such a queue, and
+the web dashboard's reads (``rates``: its charts; the log's rows span its last two hours).
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ def reads(queries: Queries) -> dict[str, Callable[[], object]]:
         "jobs --status successful (log)": lambda: queries.list_jobs(status="successful"),
         "jobs --status exception (log, 1 in 1,000)": lambda: queries.list_jobs(status="exception"),
         "jobs show": lambda: queries.job_detail(1),
+        "rates: the last hour (web overview, first load)": lambda: queries.rates(60),
+        "rates: the last 2 minutes (web overview, refresh)": lambda: queries.rates(2),
+        "rates --entrypoint emails, the last hour": lambda: queries.rates(60, entrypoint="emails"),
     }
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "JobDetail",
     "JobPage",
     "JobSummary",
+    "MinuteRates",
     "PausedEntrypoint",
     "RequeueResult",
     "WorkerInfo",
@@ -186,6 +187,23 @@ class PausedEntrypoint:
     entrypoint: str
     since: datetime
     reason: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class MinuteRates:
+    """One minute of the queue's traffic (``Queries.rates``): jobs enqueued in it, outcomes
+    written in it (``failed``: those that were exceptions or failures), and the mean pick-up
+    latency (seconds from due to handler start) of those outcomes, None without any."""
+
+    minute: datetime
+    enqueued: int
+    done: int
+    failed: int
+    pickup_latency_seconds: float | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> MinuteRates:
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
 
 
 _SCALARS: tuple[tuple[type | tuple[type, ...], Callable[[Any], Any]], ...] = (

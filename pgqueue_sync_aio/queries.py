@@ -24,6 +24,7 @@ from pgqueue_sync.admin_models import (
     EntrypointStatus,
     JobDetail,
     JobPage,
+    MinuteRates,
     PausedEntrypoint,
     RequeueResult,
     WorkerInfo,
@@ -246,6 +247,9 @@ class AsyncQueries:
 
     async def job_detail(self, job_id: JobId) -> JobDetail:
         return await self._run(partial(self.sync.job_detail, job_id))
+
+    async def rates(self, minutes: int = 60, *, entrypoint: str | None = None) -> list[MinuteRates]:
+        return await self._run(partial(self.sync.rates, minutes, entrypoint=entrypoint))
 
     async def paused(self) -> list[PausedEntrypoint]:
         return await self._run(self.sync.paused)

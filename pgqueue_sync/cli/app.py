@@ -25,6 +25,7 @@ from .repair import cancel, clear, pause, purge, requeue, resume
 from .run import run as run_command
 from .schedules import schedules
 from .schema import install, sql, uninstall, upgrade, verify
+from .web import web
 
 __all__ = ["COMMANDS", "cli", "run"]
 
@@ -34,6 +35,7 @@ COMMANDS: tuple[click.Command, ...] = (
     workers,
     jobs,
     dashboard,
+    web,
     queue_size,
     log,
     requeue,

@@ -187,3 +187,56 @@ SELECT entrypoint, since, reason FROM {paused} ORDER BY entrypoint
 DELETE FROM {jobs}
 WHERE status::text = ANY(%(statuses)s::text[])
   AND (%(entrypoint)s::text IS NULL OR entrypoint = %(entrypoint)s::text)
+
+-- name: _rates_since
+-- The first minute rates() reports (minutes are binned from a whole minute in UTC).
+(date_bin('1 minute', {now}, '2000-01-01 00:00:00+00')
+ - (%(minutes)s::int - 1) * interval '1 minute')
+
+-- name: rates
+-- Per minute of the last %(minutes)s (the current minute last, partial), oldest first: jobs
+-- enqueued, outcomes written, failures among them (exception, failed), and the mean pick-up
+-- latency (due to handler start) of those outcomes; of one entrypoint or all. Every minute
+-- has a row, zeros included. Arrivals are counted as status counts them: a job still in the
+-- queue table by its created (one pass over that table, which has no index on created), a
+-- finished one by its log row's enqueued, a failed one once (in the queue table). The log
+-- is read through its index on created. Each count is a plain aggregate of its own, so that
+-- PostgreSQL can run it in parallel.
+WITH outcomes AS (
+    SELECT date_bin('1 minute', l.created, '2000-01-01 00:00:00+00') AS minute,
+           count(*) AS done,
+           count(*) FILTER (WHERE l.status IN ('exception', 'failed')) AS failures,
+           avg(greatest(0, extract(epoch FROM l.created - l.duration - l.due)))
+               FILTER (WHERE l.due IS NOT NULL AND l.duration IS NOT NULL) AS latency
+    FROM {log} l
+    WHERE l.created >= {_rates_since}
+      AND (%(entrypoint)s::text IS NULL OR l.entrypoint = %(entrypoint)s::text)
+    GROUP BY 1
+), logged_arrivals AS (
+    SELECT date_bin('1 minute', l.enqueued, '2000-01-01 00:00:00+00') AS minute,
+           count(*) AS arrived
+    FROM {log} l
+    WHERE l.created >= {_rates_since} AND l.enqueued >= {_rates_since}
+      AND l.status <> 'failed'
+      AND (%(entrypoint)s::text IS NULL OR l.entrypoint = %(entrypoint)s::text)
+    GROUP BY 1
+), queued_arrivals AS (
+    SELECT date_bin('1 minute', j.created, '2000-01-01 00:00:00+00') AS minute,
+           count(*) AS arrived
+    FROM {jobs} j
+    WHERE j.created >= {_rates_since}
+      AND (%(entrypoint)s::text IS NULL OR j.entrypoint = %(entrypoint)s::text)
+    GROUP BY 1
+)
+SELECT m.minute,
+       COALESCE(q.arrived, 0) + COALESCE(la.arrived, 0) AS enqueued,
+       COALESCE(o.done, 0) AS done,
+       COALESCE(o.failures, 0) AS failed,
+       o.latency::float8 AS pickup_latency_seconds
+FROM generate_series({_rates_since},
+                     date_bin('1 minute', {now}, '2000-01-01 00:00:00+00'),
+                     interval '1 minute') AS m(minute)
+LEFT JOIN queued_arrivals q USING (minute)
+LEFT JOIN logged_arrivals la USING (minute)
+LEFT JOIN outcomes o USING (minute)
+ORDER BY m.minute

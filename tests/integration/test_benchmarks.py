@@ -25,6 +25,7 @@ CASES = {
     "backlog": ["--backlogs", "100,1000", "--claims", "5"],
     "memory": ["--jobs", "300"],
     "operations": ["--jobs", "3000", "--log", "3000", "--repeat", "1"],
+    "web": ["--jobs", "3000", "--log", "3000", "--repeat", "1"],
     "ceiling": ["--batch-sizes", "10", "--seconds", "1", "--jobs", "5000"],
     "cpu": ["--jobs", "200", "--batch-sizes", "10", "--managers", "2"],
     "pgbouncer": [
