@@ -152,13 +152,17 @@ class Pool:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def evaluate(pool: Pool, mutant: Mutant, timeout: float) -> Result:
+def evaluate(pool: Pool, mutant: Mutant, timeout: float, everything: bool) -> Result:
     scratch = pool.take()
     try:
         problem = apply(scratch, mutant)
         if problem is not None:
             return Result(mutant.name, STALE, 0.0, problem, mutant.equivalent)
-        tests = _selection(scratch, mutant.tests)
+        if everything:  # the whole core suite, and the fault tests the mutant names
+            faults = tuple(t for t in mutant.tests if t.startswith("tests/faults"))
+            tests = _selection(scratch, CORE + faults)
+        else:
+            tests = _selection(scratch, mutant.tests)
         status, detail, seconds = run_tests(scratch, tests, timeout)
         return Result(mutant.name, status, seconds, detail, mutant.equivalent)
     finally:
@@ -175,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tests-rev", help="run against the tests of this git revision")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--no-sanity", action="store_true", help="skip the unmutated run")
+    parser.add_argument(
+        "--all-tests",
+        action="store_true",
+        help="run the whole core suite (and the fault tests a mutant names) for each mutant",
+    )
     args = parser.parse_args(argv)
 
     mutants = [m for m in MUTANTS if not args.only or any(o in m.name for o in args.only)]
@@ -194,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_sanity:
             scratch = pool.take()
             try:
-                selected = sorted({t for m in mutants for t in _selection(scratch, m.tests)})
+                wanted = [CORE + m.tests if args.all_tests else m.tests for m in mutants]
+                selected = sorted({t for tests in wanted for t in _selection(scratch, tests)})
                 status, detail, seconds = run_tests(scratch, selected, args.timeout * 4)
             finally:
                 pool.give(scratch)
@@ -205,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         results: list[Result] = []
         with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as executor:
-            futures = [executor.submit(evaluate, pool, m, args.timeout) for m in mutants]
+            futures = [
+                executor.submit(evaluate, pool, m, args.timeout, args.all_tests) for m in mutants
+            ]
             for future in concurrent.futures.as_completed(futures):
                 r = future.result()
                 results.append(r)
