@@ -30,7 +30,10 @@ STATEFUL = "tests/stateful"
 BUFFER_MACHINE = "tests/stateful/test_buffer_machine.py"
 RETRY_MACHINE = "tests/stateful/test_retry_machine.py"
 SHUTDOWN_MACHINE = "tests/stateful/test_shutdown_machine.py"
-FAULTS_DB = "tests/faults/test_database.py"
+FAULTS_LISTENER = (
+    "tests/faults/test_database.py::test_a_killed_listener_comes_back_and_missed_jobs_are_polled"
+)
+FAULTS_BLACKHOLE = "tests/faults/test_database.py::test_a_black_holed_link_is_detected_and_replaced"
 FAULTS_WORKERS = "tests/faults/test_workers.py"
 # Everything but the fault suite.
 CORE = ("tests/unit", "tests/integration", "tests/aio", "tests/stateful")
@@ -883,7 +886,8 @@ MUTANTS: list[Mutant] = [
         WORKER_PY,
         "        self._unblock()\n        self.mailbox.post(Mailbox.WAKE)\n",
         "        self._unblock()\n",
-        FAULTS_DB,
+        FAULTS_LISTENER,
+        FAULTS_BLACKHOLE,
     ),
     mutant(
         "worker.idle.retry-timer-unbounded",
@@ -943,7 +947,8 @@ MUTANTS: list[Mutant] = [
         LISTENER,
         "            self._on_connect()\n",
         "",
-        FAULTS_DB,
+        FAULTS_LISTENER,
+        FAULTS_BLACKHOLE,
     ),
     mutant(
         "listener.reconnect.no-listen",
@@ -951,7 +956,8 @@ MUTANTS: list[Mutant] = [
         LISTENER,
         "            self._listen()\n            self.reconnects += 1",
         "            self.reconnects += 1",
-        FAULTS_DB,
+        FAULTS_LISTENER,
+        FAULTS_BLACKHOLE,
     ),
     mutant(
         "listener.deafness-unnoticed",
@@ -959,7 +965,7 @@ MUTANTS: list[Mutant] = [
         LISTENER,
         "if self._probe_id is not None and silent > self._deaf_after:",
         "if False:",
-        FAULTS_DB,
+        FAULTS_BLACKHOLE,
     ),
     # -- execution.py and retry.py ---------------------------------------------------------
     mutant(
