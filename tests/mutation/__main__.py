@@ -107,7 +107,7 @@ def run_tests(scratch: Path, tests: list[str], timeout: float) -> tuple[str, str
         proc.communicate()
         return TIMEOUT, f"no verdict in {timeout:.0f} s", time.monotonic() - start
     seconds = time.monotonic() - start
-    failed = [line for line in out.splitlines() if line.startswith(("FAILED", "ERROR"))]
+    failed = [line for line in out.splitlines() if line.startswith(("FAILED tests", "ERROR tests"))]
     if proc.returncode == 0:
         return SURVIVED, "", seconds
     if proc.returncode in (1, 2):  # tests failed, or collection/import broke
