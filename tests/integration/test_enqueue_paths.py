@@ -157,7 +157,11 @@ def paths(dsn: str) -> Iterator[tuple[Path, Path]]:
         insert.close()
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+# The profile's suppressed health checks (too_slow: a loaded machine) and this one: the
+# schemas are made once per test and emptied for each example.
+@settings(
+    suppress_health_check=[*settings().suppress_health_check, HealthCheck.function_scoped_fixture]
+)
 @given(given=inputs())
 def test_insert_and_copy_enqueue_the_same_jobs(paths: tuple[Path, Path], given: Inputs) -> None:
     copy, insert = paths
