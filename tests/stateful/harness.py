@@ -231,11 +231,15 @@ def close_worker(worker: Worker) -> None:
 class Hooks:
     """What an observed worker reports while ``run()`` drives it (see ``observed``)."""
 
-    def fetched(self, worker: Worker, after_stop: bool) -> None: ...
+    def fetched(self, worker: Worker, jobs: list[Job], after_stop: bool) -> None:
+        """After each claim (``jobs``: what it took; ``after_stop``: the fetch loop had
+        already seen the stop). Runs on the fetcher's thread: blocking here holds it."""
 
-    def shutting_down(self, worker: Worker) -> None: ...
+    def shutting_down(self, worker: Worker) -> None:
+        """When the worker leaves its fetch loop to shut down."""
 
-    def forgot(self, worker: Worker) -> None: ...
+    def forgot(self, worker: Worker) -> None:
+        """Each time the worker stops holding some jobs."""
 
 
 def observed(hooks: Hooks) -> type[Worker]:
@@ -252,10 +256,12 @@ def observed(hooks: Hooks) -> type[Worker]:
 
         def fetch_once(self, limit: int | None = None) -> list[Job]:
             after_stop = self.saw_stop
+            jobs: list[Job] = []
             try:
-                return super().fetch_once(limit)
+                jobs = super().fetch_once(limit)
+                return jobs
             finally:
-                hooks.fetched(self, after_stop)
+                hooks.fetched(self, jobs, after_stop)
 
         def _shutdown(self) -> None:
             hooks.shutting_down(self)
