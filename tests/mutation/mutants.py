@@ -790,7 +790,7 @@ MUTANTS: list[Mutant] = [
         STEPS,
         "            if not self._holds(*key):\n",
         "            if False:\n",
-        STATEFUL,
+        RETRY_MACHINE,
     ),
     mutant(
         "steps.write.fence-skipped",
@@ -846,6 +846,9 @@ MUTANTS: list[Mutant] = [
         "        released = self.complete_queries.release(self.id, job_ids, unstarted)\n",
         SHUTDOWN,
         SHUTDOWN_MACHINE,
+        equivalent="release is called once, at the end of a run: the jobs are released in "
+        "the table either way, and an outcome that comes later is refused by the "
+        "statement's fence (its row no longer names this worker)",
     ),
     # -- worker.py: threads and the run loop -----------------------------------------------
     mutant(
@@ -1032,6 +1035,7 @@ MUTANTS: list[Mutant] = [
         BUFFER,
         "        if room == self.watermark and self._on_room is not None:",
         "        if False:",
+        UNIT,
         WORKER,
     ),
 ]
