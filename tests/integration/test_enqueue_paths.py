@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pgqueue_sync import DuplicateJobError, ManualClock, PsycopgDriver, Queries, Settings
@@ -164,8 +164,36 @@ def paths(dsn: str) -> Iterator[tuple[Path, Path]]:
         insert.close()
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+# The profile's suppressed health checks (too_slow: a loaded machine) and this one: the
+# schemas are made once per test and emptied for each example.
+@settings(
+    suppress_health_check=[*settings().suppress_health_check, HealthCheck.function_scoped_fixture]
+)
 @given(given=inputs())
+# Always tried, besides the generated ones: a long list with every kind of due time, and a
+# keyed list whose skipped and new jobs interleave.
+@example(
+    given=Inputs(
+        entrypoints=["a"] * 6,
+        payloads=[bytes([i]) for i in range(6)],
+        priority=[3, -1, 0, 2**31 - 1, -(2**31), 0],
+        execute_after=[None, timedelta(seconds=5), START - timedelta(days=1)] * 2,
+        dedupe_key=None,
+        headers=[{"n": i} for i in range(6)],
+        on_conflict="raise",
+    )
+)
+@example(
+    given=Inputs(
+        entrypoints=["a"] * 5,
+        payloads=[bytes([i]) for i in range(5)],
+        priority=0,
+        execute_after=None,
+        dedupe_key=["k1", None, None, "k1", None],
+        headers=None,
+        on_conflict="skip",
+    )
+)
 def test_insert_and_copy_enqueue_the_same_jobs(paths: tuple[Path, Path], given: Inputs) -> None:
     copy, insert = paths
     got = copy.enqueue(given)

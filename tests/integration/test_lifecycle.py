@@ -29,7 +29,9 @@ from pgqueue_sync import (
     Settings,
     WaitTimeoutError,
 )
+from pgqueue_sync.engine import Worker
 from tests.conftest import Runner, engine, eventually, wait_promptly
+from tests.stateful.harness import Hooks, observed
 
 Start = Callable[..., Runner]
 
@@ -48,7 +50,14 @@ def cqm(driver: PsycopgDriver, settings: Settings, clock: ManualClock) -> QueueM
 
 
 def drain(qm: QueueManager, **kwargs: Any) -> None:
-    qm.run(mode="drain", dequeue_timeout=1.0, **kwargs)
+    """Run until no job is due; a run that never ends fails the test (after 60 s)."""
+    r = Runner(qm, mode="drain", dequeue_timeout=1.0, **kwargs).start()
+    try:
+        r.join(60)
+    finally:
+        if r.thread.is_alive():
+            qm.alive = False
+            r.thread.join(30)
 
 
 def test_retry_with_backoff_ends_failed_after_n_attempts(
@@ -180,6 +189,32 @@ def test_retry_requested_forever_ends_failed_when_the_policy_stops(
     [entry] = cqm.queries.history(job_ids=[job_id])
     assert entry.status is JobStatus.FAILED
     assert "RetryRequested: not yet" in (entry.traceback or "")
+
+
+def test_drain_mode_runs_a_job_retried_while_its_last_claim_looked(qm: QueueManager) -> None:
+    runs: list[int] = []
+    looked = threading.Event()
+
+    @qm.entrypoint("again", retry=RetryPolicy(wait=tenacity.wait_fixed(0)))
+    def again(job: Job) -> None:
+        runs.append(job.attempts)
+        if job.attempts == 1:
+            assert looked.wait(30)
+            raise ValueError("once more")
+
+    class Hold(Hooks):
+        def fetched(self, worker: Worker, jobs: list[Job], after_stop: bool) -> None:
+            if not jobs and worker.ledger.any_held() and not looked.is_set():
+                # A claim found nothing while the job ran; its retry, due at once, is written
+                # before the fetcher looks at what it holds.
+                looked.set()
+                assert eventually(lambda: not worker.ledger.any_held())
+
+    qm.worker_class = observed(Hold())
+    [job_id] = qm.queries.enqueue("again", None)
+    drain(qm)
+    assert runs == [1, 2]
+    assert [e.status for e in qm.queries.history(job_ids=[job_id])] == [JobStatus.SUCCESSFUL]
 
 
 def test_deferred_jobs_wait_for_their_time(cqm: QueueManager, clock: ManualClock) -> None:

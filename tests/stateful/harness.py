@@ -278,11 +278,15 @@ def stepped_scheduler(db: Database, clock: Clock) -> tuple[Scheduler, CrashingSt
 class Hooks:
     """What an observed worker reports while ``run()`` drives it (see ``observed``)."""
 
-    def fetched(self, worker: Worker, after_stop: bool) -> None: ...
+    def fetched(self, worker: Worker, jobs: list[Job], after_stop: bool) -> None:
+        """After each claim (``jobs``: what it took; ``after_stop``: the fetch loop had
+        already seen the stop). Runs on the fetcher's thread: blocking here holds it."""
 
-    def shutting_down(self, worker: Worker) -> None: ...
+    def shutting_down(self, worker: Worker) -> None:
+        """When the worker leaves its fetch loop to shut down."""
 
-    def forgot(self, worker: Worker) -> None: ...
+    def forgot(self, worker: Worker) -> None:
+        """Each time the worker stops holding some jobs."""
 
 
 def observed(hooks: Hooks) -> type[Worker]:
@@ -300,7 +304,7 @@ def observed(hooks: Hooks) -> type[Worker]:
 
         def claimed(self, jobs: Sequence[Job]) -> None:
             assert self.worker is not None
-            hooks.fetched(self.worker, self.saw_stop)
+            hooks.fetched(self.worker, list(jobs), self.saw_stop)
 
         def stop_seen(self) -> None:
             self.saw_stop = True

@@ -70,10 +70,13 @@ class RetryMachine(PgMachine):
         self.orphaned: set[JobId] = set()
         # Retries recorded per job: each lets it run once more.
         self.retries: dict[JobId, int] = {}
+        # Every attempt whose handler was called.
+        self.called: list[tuple[JobId, int]] = []
         self.add_worker()
 
     def handler(self, job: Job) -> None:
         self.handler_ran = True
+        self.called.append((job.id, job.attempts))
         if self.fail_next:
             raise RuntimeError(f"job {job.id} failed on purpose")
 
@@ -132,7 +135,17 @@ class RetryMachine(PgMachine):
         self.fail_next = fail
         self.handler_ran = False
         queued = len(member.worker.completions)
+        # Its worker claimed the job again (a newer attempt) while this one waited.
+        superseded = self.model.holds(member.worker.id, job.id) and not self.model.holds(
+            member.worker.id, job.id, job.attempts
+        )
         outcome = member.worker.runner.run_job(job)
+        if superseded:
+            assert (job.id, job.attempts) not in self.called, (
+                f"attempt {job.attempts} of job {job.id} ran after a newer one was claimed"
+            )
+            assert len(member.worker.completions) == queued, outcome
+            return
         if len(member.worker.completions) > queued and not self.handler_ran:
             # A rescued job that another worker re-claimed while it waited here: it does not
             # run, and its outcome is fenced out when written.
@@ -266,6 +279,18 @@ class RetryMachine(PgMachine):
         self.claim(data.draw(st.sampled_from(self.live()), label="worker"))
         for i in self.live():
             self.beat(i)
+
+    @precondition(lambda self: bool(self.live()))
+    @rule(data=st.data())
+    def lapse_and_reclaim(self, data: st.DataObject) -> None:
+        """No heartbeat for longer than retry_timer (a long pause of the whole process), then
+        a worker claims again: its own lapsed jobs come back to it as new attempts while the
+        older ones still wait in its buffer (they must not run) or in its pending outcomes
+        (fenced out). Every lapsed job may run twice."""
+        for member in self.members:
+            self.orphaned |= self.model.held_by(member.worker.id)
+        advance(self.db, RETRY_TIMER + 1)
+        self.claim(data.draw(st.sampled_from(self.live()), label="worker"))
 
     @rule()
     def pass_retry_timer(self) -> None:

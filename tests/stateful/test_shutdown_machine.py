@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from pgqueue_sync.engine import Worker
-from pgqueue_sync.models import JobId, JobStatus
+from pgqueue_sync.models import Job, JobId, JobStatus
 
 from .harness import (
     GUARD,
@@ -69,7 +69,7 @@ class ShutdownMachine(PgMachine, Hooks):
 
     # -- the engine, observed (Hooks) -----------------------------------------------------
 
-    def fetched(self, worker: Worker, after_stop: bool) -> None:
+    def fetched(self, worker: Worker, jobs: list[Job], after_stop: bool) -> None:
         self.worker = worker
         if after_stop:
             self.late_fetches.append("a fetch after the fetch loop saw the stop")
