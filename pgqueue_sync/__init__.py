@@ -32,6 +32,7 @@ from .errors import (
     InvalidHandlerError,
     InvalidPayloadError,
     InvalidStateError,
+    InvalidTaskArgumentsError,
     JobLostError,
     JobNotFoundError,
     JobTimeoutError,
@@ -59,6 +60,7 @@ from .qm import QueueManager
 from .queries import Queries
 from .retry import RetryPolicy, RetryRequested
 from .settings import Settings
+from .tasks import Task
 
 # The library logs under "pgqueue_sync.*" and stays silent unless the application configures
 # logging (without this, Python's last-resort handler would print its warnings to stderr).
@@ -81,6 +83,7 @@ __all__ = [
     "InvalidHandlerError",
     "InvalidPayloadError",
     "InvalidStateError",
+    "InvalidTaskArgumentsError",
     "Job",
     "JobCancelled",
     "JobDetail",
@@ -109,6 +112,7 @@ __all__ = [
     "SchemaVersionError",
     "Settings",
     "SystemClock",
+    "Task",
     "TransactionPoolingError",
     "UnknownEntrypointError",
     "UnstorableResultError",
