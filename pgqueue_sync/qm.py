@@ -75,6 +75,8 @@ class QueueManager:
         self.settings = settings if settings is not None else Settings.from_env()
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._registry: dict[str, Entrypoint] = {}
+        # Whether enqueue refuses entrypoints with no handler here (once any is registered).
+        self.check_entrypoints = check_entrypoints
         self.queries = Queries(
             driver,
             self.settings,

@@ -123,6 +123,11 @@ class AsyncQueueManager:
         return self.sync.settings
 
     @property
+    def check_entrypoints(self) -> bool:
+        """Whether enqueue refuses entrypoints with no handler here (once any is registered)."""
+        return self.sync.check_entrypoints
+
+    @property
     def clock(self) -> Clock:
         return self.sync.clock
 
