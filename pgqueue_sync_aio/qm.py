@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from functools import partial
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -34,16 +34,13 @@ from pgqueue_sync.qm import QueueManager
 from pgqueue_sync.registry import DEFAULT_MAX_LOST, Entrypoint, is_async_callable
 from pgqueue_sync.retry import RetryPolicy
 from pgqueue_sync.settings import Settings
-from pgqueue_sync.task_arguments import TaskSignature
 
 from .queries import AsyncQueries
-from .tasks import AsyncTask, async_task_handler
+from .tasks import AsyncTasks
 
 __all__ = ["AsyncQueueManager", "HandlerAbandoned"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-P = ParamSpec("P")
-R = TypeVar("R")
 
 # How long run() waits for a handler thread to return once its async handler was cancelled
 # past shutdown_timeout (it only has bookkeeping left to do).
@@ -58,7 +55,7 @@ class _Result:
     error: BaseException | None = None
 
 
-class AsyncQueueManager:
+class AsyncQueueManager(AsyncTasks):
     """:class:`pgqueue_sync.QueueManager` for asyncio and trio applications.
 
     ::
@@ -188,58 +185,6 @@ class AsyncQueueManager:
             return func
 
         return decorate
-
-    @overload
-    def task(self, func: Callable[P, R], /) -> AsyncTask[P, R]: ...
-
-    @overload
-    def task(
-        self,
-        func: None = None,
-        /,
-        *,
-        name: str | None = None,
-        retry: RetryPolicy | None = None,
-        concurrency_limit: int | None = None,
-        per_worker_limit: int | None = None,
-        requests_per_second: float | None = None,
-        timeout: timedelta | float | None = None,
-        max_lost: int | None = DEFAULT_MAX_LOST,
-    ) -> Callable[[Callable[P, R]], AsyncTask[P, R]]: ...
-
-    def task(
-        self,
-        func: Callable[P, R] | None = None,
-        /,
-        *,
-        name: str | None = None,
-        retry: RetryPolicy | None = None,
-        concurrency_limit: int | None = None,
-        per_worker_limit: int | None = None,
-        requests_per_second: float | None = None,
-        timeout: timedelta | float | None = None,
-        max_lost: int | None = DEFAULT_MAX_LOST,
-    ) -> AsyncTask[P, R] | Callable[[Callable[P, R]], AsyncTask[P, R]]:
-        """Make a function a task: ``@qm.task`` or ``@qm.task(name=..., ...)``, as
-        :meth:`pgqueue_sync.QueueManager.task`, with ``await task.enqueue(...)``. An
-        ``async def`` task runs on the event loop awaiting ``run()``; a plain ``def`` one in
-        the handler threads."""
-
-        def register(function: Callable[P, R]) -> AsyncTask[P, R]:
-            task_name = name if name is not None else getattr(function, "__name__", "")
-            signature = TaskSignature.of(task_name, function)
-            self.entrypoint(
-                task_name,
-                retry=retry,
-                concurrency_limit=concurrency_limit,
-                per_worker_limit=per_worker_limit,
-                requests_per_second=requests_per_second,
-                timeout=timeout,
-                max_lost=max_lost,
-            )(async_task_handler(signature, function))
-            return AsyncTask(function, signature, lambda: self.queries)
-
-        return register if func is None else register(func)
 
     @property
     def entrypoints(self) -> dict[str, Entrypoint]:

@@ -7,7 +7,8 @@ Arguments, results and options are those of :class:`pgqueue_sync.tasks.Task`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ParamSpec, TypeVar
+from datetime import timedelta
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 import psycopg
 
@@ -15,16 +16,18 @@ from pgqueue_sync.context import Context
 from pgqueue_sync.db import Connection
 from pgqueue_sync.enqueue import OnConflict, When
 from pgqueue_sync.models import Job, JobId
-from pgqueue_sync.registry import is_async_callable
+from pgqueue_sync.registry import DEFAULT_MAX_LOST, is_async_callable
+from pgqueue_sync.retry import RetryPolicy
 from pgqueue_sync.task_arguments import TaskSignature, decode_arguments
 from pgqueue_sync.tasks import TaskBase, task_handler
 
 from .queries import AsyncQueries
 
-__all__ = ["AsyncTask", "async_task_handler"]
+__all__ = ["AsyncTask", "AsyncTasks", "async_task_handler"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def async_task_handler(
@@ -113,3 +116,79 @@ class AsyncTask(TaskBase[P, R]):
             connection=connection,
         )
         return job_id
+
+
+class _Registers(Protocol):
+    """What AsyncTasks needs of the manager it is mixed into."""
+
+    queries: AsyncQueries
+
+    def entrypoint(
+        self,
+        name: str,
+        *,
+        retry: RetryPolicy | None = None,
+        concurrency_limit: int | None = None,
+        per_worker_limit: int | None = None,
+        requests_per_second: float | None = None,
+        timeout: timedelta | float | None = None,
+        max_lost: int | None = DEFAULT_MAX_LOST,
+    ) -> Callable[[F], F]: ...
+
+
+class AsyncTasks:
+    """``task()``, the decorator of :class:`~pgqueue_sync_aio.AsyncQueueManager` (a mixin:
+    it registers through the manager's ``entrypoint`` and enqueues on its ``queries``)."""
+
+    @overload
+    def task(self, func: Callable[P, R], /) -> AsyncTask[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        func: None = None,
+        /,
+        *,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        concurrency_limit: int | None = None,
+        per_worker_limit: int | None = None,
+        requests_per_second: float | None = None,
+        timeout: timedelta | float | None = None,
+        max_lost: int | None = DEFAULT_MAX_LOST,
+    ) -> Callable[[Callable[P, R]], AsyncTask[P, R]]: ...
+
+    def task(
+        self,
+        func: Callable[P, R] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        concurrency_limit: int | None = None,
+        per_worker_limit: int | None = None,
+        requests_per_second: float | None = None,
+        timeout: timedelta | float | None = None,
+        max_lost: int | None = DEFAULT_MAX_LOST,
+    ) -> AsyncTask[P, R] | Callable[[Callable[P, R]], AsyncTask[P, R]]:
+        """Make a function a task: ``@qm.task`` or ``@qm.task(name=..., ...)``, as
+        :meth:`pgqueue_sync.QueueManager.task`, with ``await task.enqueue(...)``. An
+        ``async def`` task runs on the event loop awaiting ``run()``; a plain ``def`` one in
+        the handler threads."""
+
+        def register(function: Callable[P, R]) -> AsyncTask[P, R]:
+            registers: _Registers = self  # type: ignore[assignment]
+            task_name = name if name is not None else getattr(function, "__name__", "")
+            signature = TaskSignature.of(task_name, function)
+            registers.entrypoint(
+                task_name,
+                retry=retry,
+                concurrency_limit=concurrency_limit,
+                per_worker_limit=per_worker_limit,
+                requests_per_second=requests_per_second,
+                timeout=timeout,
+                max_lost=max_lost,
+            )(async_task_handler(signature, function))
+            return AsyncTask(function, signature, lambda: registers.queries)
+
+        return register if func is None else register(func)
