@@ -158,6 +158,8 @@ class Task(TaskBase[P, R]):
         their names, they never mix with the options."""
         queries = self._queries()
         payload = self.payload(args, kwargs or {}, queries.settings.max_payload_bytes)
+        if connection is None and not getattr(queries, "eager", False):
+            connection = self._connection()
         [job_id] = queries.enqueue(
             self.name,
             payload,
@@ -166,13 +168,12 @@ class Task(TaskBase[P, R]):
             dedupe_key=dedupe_key,
             on_conflict=on_conflict,
             headers=headers,
-            connection=self._connection(connection),
+            connection=connection,
         )
         return job_id
 
-    def _connection(
-        self, connection: Connection | psycopg.Cursor[Any] | None
-    ) -> Connection | psycopg.Cursor[Any] | None:
-        """The connection the job is enqueued on (None: the driver's); a hook for
-        integrations that join a transaction of their own (Flask-SQLAlchemy's session)."""
-        return connection
+    def _connection(self) -> Connection | None:
+        """The connection a job is enqueued on when the caller gives none (None: the
+        driver's); a hook for integrations that join a transaction of their own
+        (Flask-SQLAlchemy's session). Not asked in eager mode, which has no database."""
+        return None

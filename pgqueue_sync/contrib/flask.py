@@ -187,11 +187,7 @@ class FlaskTask(Task[P, R]):
         super().__init__(func, signature, lambda: ext.queries)
         self._ext = ext
 
-    def _connection(
-        self, connection: Connection | psycopg.Cursor[Any] | None
-    ) -> Connection | psycopg.Cursor[Any] | None:
-        if connection is not None:
-            return connection
+    def _connection(self) -> Connection | None:
         return self._ext.transaction_connection()
 
 
@@ -200,9 +196,10 @@ class PgQueue:
     ``init_app(app)`` in an application factory (see the module docstring).
 
     ``session``: a SQLAlchemy session (Flask-SQLAlchemy's ``db.session``) whose transaction
-    a task's ``enqueue`` joins when it is called in an app context without ``connection=``:
-    the job exists once the session commits, and never if it rolls back (or is never
-    committed). Without it, an enqueue commits at once, on the app's pool.
+    a task's ``enqueue`` joins when it is called in an app context without ``connection=``
+    (in a request, and in a job: a task that enqueues another): the job exists once the
+    session commits, and never if it rolls back (or is never committed). Without it, an
+    enqueue commits at once, on the app's pool.
     """
 
     def __init__(self, app: Flask | None = None, *, session: SessionLike | None = None) -> None:

@@ -39,7 +39,13 @@ __all__ = ["EagerQueries", "EagerQueue", "eager"]
 class EagerQueries(Queries):
     """A :class:`~pgqueue_sync.Queries` whose ``enqueue`` runs each job's handler inline
     and records how it ended; ``wait_for`` returns those results. It has no database: its
-    other methods raise InvalidStateError."""
+    other methods raise InvalidStateError.
+
+    ``eager`` is True: an integration that would have a job join a transaction of its own
+    (the Flask extension's session) leaves it out, so that no database is touched.
+    """
+
+    eager = True
 
     def __init__(self, manager: Manager, *, check_entrypoints: bool, raise_errors: bool) -> None:
         super().__init__(

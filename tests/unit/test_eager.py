@@ -154,3 +154,32 @@ def test_async_tasks_run_on_the_callers_loop() -> None:
 
     anyio.run(main)
     assert seen == [threading.get_ident()]
+
+
+def test_a_flask_task_with_a_session_runs_eagerly_without_touching_a_database() -> None:
+    from flask import Flask, g  # noqa: PLC0415 - the flask extra
+    from flask_sqlalchemy import SQLAlchemy  # noqa: PLC0415
+
+    from pgqueue_sync.contrib.flask import PgQueue  # noqa: PLC0415
+
+    db = SQLAlchemy()
+    pgq = PgQueue(session=db.session)
+
+    @pgq.task(name="greet")
+    def greet(name: str) -> list[str]:
+        g.seen = name  # in an app context
+        return [name, "greeted"]
+
+    app = Flask("eager_app")
+    app.config["SQLALCHEMY_DATABASE_URI"] = "postgresql+psycopg://nobody@127.0.0.1:1/none"
+    app.config["PGQUEUE_DSN"] = NOWHERE
+    db.init_app(app)
+    pgq.init_app(app)
+    try:
+        with app.app_context(), eager(pgq.manager(), raise_errors=True) as jobs:
+            greet.enqueue("ann")
+        assert [o.value for o in jobs.outcomes] == [["ann", "greeted"]]
+    finally:
+        pgq.close(app)
+        with app.app_context():
+            db.engine.dispose()
