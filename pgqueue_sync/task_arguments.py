@@ -102,6 +102,8 @@ class TaskSignature:
 
     @classmethod
     def of(cls, name: str, func: Callable[..., Any]) -> TaskSignature:
+        """The signature of task ``name``'s function ``func`` (InvalidHandlerError when it
+        has none to check, or more than one Context parameter)."""
         try:
             full = inspect.signature(func)
         except (TypeError, ValueError):

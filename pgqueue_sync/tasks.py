@@ -57,8 +57,13 @@ def task_handler(
 
 
 class TaskBase(Generic[P, R]):
-    """What every task is, whichever manager runs it: its entrypoint ``name``, the function
-    ``func`` (a plain call runs it inline, here and now), and its arguments' checks."""
+    """What every task is, whichever manager runs it.
+
+    - ``name``: its entrypoint's name.
+    - ``func``: the function (calling the task calls it inline, here and now).
+    - ``signature``: a :class:`~pgqueue_sync.task_arguments.TaskSignature`, what the
+      arguments are checked against, and the parameter that receives the Context, if any.
+    """
 
     def __init__(self, func: Callable[P, R], signature: TaskSignature) -> None:
         self.func = func

@@ -86,7 +86,8 @@ _RUN_DEFAULTS = {
 class SessionLike(Protocol):
     """A SQLAlchemy session (Flask-SQLAlchemy's ``db.session``): what gives its connection."""
 
-    def connection(self) -> Any: ...
+    def connection(self) -> Any:
+        """The SQLAlchemy Connection of the session's transaction (begun if need be)."""
 
 
 def session_connection(session: SessionLike) -> Connection:

@@ -42,16 +42,20 @@ class Manager(Protocol):
     """A QueueManager or an AsyncQueueManager: what drain() needs of one."""
 
     @property
-    def driver(self) -> Driver: ...
+    def driver(self) -> Driver:
+        """Where the queue's database is."""
 
     @property
-    def settings(self) -> Settings: ...
+    def settings(self) -> Settings:
+        """Where the queue is in it (schema, prefix) and its limits."""
 
     @property
-    def clock(self) -> Clock: ...
+    def clock(self) -> Clock:
+        """The manager's clock."""
 
     @property
-    def entrypoints(self) -> dict[str, Entrypoint]: ...
+    def entrypoints(self) -> dict[str, Entrypoint]:
+        """The handlers, by entrypoint name."""
 
 
 def drain(

@@ -46,6 +46,8 @@ class JobOutcome:
 
     @classmethod
     def of(cls, job: Job, outcome: Outcome, error: BaseException | None) -> JobOutcome:
+        """The report of ``job``'s attempt that the engine ended with ``outcome``, having
+        caught ``error`` from its handler (None if it returned)."""
         return cls(
             job=job,
             status=outcome.status,

@@ -25,6 +25,7 @@ DSN_ENV = "PGQUEUE_TEST_DSN"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--pgqueue-dsn`` and the ``pgqueue_dsn`` ini option."""
     help_text = (
         "PostgreSQL conninfo or URI of the database where the pgqueue fixture makes its "
         f"schemas (default: the pgqueue_dsn ini option, else ${DSN_ENV})"
