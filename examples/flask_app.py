@@ -1,100 +1,85 @@
-"""Flask: views enqueue jobs; a worker runs them, in a thread of the app or its own process.
+"""Flask with the PgQueue extension and Flask-SQLAlchemy: a view saves a user and enqueues
+their welcome email in the same transaction; a worker runs it in an app context.
 
-    pip install flask
-    PGQUEUE_DSN=postgresql://localhost/app flask --app examples/flask_app run     # web + worker
-    PGQUEUE_DSN=postgresql://localhost/app python examples/flask_app.py worker    # worker only
+    pip install -e ".[flask]" flask-sqlalchemy
+    export FLASK_APP=examples/flask_app.py
+    export FLASK_SQLALCHEMY_DATABASE_URI=postgresql+psycopg://localhost/app
+    export FLASK_PGQUEUE_DSN=postgresql://localhost/app
+    flask pgq install          # the queue's tables (flask pgq upgrade after an upgrade)
+    flask run                  # the web app: POST /users {"email": "a@example.com"}
+    flask pgq worker           # the workers (SIGTERM or Ctrl-C stops them gracefully)
 
-Set PGQUEUE_EMBEDDED_WORKER=0 to keep the worker out of the web process (then run it with
-`python examples/flask_app.py worker`, the recommended layout in production).
+The job and the user commit together (``db.session.commit()``), or neither exists: an
+email ending in ``@invalid`` is refused after both were added, and the rollback takes the
+job with it. The session must use psycopg 3 (``postgresql+psycopg://``).
 """
 
 from __future__ import annotations
 
-import atexit
-import os
-import signal
-import sys
-import threading
 from typing import Any
 
-from flask import Flask, jsonify
-from psycopg_pool import ConnectionPool
+from flask import Flask, current_app, g, request
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from tenacity import stop_after_attempt
 
-from pgqueue_sync import Job, PsycopgDriver, QueueManager
-
-pool = ConnectionPool(os.environ.get("PGQUEUE_DSN", ""), min_size=1, max_size=4, open=False)
-qm = QueueManager(PsycopgDriver(pool))
-
-
-@qm.entrypoint("thumbnail")
-def make_thumbnail(job: Job) -> bytes:
-    image = (job.payload or b"").decode()
-    return f"thumbnail of {image}".encode()  # kept in the log as the job's result
+from pgqueue_sync import RetryPolicy
+from pgqueue_sync.contrib.flask import PgQueue
 
 
-def create_app(start_worker: bool | None = None) -> Flask:
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+pgq = PgQueue(session=db.session)  # a task's enqueue joins the session's transaction
+
+
+class User(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str]
+    welcomed_by: Mapped[str | None]
+
+
+@pgq.task(retry=RetryPolicy(stop=stop_after_attempt(3)))
+def send_welcome(user_id: int) -> dict[str, Any]:
+    """Runs in a fresh app context: the app's extensions (db) work, and g starts empty."""
+    user = db.session.get(User, user_id)
+    if user is None:
+        return {"sent": False}
+    first_in_this_context = "sent" not in g
+    g.sent = user.email  # ... an email client of the app would send it here
+    user.welcomed_by = current_app.name
+    db.session.commit()
+    return {"sent": True, "to": user.email, "fresh_g": first_in_this_context}
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
-    pool.open()
-    qm.queries.install()
+    app.config.from_prefixed_env()  # FLASK_SQLALCHEMY_DATABASE_URI, FLASK_PGQUEUE_DSN, ...
+    app.config.update(config or {})
+    db.init_app(app)
+    pgq.init_app(app)
+    with app.app_context():
+        db.create_all()
 
-    @app.post("/images/<name>")
-    def upload(name: str) -> Any:
-        [job_id] = qm.queries.enqueue("thumbnail", name.encode())
-        return jsonify(job_id=job_id), 202
+    @app.post("/users")
+    def create_user() -> Any:
+        email = (request.get_json(silent=True) or {}).get("email", "")
+        user = User(email=email)
+        db.session.add(user)
+        db.session.flush()  # the user's id, in the transaction
+        job_id = send_welcome.enqueue(user.id)  # in the same transaction
+        if email.endswith("@invalid"):
+            db.session.rollback()  # neither the user nor the job exists
+            return {"error": f"cannot welcome {email}"}, 400
+        db.session.commit()  # both exist, and the workers are woken
+        return {"user": user.id, "job": job_id}, 201
 
-    @app.get("/jobs/<int:job_id>")
-    def job_status(job_id: int) -> Any:
-        if qm.queries.get_jobs([job_id]):
-            return jsonify(status="pending")
-        entries = qm.queries.log(job_ids=[job_id])
-        if not entries:
-            return jsonify(status="unknown"), 404
-        entry = entries[0]
-        result = entry.result.decode() if entry.result else None
-        return jsonify(status=str(entry.status), result=result)
+    @app.get("/users/<int:user_id>")
+    def show_user(user_id: int) -> Any:
+        user = db.get_or_404(User, user_id)
+        return {"email": user.email, "welcomed_by": user.welcomed_by}
 
-    @app.get("/queue")
-    def queue() -> Any:
-        sizes = qm.queries.queue_size()
-        return jsonify(
-            [{"entrypoint": s.entrypoint, "status": str(s.status), "count": s.count} for s in sizes]
-        )
-
-    if start_worker is None:
-        start_worker = os.environ.get("PGQUEUE_EMBEDDED_WORKER", "1") == "1"
-    if start_worker:
-        start_worker_thread()
     return app
-
-
-_workers: list[threading.Thread] = []
-
-
-def start_worker_thread() -> threading.Thread:
-    """Run qm.run() in a daemon thread; stop it gracefully when the process exits."""
-    if not _workers or not _workers[-1].is_alive():
-        worker = threading.Thread(
-            target=qm.run, kwargs={"workers": 4}, name="pgqueue-worker", daemon=True
-        )
-        worker.start()
-        _workers.append(worker)
-        atexit.register(stop_worker_thread)
-    return _workers[-1]
-
-
-def stop_worker_thread() -> None:
-    qm.alive = False
-    for worker in _workers:
-        worker.join(30)
-
-
-def run_worker() -> None:
-    pool.open()
-    qm.queries.install()
-    signal.signal(signal.SIGTERM, lambda signum, frame: setattr(qm, "alive", False))
-    signal.signal(signal.SIGINT, lambda signum, frame: setattr(qm, "alive", False))
-    qm.run(workers=8)
-
-
-if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
-    run_worker()

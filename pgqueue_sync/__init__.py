@@ -33,6 +33,7 @@ from .errors import (
     InvalidHandlerError,
     InvalidPayloadError,
     InvalidStateError,
+    InvalidTaskArgumentsError,
     JobLostError,
     JobNotFoundError,
     JobTimeoutError,
@@ -63,6 +64,7 @@ from .qm import QueueManager
 from .queries import Queries
 from .retry import RetryPolicy, RetryRequested
 from .settings import Settings
+from .tasks import Task
 
 # The library logs under "pgqueue_sync.*" and stays silent unless the application configures
 # logging (without this, Python's last-resort handler would print its warnings to stderr).
@@ -85,6 +87,7 @@ __all__ = [
     "InvalidHandlerError",
     "InvalidPayloadError",
     "InvalidStateError",
+    "InvalidTaskArgumentsError",
     "Job",
     "JobCancelled",
     "JobDetail",
@@ -117,6 +120,7 @@ __all__ = [
     "SchemaVersionError",
     "Settings",
     "SystemClock",
+    "Task",
     "TransactionPoolingError",
     "UnknownEntrypointError",
     "UnstorableResultError",

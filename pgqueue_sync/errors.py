@@ -20,6 +20,7 @@ __all__ = [
     "InvalidHandlerError",
     "InvalidPayloadError",
     "InvalidStateError",
+    "InvalidTaskArgumentsError",
     "JobLostError",
     "JobNotFoundError",
     "JobTimeoutError",
@@ -82,6 +83,12 @@ class UnknownEntrypointError(PgQueueError, LookupError):
 
 class InvalidPayloadError(PgQueueError, TypeError):
     """A payload is not ``bytes``/``bytearray``/``memoryview``/``None``."""
+
+
+class InvalidTaskArgumentsError(InvalidPayloadError):
+    """A task's arguments were refused at enqueue: they do not match the task's signature,
+    JSON cannot carry one of them (bytes, NaN, a datetime, an object, ...), or a keyword
+    names an enqueue option the task also takes as a parameter. Nothing was written."""
 
 
 class PayloadTooLargeError(PgQueueError, ValueError):

@@ -7,7 +7,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar, overload
 
 from .clock import Clock, SystemClock
 from .cron import DEFAULT_CATCH_UP_LIMIT, CatchUp, Schedule
@@ -29,12 +29,16 @@ from .registry import (
 )
 from .retry import RetryPolicy
 from .settings import Settings, validate_entrypoint
+from .task_arguments import TaskSignature
+from .tasks import Task, task_handler
 
 __all__ = ["QueueManager"]
 
 logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _default_workers() -> int:
@@ -79,6 +83,8 @@ class QueueManager:
         self.settings = settings if settings is not None else Settings.from_env()
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._registry: dict[str, Entrypoint] = {}
+        # Whether enqueue refuses entrypoints with no handler here (once any is registered).
+        self.check_entrypoints = check_entrypoints
         self.queries = Queries(
             driver,
             self.settings,
@@ -216,6 +222,72 @@ class QueueManager:
             return func
 
         return register
+
+    @overload
+    def task(self, func: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        func: None = None,
+        /,
+        *,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        concurrency_limit: int | None = None,
+        per_worker_limit: int | None = None,
+        requests_per_second: float | None = None,
+        timeout: timedelta | float | None = None,
+        max_lost: int | None = DEFAULT_MAX_LOST,
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def task(
+        self,
+        func: Callable[P, R] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        concurrency_limit: int | None = None,
+        per_worker_limit: int | None = None,
+        requests_per_second: float | None = None,
+        timeout: timedelta | float | None = None,
+        max_lost: int | None = DEFAULT_MAX_LOST,
+    ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+        """Make a plain ``def`` function a task: ``@qm.task`` or ``@qm.task(name=..., ...)``.
+
+        The task is an entrypoint named ``name`` (default: the function's ``__name__``),
+        with the policies of :meth:`entrypoint` (``retry``, ``concurrency_limit``,
+        ``per_worker_limit``, ``requests_per_second``, ``timeout``, ``max_lost``).
+        ``task.enqueue(*args, **kwargs)`` enqueues a job that calls the function with those
+        arguments, checked against its signature and carried as JSON; the worker calls it
+        with them, and its return value is the job's result. A parameter annotated
+        :class:`~pgqueue_sync.Context` receives the job's Context (it is not an argument);
+        ``current_context()`` works too. Calling the task runs the function inline. See
+        :class:`~pgqueue_sync.tasks.Task`.
+        """
+
+        def register(function: Callable[P, R]) -> Task[P, R]:
+            if is_async_callable(function):
+                raise InvalidHandlerError(
+                    f"task {getattr(function, '__name__', function)!r} is an async function; "
+                    "QueueManager runs plain def functions in threads. Use "
+                    "pgqueue_sync_aio.AsyncQueueManager.task for async def tasks"
+                )
+            task_name = name if name is not None else getattr(function, "__name__", "")
+            signature = TaskSignature.of(task_name, function)
+            self.entrypoint(
+                task_name,
+                retry=retry,
+                concurrency_limit=concurrency_limit,
+                per_worker_limit=per_worker_limit,
+                requests_per_second=requests_per_second,
+                timeout=timeout,
+                max_lost=max_lost,
+            )(task_handler(signature, function))
+            return Task(function, signature, lambda: self.queries)
+
+        return register if func is None else register(func)
 
     @property
     def entrypoints(self) -> dict[str, Entrypoint]:

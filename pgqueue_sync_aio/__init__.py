@@ -2,5 +2,6 @@
 
 from .qm import AsyncQueueManager, HandlerAbandoned
 from .queries import AsyncQueries
+from .tasks import AsyncTask
 
-__all__ = ["AsyncQueries", "AsyncQueueManager", "HandlerAbandoned"]
+__all__ = ["AsyncQueries", "AsyncQueueManager", "AsyncTask", "HandlerAbandoned"]

@@ -36,13 +36,14 @@ from pgqueue_sync.settings import Settings
 
 from .handlers import LoopBridge
 from .queries import AsyncQueries
+from .tasks import AsyncTasks
 
 __all__ = ["AsyncQueueManager", "HandlerAbandoned"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class AsyncQueueManager:
+class AsyncQueueManager(AsyncTasks):
     """:class:`pgqueue_sync.QueueManager` for asyncio and trio applications.
 
     ::
@@ -98,6 +99,11 @@ class AsyncQueueManager:
     @property
     def settings(self) -> Settings:
         return self.sync.settings
+
+    @property
+    def check_entrypoints(self) -> bool:
+        """Whether enqueue refuses entrypoints with no handler here (once any is registered)."""
+        return self.sync.check_entrypoints
 
     @property
     def clock(self) -> Clock:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -23,7 +24,9 @@ from .logs import LEVELS, configure_logging
 from .supervisor import Supervisor
 from .worker import Recycle, WorkerProcess
 
-__all__ = ["Seconds", "apply_driver_options", "run"]
+__all__ = ["RUN_OPTIONS", "Seconds", "apply_driver_options", "run", "worker_options"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Seconds(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.3
@@ -131,102 +134,121 @@ def _seconds(default: float | None, help_text: str, *, none: bool = False) -> An
     }
 
 
+def worker_options(func: F) -> F:
+    """The options of a worker process: ``run()``'s (``--workers``, ``--mode``, ...),
+    ``--max-jobs``/``--max-memory``, logging, and the worker's connections
+    (``--listen-dsn``, ``--transaction-pooling``). ``pgq-sync run`` takes them, and so can
+    another front end's worker command (``flask pgq worker``)."""
+    options = [
+        click.option(
+            "--workers",
+            type=click.IntRange(min=1),
+            help="Handler threads per process [default: min(32, cpu_count + 4)].",
+        ),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(min=1),
+            default=10,
+            show_default=True,
+            help="Jobs claimed per query.",
+        ),
+        click.option(
+            "--buffer-size",
+            type=click.IntRange(min=1),
+            help="Claimed jobs waiting for a thread, at most "
+            "[default: 2 * max(batch size, workers)].",
+        ),
+        click.option(
+            "--dequeue-timeout",
+            **_seconds(
+                30.0, "Longest idle wait before looking again (NOTIFY wakes a worker at once)."
+            ),
+        ),
+        click.option(
+            "--retry-timer",
+            **_seconds(60.0, "Re-pick jobs of workers silent this long; none: never.", none=True),
+        ),
+        click.option(
+            "--shutdown-timeout",
+            **_seconds(
+                None,
+                "On stop, how long held jobs may take before the rest goes back to the "
+                "queue; none: wait for them.",
+                none=True,
+            ),
+        ),
+        click.option(
+            "--heartbeat-interval",
+            type=Seconds(),
+            help="How often held jobs' heartbeats are refreshed "
+            "[default: retry timer / 5, at most 10].",
+        ),
+        click.option(
+            "--log-retention",
+            **_seconds(
+                None, "Prune log rows older than this, every minute; none: keep all.", none=True
+            ),
+        ),
+        click.option(
+            "--mode",
+            type=click.Choice(["continuous", "drain"]),
+            default="continuous",
+            show_default=True,
+            help="drain: exit once no job is due.",
+        ),
+        click.option(
+            "--max-jobs",
+            type=click.IntRange(min=1),
+            help="A process that has run this many jobs finishes what it holds and exits (replaced "
+            "under --processes).",
+        ),
+        click.option(
+            "--max-memory",
+            type=click.IntRange(min=1),
+            metavar="MB",
+            help="A process whose memory reaches this many MB finishes what it holds and exits "
+            "(replaced under --processes).",
+        ),
+        click.option(
+            "--log-level",
+            type=click.Choice(LEVELS, case_sensitive=False),
+            default="INFO",
+            show_default=True,
+            help="Log this level and above, on stderr.",
+        ),
+        click.option(
+            "--log-format",
+            type=click.Choice(["text", "json"]),
+            default="text",
+            show_default=True,
+            help="json: one JSON object per line (for log collectors).",
+        ),
+        click.option(
+            "--listen-dsn",
+            help="Where workers LISTEN, straight to PostgreSQL (behind PgBouncer in transaction "
+            "mode); applies to the worker's connections, not to APP's own.",
+        ),
+        click.option(
+            "--transaction-pooling",
+            is_flag=True,
+            help="The worker's connections go through a pooler in transaction mode (PgBouncer).",
+        ),
+        click.option("-v", "--verbose", is_flag=True, help="Log everything (--log-level DEBUG)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @click.command()
 @click.argument("app")
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    help="Handler threads per process [default: min(32, cpu_count + 4)].",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=10,
-    show_default=True,
-    help="Jobs claimed per query.",
-)
-@click.option(
-    "--buffer-size",
-    type=click.IntRange(min=1),
-    help="Claimed jobs waiting for a thread, at most [default: 2 * max(batch size, workers)].",
-)
-@click.option(
-    "--dequeue-timeout",
-    **_seconds(30.0, "Longest idle wait before looking again (NOTIFY wakes a worker at once)."),
-)
-@click.option(
-    "--retry-timer",
-    **_seconds(60.0, "Re-pick jobs of workers silent this long; none: never.", none=True),
-)
-@click.option(
-    "--shutdown-timeout",
-    **_seconds(
-        None,
-        "On stop, how long held jobs may take before the rest goes back to the "
-        "queue; none: wait for them.",
-        none=True,
-    ),
-)
-@click.option(
-    "--heartbeat-interval",
-    type=Seconds(),
-    help="How often held jobs' heartbeats are refreshed [default: retry timer / 5, at most 10].",
-)
-@click.option(
-    "--log-retention",
-    **_seconds(None, "Prune log rows older than this, every minute; none: keep all.", none=True),
-)
-@click.option(
-    "--mode",
-    type=click.Choice(["continuous", "drain"]),
-    default="continuous",
-    show_default=True,
-    help="drain: exit once no job is due.",
-)
 @click.option(
     "--processes",
     type=click.IntRange(min=1),
     help="Run N worker processes under a supervisor that restarts those that die and stops "
     "them all on SIGTERM/SIGINT [default: one process, no supervisor].",
 )
-@click.option(
-    "--max-jobs",
-    type=click.IntRange(min=1),
-    help="A process that has run this many jobs finishes what it holds and exits (replaced "
-    "under --processes).",
-)
-@click.option(
-    "--max-memory",
-    type=click.IntRange(min=1),
-    metavar="MB",
-    help="A process whose memory reaches this many MB finishes what it holds and exits "
-    "(replaced under --processes).",
-)
-@click.option(
-    "--log-level",
-    type=click.Choice(LEVELS, case_sensitive=False),
-    default="INFO",
-    show_default=True,
-    help="Log this level and above, on stderr.",
-)
-@click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="json: one JSON object per line (for log collectors).",
-)
-@click.option(
-    "--listen-dsn",
-    help="Where workers LISTEN, straight to PostgreSQL (behind PgBouncer in transaction "
-    "mode); applies to the worker's connections, not to APP's own.",
-)
-@click.option(
-    "--transaction-pooling",
-    is_flag=True,
-    help="The worker's connections go through a pooler in transaction mode (PgBouncer).",
-)
-@click.option("-v", "--verbose", is_flag=True, help="Log everything (--log-level DEBUG).")
+@worker_options
 @click.option("--supervisor-fd", type=int, hidden=True)
 def run(app: str, **params: Any) -> None:
     """Run the workers of APP until stopped (SIGTERM or Ctrl-C: gracefully).

@@ -256,7 +256,7 @@ class Worker:
             listening=self.listening,
         )
         try:
-            self._prepare()
+            self.prepare()
             listener.start()
             self.runner.start(self.options.workers)
             self.flusher.start()
@@ -285,7 +285,10 @@ class Worker:
             logger.info("worker %s stopped: %s", self.id, self.stats)
             self.hooks.worker_stopped(self.stats)
 
-    def _prepare(self) -> None:
+    def prepare(self) -> None:
+        """Check the queue before the first claim: the schema is installed and of this
+        version, the statistics exist, the limits rows of limited entrypoints are there, the
+        outcome connection opens. ``run()`` calls it; so does a worker driven by hand."""
         self.fetch_store.verify()
         if self.fetch_store.ensure_statistics():
             logger.info("analyzed the queue table: it held jobs but had no statistics yet")

@@ -99,28 +99,6 @@ def load(name: str) -> ModuleType:
     return module
 
 
-def test_flask_example_view_enqueues_and_the_worker_runs_it(
-    dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("PGQUEUE_DSN", dsn)
-    monkeypatch.setenv("PGQUEUE_SCHEMA", schema)
-    flask_app = load("flask_app")
-    try:
-        client = flask_app.create_app(start_worker=False).test_client()
-        response = client.post("/images/cat.png")
-        assert response.status_code == 202
-        job_id = response.get_json()["job_id"]
-        assert client.get(f"/jobs/{job_id}").get_json() == {"status": "pending"}
-        flask_app.qm.run(mode="drain")  # what the worker thread or process does
-        assert client.get(f"/jobs/{job_id}").get_json() == {
-            "status": "successful",
-            "result": "thumbnail of cat.png",
-        }
-        assert client.get("/queue").get_json() == []
-    finally:
-        flask_app.pool.close()
-
-
 def test_outbox_example_commits_order_and_job_together(
     dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

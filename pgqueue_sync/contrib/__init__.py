@@ -1,0 +1,1 @@
+"""Integrations with web frameworks: :mod:`pgqueue_sync.contrib.flask` (the ``flask`` extra)."""
