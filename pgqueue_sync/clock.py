@@ -4,8 +4,8 @@
 stamp rows, so workers on several machines agree on one clock. ``ManualClock`` is moved by
 hand; tests use it to make heartbeats, retry_timer and backoff deterministic.
 
-A blocking wait is bounded in real time, whatever the Clock: :class:`Deadline` measures it
-(a ManualClock that never moves must not make a wait endless). :func:`to_seconds` is the one
+A blocking wait is bounded in real time, whatever the Clock: ``Deadline`` measures it
+(a ManualClock that never moves must not make a wait endless). ``to_seconds`` is the one
 conversion of "a timedelta or a number of seconds".
 """
 
@@ -53,12 +53,12 @@ class Deadline:
 
 
 def elapsed_since(start: float) -> float:
-    """Real seconds since ``start``, a :func:`now_real` reading."""
+    """Real seconds since ``start``, a ``now_real`` reading."""
     return time.monotonic() - start
 
 
 def now_real() -> float:
-    """A reading of real time, for :func:`elapsed_since` (stall detection and the like)."""
+    """A reading of real time, for ``elapsed_since`` (stall detection and the like)."""
     return time.monotonic()
 
 
@@ -87,7 +87,7 @@ class SystemClock:
 
 
 class ManualClock:
-    """A clock that only moves when :meth:`advance` is called."""
+    """A clock that only moves when ``advance`` is called."""
 
     def __init__(self, start: datetime | None = None) -> None:
         self._lock = threading.Lock()

@@ -47,7 +47,7 @@ WORKER_CONNECTION_OPTIONS: dict[str, Any] = {
 
 @runtime_checkable
 class Driver(Protocol):
-    """What the queue needs from a database driver (:class:`PsycopgDriver` is one)."""
+    """What the queue needs from a database driver (``PsycopgDriver`` is one)."""
 
     @property
     def stall_timeout(self) -> float:

@@ -1,8 +1,8 @@
 """Exceptions raised by pgqueue-sync.
 
-Every error the library raises on purpose derives from :class:`PgQueueError`, with the
+Every error the library raises on purpose derives from ``PgQueueError``, with the
 builtin a caller would expect as a second base where there is one (a ConfigurationError is a
-ValueError). psycopg errors are translated in :mod:`pgqueue_sync.translate`, in one place,
+ValueError). psycopg errors are translated in ``pgqueue_sync.translate``, in one place,
 so that messages say what to do and never carry a password.
 """
 

@@ -75,13 +75,13 @@ class RetryRequested(PgQueueError):
 class RetryPolicy:
     """When and how soon a failed job runs again, in tenacity's vocabulary.
 
-    ::
-
-        RetryPolicy(
-            stop=tenacity.stop_after_attempt(5),
-            wait=tenacity.wait_exponential(multiplier=2, max=300) + tenacity.wait_random(0, 1),
-            retry=tenacity.retry_if_exception_type(ConnectionError),
-        )
+    ```python
+    RetryPolicy(
+        stop=tenacity.stop_after_attempt(5),
+        wait=tenacity.wait_exponential(multiplier=2, max=300) + tenacity.wait_random(0, 1),
+        retry=tenacity.retry_if_exception_type(ConnectionError),
+    )
+    ```
 
     The wait is not slept in a worker thread: the job goes back to the queue with
     ``execute_after`` set that far ahead. When ``retry`` declines the exception or ``stop``

@@ -1,8 +1,8 @@
 """AsyncQueueManager: the sync engine, awaited, with ``async def`` handlers on the caller's loop.
 
-There is one engine, :class:`pgqueue_sync.QueueManager`'s. ``await qm.run()`` runs it in a
+There is one engine, ``pgqueue_sync.QueueManager``'s. ``await qm.run()`` runs it in a
 worker thread; its handler threads hand ``async def`` handlers over to the event loop that
-awaits ``run()`` (``anyio.from_thread.run``, in :mod:`.handlers`) and wait for them, so a
+awaits ``run()`` (``anyio.from_thread.run``, in ``.handlers``) and wait for them, so a
 handler can use the application's async clients. ``workers`` bounds how many handlers run at
 once, async or not.
 """
@@ -44,21 +44,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class AsyncQueueManager(AsyncTasks):
-    """:class:`pgqueue_sync.QueueManager` for asyncio and trio applications.
+    """``pgqueue_sync.QueueManager`` for asyncio and trio applications.
 
-    ::
+    ```python
+    qm = AsyncQueueManager(PsycopgDriver(psycopg.connect(autocommit=True)))
 
-        qm = AsyncQueueManager(PsycopgDriver(psycopg.connect(autocommit=True)))
+    @qm.entrypoint("fetch")
+    async def fetch(job: Job) -> None: ...   # runs on this event loop
 
-        @qm.entrypoint("fetch")
-        async def fetch(job: Job) -> None: ...   # runs on this event loop
-
-        await qm.queries.enqueue("fetch", b"payload")
-        await qm.run()                # until qm.alive = False, or cancelled
+    await qm.queries.enqueue("fetch", b"payload")
+    await qm.run()                # until qm.alive = False, or cancelled
+    ```
 
     Cancelling ``await qm.run()`` shuts down as ``qm.alive = False`` does (stop fetching,
     finish held jobs, or release them past ``shutdown_timeout``), then re-raises.
-    ``qm.sync`` is the wrapped :class:`pgqueue_sync.QueueManager`.
+    ``qm.sync`` is the wrapped ``pgqueue_sync.QueueManager``.
     """
 
     def __init__(
@@ -146,7 +146,7 @@ class AsyncQueueManager(AsyncTasks):
 
         The handler is called as ``handler(job)``, or ``handler(job, context)`` if it takes
         two positional parameters; its return value is kept in the log. The policies are
-        those of :meth:`pgqueue_sync.QueueManager.entrypoint`. When the job is cancelled (or
+        those of ``pgqueue_sync.QueueManager.entrypoint``. When the job is cancelled (or
         times out), an async handler is cancelled, and its job ends ``canceled``.
         """
         # Validates now, as the sync one does.
@@ -179,7 +179,7 @@ class AsyncQueueManager(AsyncTasks):
         max_lost: int | None = DEFAULT_MAX_LOST,
     ) -> Callable[[F], F]:
         """Register a handler (``async def`` or plain) and a schedule that enqueues one of its
-        jobs at every tick: :meth:`pgqueue_sync.QueueManager.periodic`, on this event loop."""
+        jobs at every tick: ``pgqueue_sync.QueueManager.periodic``, on this event loop."""
         # Validates now, as the sync one does.
         register = self.sync.periodic(
             expression,
@@ -247,7 +247,7 @@ class AsyncQueueManager(AsyncTasks):
     ) -> None:
         """Fetch and run jobs until ``qm.alive`` is set to False, or the task is cancelled.
 
-        The parameters are those of :meth:`pgqueue_sync.QueueManager.run`. The engine runs in
+        The parameters are those of ``pgqueue_sync.QueueManager.run``. The engine runs in
         threads; the event loop only runs the ``async def`` handlers. On cancellation it stops
         fetching, lets held jobs finish (past ``shutdown_timeout`` it releases them and
         cancels async handlers still running), then re-raises the cancellation. A

@@ -70,7 +70,7 @@ def drain(
     and ``qm.queries`` see it), without the worker's threads. ``raise_errors=True`` re-raises
     the first exception a handler raised (after writing the outcomes of that step), instead
     of only reporting it. ``max_jobs`` guards against jobs that never stop coming
-    (:class:`DrainLimitError`).
+    (``DrainLimitError``).
 
     ``async def`` handlers (of an AsyncQueueManager) run on a new event loop, or, when
     ``drain`` is called through ``anyio.to_thread.run_sync`` from async code, on that
@@ -93,7 +93,7 @@ def drain_queue(
     raise_errors: bool = False,
     max_jobs: int = 1000,
 ) -> list[JobOutcome]:
-    """:func:`drain`, with ``manager``'s handlers, on the queue of ``driver`` and
+    """``drain``, with ``manager``'s handlers, on the queue of ``driver`` and
     ``settings`` (a test's own queue)."""
     capture = Capture(manager.entrypoints)
     outcomes: list[JobOutcome] = []

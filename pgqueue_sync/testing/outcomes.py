@@ -1,4 +1,4 @@
-"""What the testing helpers report of a job they ran (:class:`JobOutcome`), and how they
+"""What the testing helpers report of a job they ran (``JobOutcome``), and how they
 run handlers: in the calling thread, their exceptions kept to be re-raised on request."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ __all__ = ["Capture", "JobOutcome"]
 
 @dataclasses.dataclass(frozen=True)
 class JobOutcome:
-    """How one run of a job ended, as :func:`~pgqueue_sync.testing.drain` and
-    :func:`~pgqueue_sync.testing.eager` report it.
+    """How one run of a job ended, as ``drain`` and
+    ``eager`` report it.
 
     - ``job``: the job as it was claimed (``job.payload``, ``job.attempts``, ...).
     - ``status``: ``successful``, ``exception``, ``failed`` (its retry policy gave up),

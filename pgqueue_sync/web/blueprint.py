@@ -8,8 +8,8 @@ Server-rendered pages: overview (per entrypoint backlog, rates, latency, failure
 last hour's charts, drawn by a small script from ``api/overview.json``), jobs (filtered by
 status and entrypoint, paged by keyset), a job, workers, paused entrypoints, and schedules
 where the queue has them. Every read is one of the operator API's
-(:mod:`pgqueue_sync.admin`). Actions (requeue, cancel, pause, resume) exist only with
-``actions=True``: see :mod:`pgqueue_sync.web.actions`.
+(``pgqueue_sync.admin``). Actions (requeue, cancel, pause, resume) exist only with
+``actions=True``: see ``pgqueue_sync.web.actions``.
 """
 
 from __future__ import annotations
