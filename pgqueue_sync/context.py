@@ -52,6 +52,10 @@ class Context:
     runs, ``cancelled`` is set and a long handler should look at it, or call ``check``,
     between steps. A handler gets its Context as a second parameter (``def handler(job,
     ctx)``) or from ``pgqueue_sync.current_context()``.
+
+    Attributes:
+        job: the job being run.
+        worker_id: the worker running it.
     """
 
     job: Job

@@ -124,16 +124,33 @@ class Task(TaskBase[P, R]):
         connection: Connection | psycopg.Cursor[Any] | None = None,
         **kwargs: Any,
     ) -> JobId:
-        """Enqueue a job that calls the task with ``*args`` and ``**kwargs``; its id.
+        """Enqueue a job that calls the task with ``*args`` and ``**kwargs``.
 
-        The arguments are checked against the function's signature and must be JSON
-        (InvalidTaskArgumentsError otherwise, before anything is written). The keyword-only
-        options are those of ``pgqueue_sync.Queries.enqueue``: ``priority``,
-        ``execute_after`` (a timedelta or an aware datetime), ``dedupe_key`` and
-        ``on_conflict`` (with ``"skip"``, the id of the job holding the key), ``headers``,
-        and ``connection`` (the job joins that connection's open transaction: it exists only
-        if the transaction commits). A task with a parameter named like one of them is
-        enqueued with ``enqueue_with``.
+        The arguments are checked against the function's signature and must be JSON,
+        before anything is written. The keyword-only options are those of
+        [`Queries.enqueue`][pgqueue_sync.Queries.enqueue]. A task with a parameter named
+        like one of them is enqueued with ``enqueue_with``.
+
+        Args:
+            *args: the task's positional arguments.
+            priority: higher runs first. Default 0.
+            execute_after: a delay (``timedelta``) or a time (aware ``datetime``) before
+                which the job does not run; None: due now.
+            dedupe_key: at most one queued-or-running job per key.
+            on_conflict: ``"raise"`` (``DuplicateJobError``) or ``"skip"`` (the id of the
+                job holding the key is returned).
+            headers: a small JSON object kept with the job and in the log.
+            connection: a connection (or cursor) whose open transaction the job joins: it
+                exists only if the transaction commits.
+            **kwargs: the task's keyword arguments.
+
+        Returns:
+            The job's id.
+
+        Raises:
+            InvalidTaskArgumentsError: the arguments do not match the signature, JSON
+                cannot carry one of them, or a keyword names an enqueue option the task
+                also takes as a parameter.
         """
         self._refuse_collisions()
         return self.enqueue_with(

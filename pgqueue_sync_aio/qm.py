@@ -85,6 +85,7 @@ class AsyncQueueManager(AsyncTasks):
 
     @property
     def driver(self) -> Driver:
+        """The driver given (the wrapped manager's)."""
         return self.sync.driver
 
     def add_hooks(self, hooks: WorkerHooks) -> None:
@@ -98,6 +99,7 @@ class AsyncQueueManager(AsyncTasks):
 
     @property
     def settings(self) -> Settings:
+        """The settings in force (the wrapped manager's)."""
         return self.sync.settings
 
     @property
@@ -107,6 +109,7 @@ class AsyncQueueManager(AsyncTasks):
 
     @property
     def clock(self) -> Clock:
+        """The time source (the wrapped manager's)."""
         return self.sync.clock
 
     @property
@@ -212,6 +215,7 @@ class AsyncQueueManager(AsyncTasks):
 
     @property
     def entrypoints(self) -> dict[str, Entrypoint]:
+        """The registered entrypoints by name (a copy), tasks and periodic ones included."""
         return {
             name: dataclasses.replace(entry, func=self._handlers.get(name, entry.func))
             for name, entry in self.sync.entrypoints.items()
@@ -247,12 +251,31 @@ class AsyncQueueManager(AsyncTasks):
     ) -> None:
         """Fetch and run jobs until ``qm.alive`` is set to False, or the task is cancelled.
 
-        The parameters are those of ``pgqueue_sync.QueueManager.run``. The engine runs in
-        threads; the event loop only runs the ``async def`` handlers. On cancellation it stops
-        fetching, lets held jobs finish (past ``shutdown_timeout`` it releases them and
-        cancels async handlers still running), then re-raises the cancellation. A
-        ``KeyboardInterrupt`` in an async handler (Ctrl-C on trio) fails that job and ends
-        ``run()`` the same way, then is raised by it.
+        The engine runs in threads; the event loop only runs the ``async def`` handlers. On
+        cancellation it stops fetching, lets held jobs finish (past ``shutdown_timeout`` it
+        releases them and cancels async handlers still running), then re-raises the
+        cancellation. A ``KeyboardInterrupt`` in an async handler (Ctrl-C on trio) fails
+        that job and ends ``run()`` the same way, then is raised by it.
+
+        Args:
+            dequeue_timeout: as in [`QueueManager.run`][pgqueue_sync.QueueManager.run]:
+                the longest idle wait before looking again. Default 30 s.
+            batch_size: jobs claimed per query. Default 10.
+            retry_timer: re-pick ``picked`` jobs whose heartbeat is older than this; None
+                disables it. Default 1 minute.
+            workers: handler threads (plain ``def`` handlers run there; ``async def`` ones
+                on the loop). Default ``min(32, cpu_count + 4)``.
+            buffer_size: most jobs claimed and not yet started. Default
+                ``2 * max(batch_size, workers)``.
+            shutdown_timeout: how long held jobs may take once stopping before the rest is
+                released. Default None: wait for them all.
+            mode: ``"continuous"`` (default), or ``"drain"`` to return once no job is due.
+            heartbeat_interval: default ``retry_timer / 5``, at most 10 s.
+            log_retention: prune log rows older than this. Default None: keep them all.
+
+        Raises:
+            AlreadyRunningError: ``run()`` is already running on this manager.
+            ConfigurationError: an option is invalid, before anything starts.
         """
         if self._running:
             raise AlreadyRunningError("run() is already running on this AsyncQueueManager")

@@ -178,9 +178,25 @@ class AsyncQueries:
     async def wait_for(
         self, job_ids: Sequence[JobId], timeout: timedelta | float | None = None
     ) -> list[JobResult]:
-        """As the sync one; it waits on a connection of its own, outside the limiter. If
-        the awaiting task is cancelled, the waiting thread closes its connection and ends
-        within a fraction of a second."""
+        """Wait until these jobs have finished; return their results, in the same order.
+
+        As [`Queries.wait_for`][pgqueue_sync.Queries.wait_for]; it waits on a connection
+        of its own, outside the limiter. If the awaiting task is cancelled, the waiting
+        thread closes its connection and ends within a fraction of a second.
+
+        Args:
+            job_ids: the jobs to wait for.
+            timeout: the longest wait, in seconds or a ``timedelta``; None (default): as
+                long as it takes.
+
+        Returns:
+            One ``JobResult`` per id, in the order of ``job_ids``.
+
+        Raises:
+            JobNotFoundError: an id is neither queued nor logged.
+            WaitTimeoutError: ``timeout`` ran out; its ``finished`` holds the jobs that did
+                finish.
+        """
         stop = threading.Event()
         try:
             return await anyio.to_thread.run_sync(

@@ -184,7 +184,11 @@ class AsyncEagerQueries(AsyncQueries):
 
 @dataclasses.dataclass
 class EagerQueue:
-    """What ``eager`` yields: the jobs run so far, and the queries that ran them."""
+    """What ``eager`` yields: the jobs run so far, and the queries that ran them.
+
+    Attributes:
+        queries: the eager queries in place of ``qm.queries`` within the block.
+    """
 
     queries: EagerQueries
 

@@ -42,8 +42,15 @@ __all__ = ["DashboardOptions", "create_blueprint"]
 
 @dataclasses.dataclass(frozen=True)
 class DashboardOptions:
-    """How a dashboard behaves: ``actions`` (requeue, cancel, pause, resume: off unless
-    asked for), how often the overview refreshes (seconds), how many jobs a page lists."""
+    """How a dashboard behaves.
+
+    Attributes:
+        actions: whether the pages offer requeue, cancel, pause and resume (off unless
+            asked for).
+        refresh_seconds: how often the overview refreshes, in seconds.
+        page_size: how many jobs a listing page shows.
+        title: the title of its pages.
+    """
 
     actions: bool = False
     refresh_seconds: float = 10.0
