@@ -257,7 +257,7 @@ class PsycopgDriver:
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Connection]:
-        """A connection for one producer call; each statement is committed by the end of the block."""
+        """A connection for one producer call; committed by the end of the block."""
         if self._pool is not None:
             with self._pool.connection() as conn:
                 if self._transaction_pooling:

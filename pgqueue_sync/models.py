@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 JobId = int
+"""A job's id: a PostgreSQL ``bigint``, as ``enqueue`` returns it."""
 
 
 class JobStatus(str, enum.Enum):

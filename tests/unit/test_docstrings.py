@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from pgqueue_sync import QueueManager
+
 # The modules whose public names the reference documents: their __all__, and WorkerHooks.
 PUBLIC_MODULES = [
     "pgqueue_sync",
@@ -75,12 +77,13 @@ def members(cls: type) -> Iterator[tuple[str, Any]]:
     for klass in cls.__mro__:
         if klass.__module__.split(".")[0] not in OURS:
             continue
-        for name, value in vars(klass).items():
+        for name, attribute in vars(klass).items():
             if name.startswith("_") or name in seen:
                 continue
             seen.add(name)
-            if isinstance(value, (staticmethod, classmethod)):
-                value = value.__func__
+            value = attribute
+            if isinstance(attribute, (staticmethod, classmethod)):
+                value = attribute.__func__
             if inspect.isfunction(value) or isinstance(value, property):
                 yield name, value
 
@@ -176,8 +179,6 @@ def test_main_calls_document_every_parameter(module: str, dotted: str) -> None:
 
 
 def test_run_documents_every_parameter_of_its_signature() -> None:
-    from pgqueue_sync import QueueManager
-
     documented = section(own_doc(QueueManager.run), "Args") or []
     for parameter in inspect.signature(QueueManager.run).parameters:
         if parameter != "self":
