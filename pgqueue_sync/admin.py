@@ -1,10 +1,10 @@
 """The operator's API: see the queue and repair it.
 
-:class:`~pgqueue_sync.queries.Queries` inherits these, so ``qm.queries.status()``,
+``Queries`` inherits these, so ``qm.queries.status()``,
 ``qm.queries.pause("emails")`` and the rest work wherever a queue is at hand; the
 ``pgq-sync`` commands, a dashboard and a metrics collector all call them. Each returns
-typed, frozen rows (:mod:`pgqueue_sync.admin_models`), which
-:func:`~pgqueue_sync.admin_models.jsonable` turns into JSON.
+typed, frozen rows (``pgqueue_sync.admin_models``), which
+``jsonable`` turns into JSON.
 
 Every read is safe on a large queue: ``status`` reads the queue table once and the log of
 the last minute; listings walk one index in order and stop after a page.

@@ -1,7 +1,7 @@
 """What the operator's API returns: typed, frozen rows, and their JSON form.
 
-The command line prints them (``--json`` prints :func:`jsonable` of them); a dashboard or a
-metrics collector reads the same rows from :class:`~pgqueue_sync.admin.AdminQueries`.
+The command line prints them (``--json`` prints ``jsonable`` of them); a dashboard or a
+metrics collector reads the same rows from ``qm.queries`` (``pgqueue_sync.admin``).
 """
 
 from __future__ import annotations
@@ -44,12 +44,23 @@ def last_line(text: str | None) -> str | None:
 class EntrypointStatus:
     """One entrypoint's state (``Queries.status``).
 
-    ``queued`` jobs are due now, ``deferred`` ones later; ``picked`` are held by workers
-    (buffered or running); ``failed`` ran out of attempts and wait for a requeue. The
-    ``*_last_minute`` counts come from the log (outcomes written) and the queue (arrivals);
-    ``oldest_waiting_seconds`` is how long the oldest due job has waited;
-    ``pickup_latency_seconds`` the mean time from due to handler start of the jobs finished
-    in the last minute.
+    The ``*_last_minute`` counts come from the log (outcomes written) and the queue
+    (arrivals).
+
+    Attributes:
+        entrypoint: the entrypoint.
+        queued: jobs due now.
+        deferred: jobs due later (``execute_after``, or waiting for a retry).
+        picked: jobs held by workers, buffered or running.
+        failed: jobs that ran out of attempts and wait for a requeue.
+        done_last_minute: outcomes written in the last minute.
+        failed_last_minute: of those, the ``exception`` and ``failed`` ones.
+        enqueued_last_minute: jobs enqueued in the last minute.
+        oldest_waiting_seconds: how long the oldest due job has waited; None if none is.
+        pickup_latency_seconds: the mean time from due to handler start of the jobs
+            finished in the last minute; None without any.
+        paused: whether workers skip its jobs (``Queries.pause``).
+        paused_since: when it was paused, or None.
     """
 
     entrypoint: str
@@ -67,14 +78,32 @@ class EntrypointStatus:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> EntrypointStatus:
+        """An EntrypointStatus from a row read by column name."""
         return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
 
 
 @dataclasses.dataclass(frozen=True)
 class WorkerInfo:
-    """A worker in the registry (``Queries.workers``). ``lost``: no heartbeat for longer
-    than its ``retry_timer`` (the time after which its jobs are re-picked); its row is
-    forgotten an hour later. A worker that stops cleanly removes its row."""
+    """A worker in the registry (``Queries.workers``). A worker that stops cleanly removes
+    its row; a lost one's row is forgotten an hour after it was lost.
+
+    Attributes:
+        id: the worker's id (its log lines and the log table's ``worker_id`` name it).
+        host: the host name it runs on.
+        pid: its process id.
+        started_at: when its ``run()`` started.
+        heartbeat_at: its last heartbeat.
+        entrypoints: the entrypoints it runs.
+        threads: its handler threads (``run(workers=...)``).
+        busy: the handlers running at its last heartbeat.
+        jobs_done: the handlers it ran to an end (succeeded or failed).
+        jobs_failed: of those, the ones that failed.
+        version: the pgqueue-sync version it runs.
+        lost: no heartbeat for longer than its ``retry_timer`` (after which its jobs are
+            re-picked).
+        heartbeat_age_seconds: seconds since its last heartbeat.
+        options: the options of its ``run()``, as JSON; None if not recorded.
+    """
 
     id: uuid.UUID
     host: str
@@ -93,6 +122,7 @@ class WorkerInfo:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> WorkerInfo:
+        """A WorkerInfo from a row read by column name."""
         values = {f.name: row[f.name] for f in dataclasses.fields(cls)}
         values["entrypoints"] = tuple(values["entrypoints"] or ())
         return cls(**values)
@@ -100,11 +130,24 @@ class WorkerInfo:
 
 @dataclasses.dataclass(frozen=True)
 class JobSummary:
-    """One row of a job listing: a job in the queue table, or an outcome in the log.
+    """One row of a job listing (``Queries.list_jobs``): a job in the queue table, or an
+    outcome in the log.
 
-    ``updated_at`` is the job's last change (in the queue) or when its outcome was written
-    (in the log); ``error`` the last line of its traceback; ``duration`` (seconds) only for
-    outcomes. ``cursor`` orders the listing (``Queries.list_jobs(cursor=...)``).
+    Attributes:
+        id: the job's id.
+        entrypoint: its entrypoint.
+        status: its status in the queue, or the outcome logged.
+        priority: its priority.
+        attempts: its attempts so far (in the queue) or the attempt logged.
+        enqueued_at: when it was enqueued.
+        due_at: when it is or was due.
+        updated_at: the job's last change (in the queue) or when its outcome was written
+            (in the log).
+        worker_id: the worker holding or having run it, or None.
+        duration: seconds the handler ran, for outcomes only.
+        error: the last line of its traceback (the exception and its message), or None.
+        dedupe_key: its unique key, or None.
+        cursor: orders the listing; pass ``JobPage.next_cursor`` for the next page.
     """
 
     id: JobId
@@ -123,6 +166,7 @@ class JobSummary:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> JobSummary:
+        """A JobSummary from a row read by column name."""
         values = {f.name: row[f.name] for f in dataclasses.fields(cls)}
         values["status"] = JobStatus(values["status"])
         values["error"] = last_line(values["error"])
@@ -131,7 +175,12 @@ class JobSummary:
 
 @dataclasses.dataclass(frozen=True)
 class JobPage:
-    """A page of a listing; ``next_cursor`` fetches the next one (None: this was the last)."""
+    """A page of a listing (``Queries.list_jobs``).
+
+    Attributes:
+        jobs: the page's jobs, newest first.
+        next_cursor: pass it as ``cursor`` for the next page; None: this was the last.
+    """
 
     jobs: list[JobSummary]
     next_cursor: int | None
@@ -139,8 +188,13 @@ class JobPage:
 
 @dataclasses.dataclass(frozen=True)
 class JobDetail:
-    """Everything about one job (``Queries.job_detail``): the job if it is still in the
-    queue table (queued, picked or failed), and every outcome logged for it, oldest first."""
+    """Everything about one job (``Queries.job_detail``).
+
+    Attributes:
+        id: the job's id.
+        job: the job, if it is still in the queue table (queued, picked or failed).
+        log: every outcome logged for it, oldest first.
+    """
 
     id: JobId
     job: Job | None
@@ -155,6 +209,7 @@ class JobDetail:
 
     @property
     def entrypoint(self) -> str:
+        """The job's entrypoint."""
         return self.job.entrypoint if self.job is not None else self.log[-1].entrypoint
 
     @property
@@ -170,9 +225,14 @@ class JobDetail:
 
 @dataclasses.dataclass(frozen=True)
 class RequeueResult:
-    """What ``Queries.requeue_failed`` did: the failed jobs put back in the queue, and the
-    ids it did not requeue: ``live`` (queued or running: nothing to do), ``finished`` (in
-    the log only: a finished job cannot be requeued, enqueue it again) and ``unknown``."""
+    """What ``Queries.requeue_failed`` did.
+
+    Attributes:
+        requeued: the failed jobs put back in the queue.
+        live: ids queued or running: nothing to do.
+        finished: ids in the log only: a finished job cannot be requeued (enqueue it again).
+        unknown: ids neither in the queue nor in the log.
+    """
 
     requeued: list[JobId]
     live: list[JobId] = dataclasses.field(default_factory=list)
@@ -182,7 +242,13 @@ class RequeueResult:
 
 @dataclasses.dataclass(frozen=True)
 class PausedEntrypoint:
-    """A paused entrypoint (``Queries.paused``): since when, and why if it was said."""
+    """A paused entrypoint (``Queries.paused``).
+
+    Attributes:
+        entrypoint: the entrypoint.
+        since: when it was paused.
+        reason: why, if ``pause`` was told; else None.
+    """
 
     entrypoint: str
     since: datetime
@@ -191,9 +257,16 @@ class PausedEntrypoint:
 
 @dataclasses.dataclass(frozen=True)
 class MinuteRates:
-    """One minute of the queue's traffic (``Queries.rates``): jobs enqueued in it, outcomes
-    written in it (``failed``: those that were exceptions or failures), and the mean pick-up
-    latency (seconds from due to handler start) of those outcomes, None without any."""
+    """One minute of the queue's traffic (``Queries.rates``).
+
+    Attributes:
+        minute: the minute's start.
+        enqueued: jobs enqueued in it.
+        done: outcomes written in it.
+        failed: of those, the exceptions and failures.
+        pickup_latency_seconds: the mean time from due to handler start of those
+            outcomes, in seconds; None without any.
+    """
 
     minute: datetime
     enqueued: int
@@ -203,6 +276,7 @@ class MinuteRates:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> MinuteRates:
+        """A MinuteRates from a row read by column name."""
         return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
 
 

@@ -4,8 +4,8 @@
 stamp rows, so workers on several machines agree on one clock. ``ManualClock`` is moved by
 hand; tests use it to make heartbeats, retry_timer and backoff deterministic.
 
-A blocking wait is bounded in real time, whatever the Clock: :class:`Deadline` measures it
-(a ManualClock that never moves must not make a wait endless). :func:`to_seconds` is the one
+A blocking wait is bounded in real time, whatever the Clock: ``Deadline`` measures it
+(a ManualClock that never moves must not make a wait endless). ``to_seconds`` is the one
 conversion of "a timedelta or a number of seconds".
 """
 
@@ -53,12 +53,12 @@ class Deadline:
 
 
 def elapsed_since(start: float) -> float:
-    """Real seconds since ``start``, a :func:`now_real` reading."""
+    """Real seconds since ``start``, a ``now_real`` reading."""
     return time.monotonic() - start
 
 
 def now_real() -> float:
-    """A reading of real time, for :func:`elapsed_since` (stall detection and the like)."""
+    """A reading of real time, for ``elapsed_since`` (stall detection and the like)."""
     return time.monotonic()
 
 
@@ -69,6 +69,9 @@ def utc_now() -> datetime:
 
 
 class Clock(Protocol):
+    """Where the queue reads time: a monotonic clock for timers, and the time rows are
+    stamped with (None: the database's ``now()``)."""
+
     def monotonic(self) -> float:
         """Seconds on a clock that never goes back (local timers, durations)."""
         ...
@@ -79,15 +82,23 @@ class Clock(Protocol):
 
 
 class SystemClock:
+    """The real clock: ``time.monotonic()``, and the database's ``now()`` for rows."""
+
     def monotonic(self) -> float:
+        """``time.monotonic()``."""
         return time.monotonic()
 
     def now(self) -> datetime | None:
+        """None: rows are stamped with the database's ``now()``."""
         return None
 
 
 class ManualClock:
-    """A clock that only moves when :meth:`advance` is called."""
+    """A clock that only moves when ``advance`` is called, for tests.
+
+    Args:
+        start: its wall time at first (aware); default 2030-01-01 UTC.
+    """
 
     def __init__(self, start: datetime | None = None) -> None:
         self._lock = threading.Lock()
@@ -95,14 +106,24 @@ class ManualClock:
         self._mono = 1000.0
 
     def monotonic(self) -> float:
+        """Its monotonic reading, moved only by ``advance``."""
         with self._lock:
             return self._mono
 
     def now(self) -> datetime:
+        """Its wall time, stamped on rows instead of the database's ``now()``."""
         with self._lock:
             return self._wall
 
     def advance(self, seconds: float | timedelta) -> None:
+        """Move both readings forward.
+
+        Args:
+            seconds: how far, in seconds or a ``timedelta``.
+
+        Raises:
+            ConfigurationError: ``seconds`` is negative (a clock does not go back) or NaN.
+        """
         delta = to_seconds(seconds)
         if not delta >= 0:
             raise ConfigurationError("a clock does not go back")

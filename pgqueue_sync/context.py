@@ -32,7 +32,7 @@ def current_context() -> Context:
 
 @contextlib.contextmanager
 def running(ctx: Context) -> Iterator[None]:
-    """Make ``ctx`` what :func:`current_context` returns in this thread, for the block."""
+    """Make ``ctx`` what ``current_context`` returns in this thread, for the block."""
     token = _current.set(ctx)
     try:
         yield
@@ -41,7 +41,7 @@ def running(ctx: Context) -> Iterator[None]:
 
 
 class JobCancelled(PgQueueError):
-    """Raised by :meth:`Context.check` inside a handler whose job was cancelled."""
+    """Raised by ``Context.check`` inside a handler whose job was cancelled."""
 
 
 @dataclasses.dataclass
@@ -49,9 +49,13 @@ class Context:
     """What a running handler can know about its job beyond the Job itself.
 
     Threads cannot be killed: when the job is cancelled (or runs past its timeout) while it
-    runs, ``cancelled`` is set and a long handler should look at it, or call :meth:`check`,
+    runs, ``cancelled`` is set and a long handler should look at it, or call ``check``,
     between steps. A handler gets its Context as a second parameter (``def handler(job,
     ctx)``) or from ``pgqueue_sync.current_context()``.
+
+    Attributes:
+        job: the job being run.
+        worker_id: the worker running it.
     """
 
     job: Job
@@ -84,12 +88,12 @@ class Context:
         return self._cancelled
 
     def check(self) -> None:
-        """Raise :class:`JobCancelled` if the job was cancelled; the job ends ``canceled``."""
+        """Raise ``JobCancelled`` if the job was cancelled; the job ends ``canceled``."""
         if self._cancelled:
             raise JobCancelled(f"job {self.job.id} was cancelled")
 
     def cancel(self) -> None:
-        """Mark the job cancelled and run the callbacks registered with :meth:`on_cancel`."""
+        """Mark the job cancelled and run the callbacks registered with ``on_cancel``."""
         with self._lock:
             if self._cancelled:
                 return

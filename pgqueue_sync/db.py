@@ -47,7 +47,7 @@ WORKER_CONNECTION_OPTIONS: dict[str, Any] = {
 
 @runtime_checkable
 class Driver(Protocol):
-    """What the queue needs from a database driver (:class:`PsycopgDriver` is one)."""
+    """What the queue needs from a database driver (``PsycopgDriver`` is one)."""
 
     @property
     def stall_timeout(self) -> float:
@@ -141,16 +141,30 @@ class PsycopgDriver:
     - With a ``ConnectionPool``, each call borrows a connection.
     - With a string, the driver opens (and reopens after a failure) a connection of its own.
 
-    Workers always open their own connections, from the same conninfo. ``stall_timeout``:
-    a worker statement that has waited this long for the server is presumed stuck on a dead
-    link; its connection is cut and the statement retried on a new one.
+    Workers always open their own connections, from the same conninfo. A connection
+    string is never shown with its password.
 
-    Behind PgBouncer (or any pooler) in transaction mode, pass ``transaction_pooling=True``:
-    psycopg's automatic prepared statements are turned off on every connection the driver
-    opens or hands out (``prepare_threshold = None``), and workers keep no session settings.
-    LISTEN cannot work through such a pooler: ``listen_dsn`` (a conninfo straight to
-    PostgreSQL, or to a session-mode pool) is where workers and ``wait_for`` listen; without
-    it they poll. ``listen_dsn`` also serves without a pooler, to listen elsewhere.
+    Args:
+        source: a ``psycopg.Connection`` (autocommit or not; producer calls share it, one
+            at a time), a ``psycopg_pool.ConnectionPool`` (each call borrows a
+            connection), or a conninfo/URI string (the driver opens, and reopens after a
+            failure, a connection of its own).
+        connect_timeout: seconds a connection attempt may take. Default 10.
+        stall_timeout: a worker statement that has waited this long (seconds) for the
+            server is presumed stuck on a dead link; its connection is cut and the
+            statement retried on a new one. Default 60.
+        listen_dsn: a conninfo straight to PostgreSQL (or to a session-mode pool) where
+            workers and ``wait_for`` LISTEN; needed behind a transaction pooler, where
+            LISTEN cannot work (without it they poll). Default None: listen over
+            ``source``'s conninfo.
+        transaction_pooling: True behind PgBouncer (or any pooler) in transaction mode:
+            psycopg's automatic prepared statements are turned off on every connection
+            the driver opens or hands out (``prepare_threshold = None``), and workers keep
+            no session settings. Default False.
+
+    Raises:
+        ConfigurationError: a conninfo that cannot be parsed (described, never echoed),
+            a closed connection, an invalid timeout, or a ``source`` of another type.
     """
 
     def __init__(
@@ -207,6 +221,7 @@ class PsycopgDriver:
 
     @property
     def connect_timeout(self) -> float:
+        """Seconds a connection attempt may take."""
         return self._connect_timeout
 
     @property
@@ -242,6 +257,7 @@ class PsycopgDriver:
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Connection]:
+        """A connection for one producer call; committed by the end of the block."""
         if self._pool is not None:
             with self._pool.connection() as conn:
                 if self._transaction_pooling:
@@ -267,6 +283,11 @@ class PsycopgDriver:
                     yield conn
 
     def connect(self, role: str) -> Connection:
+        """Open a new autocommit connection of the queue's own (a worker's).
+
+        Args:
+            role: names the connection in ``pg_stat_activity`` (``pgqueue-sync:ROLE:...``).
+        """
         return _open(
             self._conninfo,
             role,
@@ -291,6 +312,7 @@ class PsycopgDriver:
         return self.connect(role)
 
     def close(self) -> None:
+        """Close what the driver opened itself (never a connection or pool it was given)."""
         with self._lock:
             if self._owned is not None:
                 self._owned.close()

@@ -32,13 +32,24 @@ __all__ = [
 ]
 
 JobId = int
+"""A job's id: a PostgreSQL ``bigint``, as ``enqueue`` returns it."""
 
 
 class JobStatus(str, enum.Enum):
     """A job's status; the values are those of the PostgreSQL enum type.
 
     ``queued`` and ``picked`` are live; the others are outcomes. ``failed`` jobs (retries
-    exhausted) also stay in the queue table until requeued or cancelled.
+    exhausted) also stay in the queue table until requeued or cancelled. A member compares
+    equal to its value (``JobStatus.FAILED == "failed"``) and prints as it.
+
+    Attributes:
+        QUEUED: waiting in the queue (due now, or deferred by ``execute_after``).
+        PICKED: claimed by a worker, buffered or running.
+        SUCCESSFUL: the handler returned.
+        EXCEPTION: the handler raised (or called ``sys.exit()``), with no retry left to try.
+        CANCELED: cancelled before it ran, or stopped on request while running.
+        FAILED: the retry policy gave up, or the job was lost with its worker more than
+            ``max_lost`` times; kept in the queue table for inspection and ``requeue``.
     """
 
     QUEUED = "queued"
@@ -50,6 +61,7 @@ class JobStatus(str, enum.Enum):
 
     @property
     def terminal(self) -> bool:
+        """True for an outcome, False for ``queued`` and ``picked``."""
         return self not in (JobStatus.QUEUED, JobStatus.PICKED)
 
     def __str__(self) -> str:
@@ -58,13 +70,33 @@ class JobStatus(str, enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    """One job, as claimed from (or read in) the queue table.
+    """One job, as claimed from (or read in) the queue table: what a handler receives.
 
-    ``attempts`` counts claims. ``rescued`` counts the claims that took the job from a
-    worker presumed dead (its heartbeat older than ``retry_timer``), and ``lost`` those of
-    them whose handler was known to be running when that worker died: past the
-    entrypoint's ``max_lost``, the job fails instead of running again. ``started`` is when
-    the handler of the current attempt started, recorded only for rescued jobs.
+    Attributes:
+        id: the job's id, as ``enqueue`` returned it.
+        priority: higher runs first; among equal priorities, the oldest first.
+        created: when the job was enqueued (an aware datetime, as are all of them).
+        updated: when its row last changed (claimed, retried, requeued).
+        heartbeat: when its worker last said it still holds it; a ``picked`` job whose
+            heartbeat is older than ``retry_timer`` is claimed again.
+        execute_after: when it is (or was) due; ``created`` unless it was deferred or is
+            waiting for a retry.
+        status: ``queued`` or ``picked`` while live; ``failed`` once its retries ran out.
+        entrypoint: the name of the handler that runs it.
+        payload: the bytes given to ``enqueue`` (a task's: its arguments as JSON), or None.
+        attempts: how many times it was claimed, this attempt included.
+        worker_id: the worker that holds it, None while queued.
+        dedupe_key: the unique key given to ``enqueue``, or None.
+        headers: the JSON object given to ``enqueue`` (trace context, tenant, ...), or None.
+        last_error: the traceback of the last failed attempt, for a job being retried or
+            ``failed``; None otherwise.
+        cancel_requested: ``cancel`` was asked while it was running; a handler that checks
+            its [`Context`][pgqueue_sync.Context] sees it.
+        lost: how many of its rescues found its handler running when the worker died;
+            past the entrypoint's ``max_lost`` the job fails instead of running again.
+        rescued: how many claims took it from a worker presumed dead.
+        started: when the handler of the current attempt started, recorded only for
+            rescued jobs; None otherwise.
     """
 
     id: JobId
@@ -153,11 +185,27 @@ ENQUEUE_COLUMNS = (
 
 @dataclasses.dataclass(frozen=True)
 class LogEntry:
-    """One recorded outcome of a job (a row of the log table).
+    """One recorded outcome of a job (a row of the log table), as ``history`` returns it.
 
-    ``enqueued`` is when the job was enqueued, ``due`` when its attempt became due (its
-    ``execute_after``), ``created`` when the outcome was written; the handler started
-    ``duration`` before that.
+    Attributes:
+        id: the log row's id (one job has one row per recorded outcome).
+        job_id: the job's id.
+        entrypoint: the job's entrypoint.
+        status: the outcome: ``successful``, ``exception``, ``canceled`` or ``failed``.
+        priority: the job's priority.
+        attempts: the attempt this outcome ended (1 for the first).
+        worker_id: the worker that ran it; None for a job cancelled while queued.
+        duration: how long the handler ran; None when it did not run.
+        traceback: the exception's traceback for ``exception`` and ``failed``; else None.
+        result: the handler's return value when it returned ``bytes``; else None.
+        value: the handler's return value when it returned anything else (decoded
+            JSON: a task's return value); None otherwise.
+        headers: the job's headers, or None.
+        enqueued: when the job was enqueued; None if that was not recorded.
+        created: when the outcome was written; the handler started ``duration`` before.
+        due: when the attempt became due (its ``execute_after``); ``created - due`` minus
+            ``duration`` is the pick-up latency. None in rows written before schema
+            version 3.
     """
 
     id: int
@@ -178,6 +226,7 @@ class LogEntry:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> LogEntry:
+        """A LogEntry from a row of the log table read by column name."""
         return cls(
             id=row["id"],
             job_id=row["job_id"],
@@ -199,9 +248,16 @@ class LogEntry:
 
 @dataclasses.dataclass(frozen=True)
 class JobResult:
-    """A finished job, as ``Queries.wait_for`` returns it.
+    """A finished job, as [`Queries.wait_for`][pgqueue_sync.Queries.wait_for] returns it.
 
-    ``result`` holds a ``bytes`` return value; ``value`` any other (JSON) return value.
+    Attributes:
+        job_id: the job's id.
+        status: how it ended: ``successful``, ``exception``, ``canceled`` or ``failed``.
+        result: the handler's return value when it returned ``bytes``; else None.
+        value: the handler's return value when it returned anything else, decoded from
+            JSON (a task's return value: ``wait_for(ids)[0].value``); else None.
+        traceback: the exception's traceback when the job raised or failed; else None.
+        finished: when its outcome was written.
     """
 
     job_id: JobId
@@ -213,6 +269,7 @@ class JobResult:
 
     @classmethod
     def from_entry(cls, entry: LogEntry) -> JobResult:
+        """The JobResult of a log row."""
         return cls(
             entry.job_id, entry.status, entry.result, entry.value, entry.traceback, entry.created
         )
@@ -220,9 +277,15 @@ class JobResult:
 
 @dataclasses.dataclass(frozen=True)
 class CancelResult:
-    """What ``Queries.cancel`` did: jobs cancelled at once, and running ones asked to stop;
-    and the ids it could not cancel: ``finished`` (already finished: nothing to cancel) and
-    ``unknown`` (neither in the queue nor in the log)."""
+    """What [`Queries.cancel`][pgqueue_sync.Queries.cancel] did.
+
+    Attributes:
+        canceled: jobs that were queued (or failed): cancelled at once, logged ``canceled``.
+        requested: running jobs asked to stop (``cancel_requested``); a handler that
+            checks its context stops, and the job is logged ``canceled``.
+        finished: ids already finished: nothing to cancel.
+        unknown: ids neither in the queue nor in the log.
+    """
 
     canceled: list[JobId]
     requested: list[JobId]
@@ -232,7 +295,13 @@ class CancelResult:
 
 @dataclasses.dataclass(frozen=True)
 class QueueStatistic:
-    """How many jobs of one entrypoint are in one status (see ``Queries.queue_size``)."""
+    """How many jobs of one entrypoint are in one status (see ``Queries.queue_size``).
+
+    Attributes:
+        entrypoint: the entrypoint.
+        status: ``queued``, ``picked`` or ``failed``.
+        count: how many of its jobs are in that status.
+    """
 
     entrypoint: str
     status: JobStatus
@@ -241,12 +310,27 @@ class QueueStatistic:
 
 @dataclasses.dataclass(frozen=True)
 class ScheduleInfo:
-    """A schedule as stored in the database (``Queries.schedules()``).
+    """A schedule of a periodic job as stored in the database (``Queries.schedules()``).
 
-    ``next_tick``: the next tick to handle. ``last_tick`` and ``last_job_id``: the last tick
-    enqueued and the last job enqueued (a tick's, or a manual run's), whose status is
-    ``last_status`` (None once its log row is pruned). ``seen``: when a running worker last
-    declared it; ``orphaned``: none has for a while (``schedule_queries.ORPHANED_AFTER``).
+    Attributes:
+        name: the schedule's name, that of its entrypoint.
+        expression: its cron expression.
+        timezone: the IANA time zone the expression is read in.
+        catch_up: what happens to ticks missed while no worker ran: ``"latest"``,
+            ``"none"`` or ``"all"``.
+        catch_up_limit: with ``"all"``, how many missed ticks are enqueued at most.
+        priority: the priority of every job it enqueues.
+        payload: the payload of every job it enqueues.
+        paused: paused schedules enqueue nothing until resumed.
+        next_tick: the next tick to handle.
+        last_tick: the last tick enqueued, or None.
+        last_job_id: the last job enqueued (a tick's, or a manual run's), or None.
+        last_status: that job's status, None once its log row is pruned.
+        declared: when a worker last declared it with a changed definition.
+        seen: when a running worker last declared it.
+        created: when it was first declared.
+        orphaned: no running worker has declared it for a while
+            (``schedule_queries.ORPHANED_AFTER``).
     """
 
     name: str
@@ -268,6 +352,7 @@ class ScheduleInfo:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ScheduleInfo:
+        """A ScheduleInfo from a row of the schedules table read by column name."""
         payload = row["payload"]
         status = row["last_status"]
         return cls(
@@ -331,8 +416,19 @@ class LimitedClaim:
 
 @dataclasses.dataclass
 class WorkerStats:
-    """Counters of one ``run()``: jobs claimed, handlers that succeeded or failed, outcomes
-    recorded or fenced out, jobs released, handlers timed out."""
+    """Counters of one ``run()`` (``qm.stats``, live; ``qm.last_stats`` once it returned).
+
+    Attributes:
+        claimed: jobs claimed.
+        succeeded: handlers that returned.
+        failed: handlers that raised (retried or not).
+        recorded: outcomes written.
+        fenced: outcomes refused because another worker had claimed the job since (this
+            worker was presumed dead).
+        released: held jobs given back to the queue before they finished (past
+            ``shutdown_timeout``, for instance).
+        timed_out: handlers that ran past their entrypoint's ``timeout``.
+    """
 
     claimed: int = 0
     succeeded: int = 0

@@ -48,23 +48,42 @@ def _default_workers() -> int:
 class QueueManager:
     """Runs plain ``def`` handlers for jobs from a PostgreSQL queue, in a thread pool.
 
-    ::
+    ```python
+    qm = QueueManager(PsycopgDriver(psycopg.connect(autocommit=True)))
 
-        qm = QueueManager(PsycopgDriver(psycopg.connect(autocommit=True)))
+    @qm.entrypoint("fetch")
+    def fetch(job: Job) -> None: ...
 
-        @qm.entrypoint("fetch")
-        def fetch(job: Job) -> None: ...
-
-        qm.queries.enqueue("fetch", b"payload")
-        qm.run()                      # blocks until qm.alive = False
+    qm.queries.enqueue("fetch", b"payload")
+    qm.run()                      # blocks until qm.alive = False
+    ```
 
     ``qm.alive = False`` (from a signal handler or any thread) asks ``run()`` to stop
     gracefully: it stops fetching, lets running and buffered jobs finish, writes their
     outcomes, closes its connections and returns.
 
-    ``hooks``: :class:`~pgqueue_sync.engine.hooks.WorkerHooks` that observe every run
-    (metrics, tracing; ``add_hooks`` adds more). ``worker_class`` is the engine ``run()``
-    builds.
+    Args:
+        driver: how to reach PostgreSQL: a [`PsycopgDriver`][pgqueue_sync.PsycopgDriver].
+            Producer calls use it; a running worker opens three connections of its own
+            from the same settings and closes them when ``run()`` returns.
+        settings: the schema, table prefix and payload limit; default
+            ``Settings.from_env()`` (``PGQUEUE_SCHEMA``, ``PGQUEUE_PREFIX``,
+            ``PGQUEUE_MAX_PAYLOAD_BYTES``).
+        clock: the time source; default a [`SystemClock`][pgqueue_sync.SystemClock].
+        check_entrypoints: with handlers registered, ``enqueue`` refuses entrypoints that
+            have none (``UnknownEntrypointError``). A producer that enqueues for other
+            services passes False, or registers nothing.
+        hooks: [`WorkerHooks`][pgqueue_sync.engine.hooks.WorkerHooks] that observe every
+            run (metrics, tracing); ``add_hooks`` adds more.
+
+    Attributes:
+        driver: the driver given.
+        settings: the settings in force.
+        clock: the time source.
+        queries: the queue's database operations ([`Queries`][pgqueue_sync.Queries]).
+        check_entrypoints: whether ``enqueue`` refuses entrypoints with no handler here.
+        last_stats: the counters of the last ``run()`` once it has returned; None before.
+        worker_class: the engine ``run()`` builds.
     """
 
     worker_class: type[Worker] = Worker
@@ -100,7 +119,11 @@ class QueueManager:
         self.last_stats: WorkerStats | None = None
 
     def add_hooks(self, hooks: WorkerHooks) -> None:
-        """Observe the runs that start from now on with ``hooks``."""
+        """Observe the runs that start from now on with ``hooks``.
+
+        Args:
+            hooks: the observer; its methods are called from the worker's threads.
+        """
         self._hooks.append(hooks)
 
     # -- registry ------------------------------------------------------------------------
@@ -116,23 +139,45 @@ class QueueManager:
         timeout: timedelta | float | None = None,
         max_lost: int | None = DEFAULT_MAX_LOST,
     ) -> Callable[[F], F]:
-        """Register a plain ``def`` handler for jobs of entrypoint ``name``.
+        """Register a plain ``def`` handler for jobs of entrypoint ``name``; a decorator.
 
         The handler is called as ``handler(job)``, or ``handler(job, ctx)`` if it takes two
-        positional parameters. Its return value (``bytes``, or anything JSON can encode) is
-        kept in the log as the job's result.
+        positional parameters (``ctx``: the job's [`Context`][pgqueue_sync.Context]). Its
+        return value (``bytes``, or anything JSON can encode) is kept in the log as the
+        job's result.
 
-        - ``retry``: a RetryPolicy; a failed attempt goes back to the queue after its backoff
-          and the job ends ``failed`` when the policy gives up.
-        - ``concurrency_limit``: at most this many jobs of the entrypoint run at once across
-          all workers (exact: claims of limited entrypoints are serialised).
-        - ``per_worker_limit``: at most this many held by one worker.
-        - ``requests_per_second``: at most this many starts per second across all workers.
-        - ``timeout``: seconds after which a running job is failed (its thread cannot be
-          killed; it is left to finish and counted as stuck).
-        - ``max_lost``: a job whose worker was lost (killed, crashed) while running it more
-          than this many times is failed with a JobLostError instead of run again (default
-          3; None: run it again however often its worker dies).
+        ```python
+        @qm.entrypoint("fetch", retry=RetryPolicy(stop=stop_after_attempt(5)), timeout=30)
+        def fetch(job: Job) -> None: ...
+        ```
+
+        Args:
+            name: the entrypoint's name: a letter or ``_``, then letters, digits and
+                ``_.:-``, at most 128 characters.
+            retry: a [`RetryPolicy`][pgqueue_sync.RetryPolicy]; a failed attempt goes back
+                to the queue after its backoff and the job ends ``failed`` when the policy
+                gives up. Default: no retry (a failed attempt ends ``exception``).
+            concurrency_limit: at most this many jobs of the entrypoint run at once across
+                all workers (exact: claims of limited entrypoints are serialised). Default:
+                no limit.
+            per_worker_limit: at most this many held by one worker. Default: no limit.
+            requests_per_second: at most this many starts per second across all workers.
+                Default: no limit.
+            timeout: seconds (or a ``timedelta``) after which a running job is failed with
+                a ``JobTimeoutError`` (its thread cannot be killed; it is left to finish and
+                counted as stuck). Default: none.
+            max_lost: a job whose worker was lost (killed, crashed) while running it more
+                than this many times is failed with a ``JobLostError`` instead of run again
+                (default 3; None: run it again however often its worker dies).
+
+        Returns:
+            A decorator that registers the function and returns it unchanged.
+
+        Raises:
+            InvalidEntrypointError: ``name`` is not a valid entrypoint name.
+            ConfigurationError: ``name`` is already registered, or a policy is invalid.
+            InvalidHandlerError: the function is ``async def`` (use ``AsyncQueueManager``)
+                or cannot take a job.
         """
         self._check_free(name)
         rules = policies(
@@ -162,18 +207,42 @@ class QueueManager:
         timeout: timedelta | float | None = None,
         max_lost: int | None = DEFAULT_MAX_LOST,
     ) -> Callable[[F], F]:
-        """Register a handler as entrypoint ``name`` (default: the function's name) and a
-        schedule whose every tick enqueues one job of it, due at the tick.
+        """Register a handler and a schedule whose every tick enqueues one job of it.
 
-        ``expression`` is a cron expression (croniter's: five fields, or six with seconds
-        last) read in ``timezone`` (an IANA name). Each tick is enqueued once, whatever the
-        number of workers that declare the schedule. Ticks that fell while no worker ran
-        follow ``catch_up``: ``"latest"`` enqueues the most recent one, ``"none"`` none,
-        ``"all"`` each of them (the ``catch_up_limit`` most recent). ``priority`` and
-        ``payload`` are those of every job; the other options are :meth:`entrypoint`'s.
+        Each job is due at its tick. Each tick is enqueued once, whatever the number of
+        workers that declare the schedule. Needs croniter
+        (``pip install -e ".[cron]"``).
 
-        Needs croniter (``pip install 'pgqueue-sync[cron]'``: MissingDependencyError
-        without it); an invalid expression or time zone is refused here, with the reason.
+        ```python
+        @qm.periodic("*/5 * * * *", timezone="Europe/Paris")
+        def refresh(job: Job) -> None: ...
+        ```
+
+        Args:
+            expression: a cron expression (croniter's: five fields, or six with seconds
+                last).
+            name: the entrypoint's (and the schedule's) name; default: the function's.
+            timezone: the IANA time zone ``expression`` is read in.
+            catch_up: the ticks that fell while no worker ran: ``"latest"`` enqueues the
+                most recent one, ``"none"`` none, ``"all"`` each of them (the
+                ``catch_up_limit`` most recent).
+            catch_up_limit: with ``catch_up="all"``, how many missed ticks at most.
+            priority: the priority of every job.
+            payload: the payload of every job (bytes, or None).
+            retry: as in [`entrypoint`][pgqueue_sync.QueueManager.entrypoint].
+            concurrency_limit: as in ``entrypoint``.
+            per_worker_limit: as in ``entrypoint``.
+            requests_per_second: as in ``entrypoint``.
+            timeout: as in ``entrypoint``.
+            max_lost: as in ``entrypoint``.
+
+        Returns:
+            A decorator that registers the function and returns it unchanged.
+
+        Raises:
+            MissingDependencyError: croniter is not installed.
+            ConfigurationError: an invalid expression, time zone or option (the message
+                says why), or a name already registered.
         """
         if name is not None:
             self._check_free(name)
@@ -256,15 +325,38 @@ class QueueManager:
     ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
         """Make a plain ``def`` function a task: ``@qm.task`` or ``@qm.task(name=..., ...)``.
 
-        The task is an entrypoint named ``name`` (default: the function's ``__name__``),
-        with the policies of :meth:`entrypoint` (``retry``, ``concurrency_limit``,
-        ``per_worker_limit``, ``requests_per_second``, ``timeout``, ``max_lost``).
         ``task.enqueue(*args, **kwargs)`` enqueues a job that calls the function with those
         arguments, checked against its signature and carried as JSON; the worker calls it
         with them, and its return value is the job's result. A parameter annotated
-        :class:`~pgqueue_sync.Context` receives the job's Context (it is not an argument);
-        ``current_context()`` works too. Calling the task runs the function inline. See
-        :class:`~pgqueue_sync.tasks.Task`.
+        [`Context`][pgqueue_sync.Context] receives the job's Context (it is not an
+        argument); ``current_context()`` works too. Calling the task runs the function
+        inline.
+
+        ```python
+        @qm.task(retry=RetryPolicy(stop=stop_after_attempt(5)), timeout=30)
+        def send_email(to: str, subject: str) -> str: ...
+
+        job_id = send_email.enqueue("a@example.com", "hi")
+        ```
+
+        Args:
+            func: the function, when used as ``@qm.task`` without parentheses.
+            name: the entrypoint's name; default: the function's ``__name__``.
+            retry: as in [`entrypoint`][pgqueue_sync.QueueManager.entrypoint].
+            concurrency_limit: as in ``entrypoint``.
+            per_worker_limit: as in ``entrypoint``.
+            requests_per_second: as in ``entrypoint``.
+            timeout: as in ``entrypoint``.
+            max_lost: as in ``entrypoint``.
+
+        Returns:
+            The [`Task`][pgqueue_sync.Task] (or, called with options only, a decorator
+                that makes one).
+
+        Raises:
+            InvalidHandlerError: the function is ``async def`` (use ``AsyncQueueManager``),
+                or a parameter cannot be carried (``*args`` of a Context, ...).
+            ConfigurationError: the name is already registered, or a policy is invalid.
         """
 
         def register(function: Callable[P, R]) -> Task[P, R]:
@@ -291,6 +383,7 @@ class QueueManager:
 
     @property
     def entrypoints(self) -> dict[str, Entrypoint]:
+        """The registered entrypoints by name (a copy), tasks and periodic ones included."""
         return dict(self._registry)
 
     @property
@@ -339,19 +432,36 @@ class QueueManager:
     ) -> None:
         """Fetch and run jobs until ``qm.alive`` is set to False; blocks.
 
-        - ``dequeue_timeout``: the longest an idle worker waits before looking again
-          (NOTIFY wakes it at once when jobs arrive).
-        - ``batch_size``: jobs claimed per query.
-        - ``retry_timer``: a job ``picked`` by a worker whose heartbeat is older than this
-          is re-picked (its worker is dead or frozen); None disables it.
-        - ``workers``: handler threads (default ``min(32, cpu_count + 4)``).
-        - ``buffer_size``: most jobs claimed and not yet started (default
-          ``2 * max(batch_size, workers)``).
-        - ``shutdown_timeout``: after ``alive = False``, how long running and buffered jobs
-          may take before what is left goes back to the queue (default: wait for them).
-        - ``mode``: ``"continuous"``, or ``"drain"`` to return once no job is due.
-        - ``heartbeat_interval``: default ``retry_timer / 5``, at most 10 s.
-        - ``log_retention``: prune log rows older than this (every minute, in batches).
+        The worker opens three connections of its own (listen, fetch, complete) and closes
+        them when it returns. Every duration is seconds (``int``/``float``) or a
+        ``timedelta``, finite and at most ten years.
+
+        Args:
+            dequeue_timeout: the longest an idle worker waits before looking again, in
+                seconds (NOTIFY wakes it at once when jobs arrive). Default 30 s.
+            batch_size: jobs claimed per query. Default 10.
+            retry_timer: a job ``picked`` by a worker whose heartbeat is older than this is
+                re-picked (its worker is dead or frozen); None disables it (0 is refused).
+                Default 1 minute.
+            workers: handler threads. Default ``min(32, cpu_count + 4)``.
+            buffer_size: most jobs claimed and not yet started. Default
+                ``2 * max(batch_size, workers)``.
+            shutdown_timeout: after ``alive = False``, how long running and buffered jobs
+                may take before what is left goes back to the queue, in seconds. Default
+                None: wait for them all.
+            mode: ``"continuous"`` (default), or ``"drain"`` to return once no job is due.
+            heartbeat_interval: how often the heartbeats of held jobs are refreshed, in
+                seconds. Default ``retry_timer / 5``, at most 10 s.
+            log_retention: prune log rows older than this (every minute, in batches).
+                Default None: keep them all.
+
+        Raises:
+            ConfigurationError: an option is invalid (NaN, negative, zero where zero would
+                disable what it paces, an unknown mode, ...), before anything starts.
+            AlreadyRunningError: ``run()`` is already running on this manager.
+            SchemaNotInstalledError: the queue's tables are not installed.
+            SchemaVersionError: the installed schema is older or newer than this library.
+            ConnectError: the worker's connections could not be opened.
         """
         options = RunOptions.build(
             dequeue_timeout=dequeue_timeout,

@@ -3,7 +3,7 @@
 Producers use ``enqueue``; operators and applications ``cancel``, ``requeue``, ``wait_for``
 and the inspection methods; installers ``install``, ``upgrade`` and ``verify``. The worker
 engine's own statements (claims, outcomes, heartbeats) are not here: they are a private
-collaborator of the worker, :mod:`pgqueue_sync.engine.store`.
+collaborator of the worker, ``pgqueue_sync.engine.store``.
 """
 
 from __future__ import annotations
@@ -59,10 +59,12 @@ _DUPLICATE_KEY = re.compile(r"\(dedupe_key\)=\((.*)\)")
 class Queries(SchemaQueries, AdminQueries, ScheduleQueries):
     """The queue's database operations. ``qm.queries`` is one of these.
 
-    Producers enqueue, cancel and wait; operators inspect and repair
-    (:class:`~pgqueue_sync.admin.AdminQueries`: status, workers, listings, requeue, pause
-    and resume, purge; :class:`~pgqueue_sync.schedule_queries.ScheduleQueries`: periodic
-    jobs' schedules).
+    Producers enqueue, cancel and wait; operators inspect and repair (status, workers,
+    listings, requeue, pause and resume, purge); periodic jobs' schedules are read and
+    changed here; installers install, upgrade and verify the schema. Every method takes
+    a connection from the driver for the call and gives it back.
+
+    ``Queries(driver, settings)`` gives a producer that registers no handler.
     """
 
     # Lists at least this long go through COPY; None: COPY_THRESHOLD. Set on an instance, it
@@ -87,19 +89,51 @@ class Queries(SchemaQueries, AdminQueries, ScheduleQueries):
 
         Pass scalars for one job, or parallel lists for many (``priority``,
         ``execute_after`` and ``headers`` may stay scalars and apply to all). The jobs are
-        written in one statement (COPY for long lists).
+        written in one statement (COPY for long lists), all or none; nothing is written
+        when an input is refused.
 
-        - ``execute_after``: a delay (timedelta) or a time (aware datetime) before which the
-          job does not run.
-        - ``dedupe_key``: at most one queued-or-running job per key. A key that is taken
-          raises DuplicateJobError (nothing is written), or with ``on_conflict="skip"`` the
-          job is not added and the id of the job holding the key is returned in its place.
-          If that holder finishes while the call runs, the key is free again: the job is
-          added after all and its new id returned. Either way every input gets an id, and
-          the call writes all its jobs or none (one transaction, or a savepoint in yours).
-        - ``headers``: a small JSON map kept with the job and in the log.
-        - ``connection``: a connection (or cursor) whose open transaction the insert joins:
-          the jobs exist, and workers wake, only if it commits.
+        ```python
+        [job_id] = qm.queries.enqueue("fetch", b"payload")
+        ids = qm.queries.enqueue(["fetch"] * 3, [b"a", b"b", b"c"], priority=5)
+        ```
+
+        Args:
+            entrypoint: the entrypoint of the job, or one per job.
+            payload: ``bytes`` (or ``bytearray``, ``memoryview``) or None; at most
+                ``Settings.max_payload_bytes`` (1 MiB by default).
+            priority: higher runs first; among equal priorities, the oldest first.
+                Default 0.
+            execute_after: a delay (``timedelta``) or a time (aware ``datetime``) before
+                which the job does not run; None: due now.
+            dedupe_key: at most one queued-or-running job per key. A key that is taken
+                raises ``DuplicateJobError``, or see ``on_conflict``. None: no key.
+            on_conflict: ``"raise"`` (default), or ``"skip"``: a job whose key is taken is
+                not added and the id of the job holding the key is returned in its place.
+                If that holder finishes while the call runs, the key is free again: the job
+                is added after all and its new id returned. Either way every input gets an
+                id.
+            headers: a small JSON object kept with the job and in the log (trace context,
+                tenant, ...).
+            connection: a connection (or cursor) whose open transaction the insert joins:
+                the jobs exist, and workers wake, only if it commits. None: the driver's
+                own connection, committed at once.
+
+        Returns:
+            The new jobs' ids (or, with ``on_conflict="skip"``, the holders' ids), in order.
+
+        Raises:
+            InvalidPayloadError: a payload is not bytes or None.
+            PayloadTooLargeError: a payload is larger than ``max_payload_bytes``.
+            UnknownEntrypointError: no handler is registered for an entrypoint (when the
+                manager has handlers and ``check_entrypoints`` is on).
+            InvalidEntrypointError: an entrypoint name is invalid.
+            ConfigurationError: an input PostgreSQL would refuse, naming the job's index
+                (``execute_after`` outside years 1-9999, headers that are not JSON, text
+                with a NUL or a lone surrogate), lists of different lengths, or an unknown
+                ``on_conflict``.
+            DuplicateJobError: a ``dedupe_key`` is taken (with ``on_conflict="raise"``);
+                its ``dedupe_keys`` lists them.
+            SchemaNotInstalledError: the queue's tables are not installed.
         """
         if on_conflict not in ("raise", "skip"):
             raise ConfigurationError("on_conflict must be 'raise' or 'skip'")
@@ -238,9 +272,15 @@ class Queries(SchemaQueries, AdminQueries, ScheduleQueries):
         """Cancel jobs: queued (and failed) ones at once; running ones are asked to stop.
 
         A running job's handler sees ``ctx.cancelled`` set (threads cannot be killed); if it
-        stops by calling ``ctx.check()`` the job ends ``canceled``. The result also lists
-        the ids that were already ``finished`` (nothing to cancel) and those ``unknown``
-        (neither in the queue nor in the log).
+        stops by calling ``ctx.check()`` the job ends ``canceled``.
+
+        Args:
+            job_ids: the jobs to cancel.
+
+        Returns:
+            What was cancelled, what was asked to stop, and the ids that were already
+                ``finished`` (nothing to cancel) or ``unknown`` (neither in the queue nor
+                in the log).
         """
         canceled, requested, finished, unknown, _, _ = self._row(
             self._sql.cancel, ids=sorted(set(job_ids))
@@ -253,7 +293,14 @@ class Queries(SchemaQueries, AdminQueries, ScheduleQueries):
         )
 
     def requeue(self, job_ids: Collection[JobId]) -> list[JobId]:
-        """Put ``failed`` jobs back in the queue with a fresh count of attempts."""
+        """Put ``failed`` jobs back in the queue with a fresh count of attempts.
+
+        Args:
+            job_ids: the jobs to requeue; those that are not ``failed`` are left alone.
+
+        Returns:
+            The ids requeued.
+        """
         requeued, _ = self._row(self._sql.requeue, ids=sorted(set(job_ids)))
         return sorted(requeued or [])
 
@@ -264,9 +311,28 @@ class Queries(SchemaQueries, AdminQueries, ScheduleQueries):
 
         Woken by NOTIFY when outcomes are written (no polling). Through a pooler in
         transaction mode without ``listen_dsn`` (where LISTEN cannot work) it polls instead,
-        every 50 ms at first and then less often, up to once a second. Raises
-        JobNotFoundError for an id that is neither queued nor logged, and WaitTimeoutError
-        (with the jobs that did finish) when ``timeout`` runs out.
+        every 50 ms at first and then less often, up to once a second. A job being retried
+        has not finished: the wait goes on until its last attempt.
+
+        ```python
+        result = qm.queries.wait_for([job_id], timeout=30)[0]
+        if result.status == JobStatus.SUCCESSFUL:
+            print(result.value)     # a task's return value (result.result for bytes)
+        ```
+
+        Args:
+            job_ids: the jobs to wait for.
+            timeout: the longest wait, in seconds or a ``timedelta``; None (default):
+                wait as long as it takes.
+
+        Returns:
+            One [`JobResult`][pgqueue_sync.JobResult] per id, in the order of ``job_ids``.
+
+        Raises:
+            JobNotFoundError: an id is neither queued nor logged.
+            WaitTimeoutError: ``timeout`` ran out; its ``finished`` holds the results of
+                the jobs that did finish.
+            ConfigurationError: ``timeout`` is negative, NaN or infinite.
         """
         return wait_for(self, job_ids, timeout)
 
@@ -282,7 +348,14 @@ class Queries(SchemaQueries, AdminQueries, ScheduleQueries):
             ]
 
     def clear_queue(self, entrypoint: str | Sequence[str] | None = None) -> int:
-        """Delete queued (not running) jobs, of the given entrypoints or all; return how many."""
+        """Delete queued (not running) jobs, of the given entrypoints or all.
+
+        Args:
+            entrypoint: an entrypoint or a list of them; None: every entrypoint.
+
+        Returns:
+            How many jobs were deleted.
+        """
         names = [entrypoint] if isinstance(entrypoint, str) else entrypoint
         with self._conn() as conn, conn.cursor() as cur:
             cur.execute(
@@ -300,7 +373,21 @@ class Queries(SchemaQueries, AdminQueries, ScheduleQueries):
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[LogEntry]:
-        """Recorded outcomes, newest first, filtered by entrypoint, status, job, or time."""
+        """Recorded outcomes, newest first, filtered by entrypoint, status, job, or time.
+
+        ``log`` is the same method, under the name of the log table.
+
+        Args:
+            limit: at most this many rows. Default 100.
+            entrypoint: only these entrypoints' outcomes.
+            status: only these outcomes.
+            job_ids: only these jobs' outcomes.
+            since: only outcomes written at or after this time.
+            until: only outcomes written before this time.
+
+        Returns:
+            The log rows, newest first.
+        """
         names = [entrypoint] if isinstance(entrypoint, str) else entrypoint
         statuses = [status] if isinstance(status, (str, JobStatus)) else status
         with self._conn() as conn, conn.cursor(row_factory=dict_row) as cur:
@@ -326,10 +413,24 @@ class Queries(SchemaQueries, AdminQueries, ScheduleQueries):
             return [Job.from_row(row) for row in cur.fetchall()]
 
     def prune_log(self, older_than: timedelta, batch_size: int = 10_000) -> int:
-        """Delete log rows older than ``older_than``, in batches; return how many."""
+        """Delete log rows older than ``older_than``, in batches.
+
+        Args:
+            older_than: the age past which rows go.
+            batch_size: rows deleted per statement.
+
+        Returns:
+            How many rows were deleted.
+        """
         return self._prune_log(older_than, batch_size)
 
     def notify(self, payload: str) -> None:
-        """Send one event on the queue's channel (SchemaNotInstalledError once the queue's
-        tables are gone)."""
+        """Send one event on the queue's channel.
+
+        Args:
+            payload: the event's text.
+
+        Raises:
+            SchemaNotInstalledError: the queue's tables are gone.
+        """
         self._notify(payload)

@@ -75,18 +75,26 @@ class RetryRequested(PgQueueError):
 class RetryPolicy:
     """When and how soon a failed job runs again, in tenacity's vocabulary.
 
-    ::
-
-        RetryPolicy(
-            stop=tenacity.stop_after_attempt(5),
-            wait=tenacity.wait_exponential(multiplier=2, max=300) + tenacity.wait_random(0, 1),
-            retry=tenacity.retry_if_exception_type(ConnectionError),
-        )
+    ```python
+    RetryPolicy(
+        stop=tenacity.stop_after_attempt(5),
+        wait=tenacity.wait_exponential(multiplier=2, max=300) + tenacity.wait_random(0, 1),
+        retry=tenacity.retry_if_exception_type(ConnectionError),
+    )
+    ```
 
     The wait is not slept in a worker thread: the job goes back to the queue with
     ``execute_after`` set that far ahead. When ``retry`` declines the exception or ``stop``
     says so, the job ends ``failed`` and stays in the queue table (see ``requeue``).
     ``stop_after_delay`` counts from the job's creation.
+
+    Attributes:
+        stop: a tenacity stop condition: when to give up. Default
+            ``stop_after_attempt(3)``.
+        wait: a tenacity wait: how long before the next attempt. Default
+            ``wait_exponential(multiplier=1, min=1, max=300)``.
+        retry: a tenacity retry condition: which exceptions are retried. Default
+            ``retry_if_exception_type(Exception)``.
     """
 
     stop: Any = dataclasses.field(default_factory=lambda: tenacity.stop_after_attempt(3))
@@ -100,8 +108,10 @@ class RetryPolicy:
     def next_delay(self, attempt: int, error: BaseException, age: float) -> float | None:
         """Seconds until the next attempt, or None if the job should fail now.
 
-        ``attempt`` is the attempt that just failed (1 for the first run); ``age`` the
-        seconds since the job was created.
+        Args:
+            attempt: the attempt that just failed (1 for the first run).
+            error: what the handler raised.
+            age: seconds since the job was created.
         """
         state = tenacity.RetryCallState(retry_object=_RETRYING, fn=None, args=(), kwargs={})
         state.attempt_number = max(1, attempt)

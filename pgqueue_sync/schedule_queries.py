@@ -1,7 +1,7 @@
 """What operators do with the schedules of periodic jobs: list, pause, resume, run, remove
-(``pgq-sync schedules ...``). :class:`~pgqueue_sync.queries.Queries` inherits
-:class:`ScheduleQueries`; what the workers that declare schedules ask of the database is
-the engine's (:mod:`pgqueue_sync.engine.schedule_store`).
+(``pgq-sync schedules ...``). ``Queries`` inherits
+``ScheduleQueries``; what the workers that declare schedules ask of the database is
+the engine's (``pgqueue_sync.engine.schedule_store``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The queue's schema: install, upgrade, verify, uninstall.
 
-:class:`~pgqueue_sync.queries.Queries` inherits these. Installs and upgrades of queues in
+``Queries`` inherits these. Installs and upgrades of queues in
 one PostgreSQL schema are serialised by an advisory lock held for their transaction, so
 they are safe to run concurrently, from any number of processes.
 """
@@ -30,7 +30,7 @@ class SchemaQueries(QueryBase):
 
         Idempotent and safe to run concurrently: a current schema is left as it is. An
         older one is not changed: SchemaVersionError says to run ``pgq-sync upgrade`` (or
-        :meth:`upgrade`), since an upgrade is a step an operator takes on purpose.
+        ``upgrade``), since an upgrade is a step an operator takes on purpose.
         """
         with self._conn() as conn, conn.transaction():
             self._lock(conn)

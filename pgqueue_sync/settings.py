@@ -58,8 +58,19 @@ def _int_from_env(env: Mapping[str, str], key: str, default: int) -> int:
 class Settings:
     """The queue's location in the database and its limits.
 
-    ``schema`` is the PostgreSQL schema (namespace) holding the tables; ``prefix`` is put in
-    front of every object name, so several independent queues can share one schema.
+    ``Settings.from_env()`` reads them from ``PGQUEUE_SCHEMA``, ``PGQUEUE_PREFIX`` and
+    ``PGQUEUE_MAX_PAYLOAD_BYTES``.
+
+    Attributes:
+        schema: the PostgreSQL schema (namespace) holding the tables: lower-case letters,
+            digits and ``_``, at most 40 characters. Default ``public``.
+        prefix: put in front of every table, type and function name, so several
+            independent queues can share one schema; at most 18 characters. Default none.
+        max_payload_bytes: the largest payload ``enqueue`` accepts (and result a handler
+            may return). Default 1 MiB.
+
+    Raises:
+        ConfigurationError: an invalid schema name, prefix or limit.
     """
 
     schema: str = "public"

@@ -1,18 +1,18 @@
 """Tasks: functions whose calls are jobs, with JSON arguments (``@qm.task``).
 
-::
+```python
+@qm.task(name="send_email", retry=RetryPolicy(stop=stop_after_attempt(5)), timeout=30)
+def send_email(to: str, subject: str, *, urgent: bool = False) -> str: ...
 
-    @qm.task(name="send_email", retry=RetryPolicy(stop=stop_after_attempt(5)), timeout=30)
-    def send_email(to: str, subject: str, *, urgent: bool = False) -> str: ...
-
-    job_id = send_email.enqueue("a@b.c", "hi", urgent=True)   # a job; its arguments as JSON
-    send_email.enqueue("a@b.c", "hi", priority=5, connection=conn)   # enqueue options
-    send_email("a@b.c", "hi")                                 # a plain call: runs it here
+job_id = send_email.enqueue("a@b.c", "hi", urgent=True)   # a job; its arguments as JSON
+send_email.enqueue("a@b.c", "hi", priority=5, connection=conn)   # enqueue options
+send_email("a@b.c", "hi")                                 # a plain call: runs it here
+```
 
 A task is a registered entrypoint named ``name``: retries, limits, timeouts, cancellation,
 results, history, pause and the CLI apply to it as to any other. Its arguments are checked
 against the function's signature and JSON-encoded when the job is enqueued
-(:mod:`pgqueue_sync.task_arguments`); the worker decodes them and calls the function with
+(``pgqueue_sync.task_arguments``); the worker decodes them and calls the function with
 them; what it returns is the job's result (``wait_for`` gives it in ``.value``, or in
 ``.result`` for bytes).
 """
@@ -61,7 +61,7 @@ class TaskBase(Generic[P, R]):
 
     - ``name``: its entrypoint's name.
     - ``func``: the function (calling the task calls it inline, here and now).
-    - ``signature``: a :class:`~pgqueue_sync.task_arguments.TaskSignature`, what the
+    - ``signature``: a ``TaskSignature``, what the
       arguments are checked against, and the parameter that receives the Context, if any.
     """
 
@@ -99,7 +99,7 @@ class TaskBase(Generic[P, R]):
 
 
 class Task(TaskBase[P, R]):
-    """A task of a :class:`~pgqueue_sync.QueueManager` (made by ``@qm.task``).
+    """A task of a ``QueueManager`` (made by ``@qm.task``).
 
     ``task(...)`` runs the function inline; ``task.enqueue(...)`` makes it a job.
     """
@@ -124,16 +124,33 @@ class Task(TaskBase[P, R]):
         connection: Connection | psycopg.Cursor[Any] | None = None,
         **kwargs: Any,
     ) -> JobId:
-        """Enqueue a job that calls the task with ``*args`` and ``**kwargs``; its id.
+        """Enqueue a job that calls the task with ``*args`` and ``**kwargs``.
 
-        The arguments are checked against the function's signature and must be JSON
-        (InvalidTaskArgumentsError otherwise, before anything is written). The keyword-only
-        options are those of :meth:`pgqueue_sync.Queries.enqueue`: ``priority``,
-        ``execute_after`` (a timedelta or an aware datetime), ``dedupe_key`` and
-        ``on_conflict`` (with ``"skip"``, the id of the job holding the key), ``headers``,
-        and ``connection`` (the job joins that connection's open transaction: it exists only
-        if the transaction commits). A task with a parameter named like one of them is
-        enqueued with :meth:`enqueue_with`.
+        The arguments are checked against the function's signature and must be JSON,
+        before anything is written. The keyword-only options are those of
+        [`Queries.enqueue`][pgqueue_sync.Queries.enqueue]. A task with a parameter named
+        like one of them is enqueued with ``enqueue_with``.
+
+        Args:
+            *args: the task's positional arguments.
+            priority: higher runs first. Default 0.
+            execute_after: a delay (``timedelta``) or a time (aware ``datetime``) before
+                which the job does not run; None: due now.
+            dedupe_key: at most one queued-or-running job per key.
+            on_conflict: ``"raise"`` (``DuplicateJobError``) or ``"skip"`` (the id of the
+                job holding the key is returned).
+            headers: a small JSON object kept with the job and in the log.
+            connection: a connection (or cursor) whose open transaction the job joins: it
+                exists only if the transaction commits.
+            **kwargs: the task's keyword arguments.
+
+        Returns:
+            The job's id.
+
+        Raises:
+            InvalidTaskArgumentsError: the arguments do not match the signature, JSON
+                cannot carry one of them, or a keyword names an enqueue option the task
+                also takes as a parameter.
         """
         self._refuse_collisions()
         return self.enqueue_with(
@@ -159,7 +176,7 @@ class Task(TaskBase[P, R]):
         headers: Mapping[str, Any] | None = None,
         connection: Connection | psycopg.Cursor[Any] | None = None,
     ) -> JobId:
-        """:meth:`enqueue`, with the task's arguments as a sequence and a mapping: whatever
+        """``enqueue``, with the task's arguments as a sequence and a mapping: whatever
         their names, they never mix with the options."""
         queries = self._queries()
         payload = self.payload(args, kwargs or {}, queries.settings.max_payload_bytes)

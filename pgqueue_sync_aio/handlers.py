@@ -1,7 +1,7 @@
 """How the engine's handler threads run ``async def`` handlers on the event loop.
 
 The sync engine calls a plain function; for an async handler that function is a stand-in
-(:meth:`LoopBridge.stand_in`, with the handler's signature and names) that hands the call
+(``LoopBridge.stand_in``, with the handler's signature and names) that hands the call
 over to the loop awaiting ``run()`` and waits for it. The bridge also cancels the handler
 when its job is cancelled, and, once the engine has stopped, cancels and waits for those
 that outlived it.

@@ -1,8 +1,8 @@
 """AsyncQueueManager: the sync engine, awaited, with ``async def`` handlers on the caller's loop.
 
-There is one engine, :class:`pgqueue_sync.QueueManager`'s. ``await qm.run()`` runs it in a
+There is one engine, ``pgqueue_sync.QueueManager``'s. ``await qm.run()`` runs it in a
 worker thread; its handler threads hand ``async def`` handlers over to the event loop that
-awaits ``run()`` (``anyio.from_thread.run``, in :mod:`.handlers`) and wait for them, so a
+awaits ``run()`` (``anyio.from_thread.run``, in ``.handlers``) and wait for them, so a
 handler can use the application's async clients. ``workers`` bounds how many handlers run at
 once, async or not.
 """
@@ -44,21 +44,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class AsyncQueueManager(AsyncTasks):
-    """:class:`pgqueue_sync.QueueManager` for asyncio and trio applications.
+    """``pgqueue_sync.QueueManager`` for asyncio and trio applications.
 
-    ::
+    ```python
+    qm = AsyncQueueManager(PsycopgDriver(psycopg.connect(autocommit=True)))
 
-        qm = AsyncQueueManager(PsycopgDriver(psycopg.connect(autocommit=True)))
+    @qm.entrypoint("fetch")
+    async def fetch(job: Job) -> None: ...   # runs on this event loop
 
-        @qm.entrypoint("fetch")
-        async def fetch(job: Job) -> None: ...   # runs on this event loop
-
-        await qm.queries.enqueue("fetch", b"payload")
-        await qm.run()                # until qm.alive = False, or cancelled
+    await qm.queries.enqueue("fetch", b"payload")
+    await qm.run()                # until qm.alive = False, or cancelled
+    ```
 
     Cancelling ``await qm.run()`` shuts down as ``qm.alive = False`` does (stop fetching,
     finish held jobs, or release them past ``shutdown_timeout``), then re-raises.
-    ``qm.sync`` is the wrapped :class:`pgqueue_sync.QueueManager`.
+    ``qm.sync`` is the wrapped ``pgqueue_sync.QueueManager``.
     """
 
     def __init__(
@@ -85,6 +85,7 @@ class AsyncQueueManager(AsyncTasks):
 
     @property
     def driver(self) -> Driver:
+        """The driver given (the wrapped manager's)."""
         return self.sync.driver
 
     def add_hooks(self, hooks: WorkerHooks) -> None:
@@ -98,6 +99,7 @@ class AsyncQueueManager(AsyncTasks):
 
     @property
     def settings(self) -> Settings:
+        """The settings in force (the wrapped manager's)."""
         return self.sync.settings
 
     @property
@@ -107,6 +109,7 @@ class AsyncQueueManager(AsyncTasks):
 
     @property
     def clock(self) -> Clock:
+        """The time source (the wrapped manager's)."""
         return self.sync.clock
 
     @property
@@ -146,7 +149,7 @@ class AsyncQueueManager(AsyncTasks):
 
         The handler is called as ``handler(job)``, or ``handler(job, context)`` if it takes
         two positional parameters; its return value is kept in the log. The policies are
-        those of :meth:`pgqueue_sync.QueueManager.entrypoint`. When the job is cancelled (or
+        those of ``pgqueue_sync.QueueManager.entrypoint``. When the job is cancelled (or
         times out), an async handler is cancelled, and its job ends ``canceled``.
         """
         # Validates now, as the sync one does.
@@ -179,7 +182,7 @@ class AsyncQueueManager(AsyncTasks):
         max_lost: int | None = DEFAULT_MAX_LOST,
     ) -> Callable[[F], F]:
         """Register a handler (``async def`` or plain) and a schedule that enqueues one of its
-        jobs at every tick: :meth:`pgqueue_sync.QueueManager.periodic`, on this event loop."""
+        jobs at every tick: ``pgqueue_sync.QueueManager.periodic``, on this event loop."""
         # Validates now, as the sync one does.
         register = self.sync.periodic(
             expression,
@@ -212,6 +215,7 @@ class AsyncQueueManager(AsyncTasks):
 
     @property
     def entrypoints(self) -> dict[str, Entrypoint]:
+        """The registered entrypoints by name (a copy), tasks and periodic ones included."""
         return {
             name: dataclasses.replace(entry, func=self._handlers.get(name, entry.func))
             for name, entry in self.sync.entrypoints.items()
@@ -247,12 +251,31 @@ class AsyncQueueManager(AsyncTasks):
     ) -> None:
         """Fetch and run jobs until ``qm.alive`` is set to False, or the task is cancelled.
 
-        The parameters are those of :meth:`pgqueue_sync.QueueManager.run`. The engine runs in
-        threads; the event loop only runs the ``async def`` handlers. On cancellation it stops
-        fetching, lets held jobs finish (past ``shutdown_timeout`` it releases them and
-        cancels async handlers still running), then re-raises the cancellation. A
-        ``KeyboardInterrupt`` in an async handler (Ctrl-C on trio) fails that job and ends
-        ``run()`` the same way, then is raised by it.
+        The engine runs in threads; the event loop only runs the ``async def`` handlers. On
+        cancellation it stops fetching, lets held jobs finish (past ``shutdown_timeout`` it
+        releases them and cancels async handlers still running), then re-raises the
+        cancellation. A ``KeyboardInterrupt`` in an async handler (Ctrl-C on trio) fails
+        that job and ends ``run()`` the same way, then is raised by it.
+
+        Args:
+            dequeue_timeout: as in [`QueueManager.run`][pgqueue_sync.QueueManager.run]:
+                the longest idle wait before looking again. Default 30 s.
+            batch_size: jobs claimed per query. Default 10.
+            retry_timer: re-pick ``picked`` jobs whose heartbeat is older than this; None
+                disables it. Default 1 minute.
+            workers: handler threads (plain ``def`` handlers run there; ``async def`` ones
+                on the loop). Default ``min(32, cpu_count + 4)``.
+            buffer_size: most jobs claimed and not yet started. Default
+                ``2 * max(batch_size, workers)``.
+            shutdown_timeout: how long held jobs may take once stopping before the rest is
+                released. Default None: wait for them all.
+            mode: ``"continuous"`` (default), or ``"drain"`` to return once no job is due.
+            heartbeat_interval: default ``retry_timer / 5``, at most 10 s.
+            log_retention: prune log rows older than this. Default None: keep them all.
+
+        Raises:
+            AlreadyRunningError: ``run()`` is already running on this manager.
+            ConfigurationError: an option is invalid, before anything starts.
         """
         if self._running:
             raise AlreadyRunningError("run() is already running on this AsyncQueueManager")

@@ -1,4 +1,4 @@
-"""AsyncQueries: each method of :class:`pgqueue_sync.Queries`, awaitable.
+"""AsyncQueries: each method of ``pgqueue_sync.Queries``, awaitable.
 
 Every call runs the sync method in a worker thread (``anyio.to_thread.run_sync``) under a
 ``CapacityLimiter`` sized to the connections the driver can use at once, so callers queue on
@@ -93,14 +93,17 @@ class AsyncQueries:
 
     @property
     def driver(self) -> Driver:
+        """The driver of the wrapped ``Queries``."""
         return self.sync.driver
 
     @property
     def settings(self) -> Settings:
+        """The settings of the wrapped ``Queries``."""
         return self.sync.settings
 
     @property
     def clock(self) -> Clock:
+        """The clock of the wrapped ``Queries``."""
         return self.sync.clock
 
     @property
@@ -114,18 +117,23 @@ class AsyncQueries:
     # -- schema --------------------------------------------------------------------------
 
     async def install(self) -> int:
+        """[`Queries.install`][pgqueue_sync.Queries.install], awaited."""
         return await self._run(self.sync.install)
 
     async def uninstall(self) -> None:
+        """[`Queries.uninstall`][pgqueue_sync.Queries.uninstall], awaited."""
         return await self._run(self.sync.uninstall)
 
     async def verify(self) -> int:
+        """[`Queries.verify`][pgqueue_sync.Queries.verify], awaited."""
         return await self._run(self.sync.verify)
 
     async def upgrade(self) -> list[int]:
+        """[`Queries.upgrade`][pgqueue_sync.Queries.upgrade], awaited."""
         return await self._run(self.sync.upgrade)
 
     async def installed_version(self) -> int | None:
+        """[`Queries.installed_version`][pgqueue_sync.Queries.installed_version], awaited."""
         return await self._run(self.sync.installed_version)
 
     # -- producers -----------------------------------------------------------------------
@@ -142,6 +150,7 @@ class AsyncQueries:
         headers: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
         connection: Connection | psycopg.Cursor[Any] | None = None,
     ) -> list[JobId]:
+        """[`Queries.enqueue`][pgqueue_sync.Queries.enqueue], awaited."""
         return await self._run(
             partial(
                 self.sync.enqueue,
@@ -159,17 +168,35 @@ class AsyncQueries:
     # -- control -------------------------------------------------------------------------
 
     async def cancel(self, job_ids: Collection[JobId]) -> CancelResult:
+        """[`Queries.cancel`][pgqueue_sync.Queries.cancel], awaited."""
         return await self._run(partial(self.sync.cancel, job_ids))
 
     async def requeue(self, job_ids: Collection[JobId]) -> list[JobId]:
+        """[`Queries.requeue`][pgqueue_sync.Queries.requeue], awaited."""
         return await self._run(partial(self.sync.requeue, job_ids))
 
     async def wait_for(
         self, job_ids: Sequence[JobId], timeout: timedelta | float | None = None
     ) -> list[JobResult]:
-        """As the sync one; it waits on a connection of its own, outside the limiter. If
-        the awaiting task is cancelled, the waiting thread closes its connection and ends
-        within a fraction of a second."""
+        """Wait until these jobs have finished; return their results, in the same order.
+
+        As [`Queries.wait_for`][pgqueue_sync.Queries.wait_for]; it waits on a connection
+        of its own, outside the limiter. If the awaiting task is cancelled, the waiting
+        thread closes its connection and ends within a fraction of a second.
+
+        Args:
+            job_ids: the jobs to wait for.
+            timeout: the longest wait, in seconds or a ``timedelta``; None (default): as
+                long as it takes.
+
+        Returns:
+            One ``JobResult`` per id, in the order of ``job_ids``.
+
+        Raises:
+            JobNotFoundError: an id is neither queued nor logged.
+            WaitTimeoutError: ``timeout`` ran out; its ``finished`` holds the jobs that did
+                finish.
+        """
         stop = threading.Event()
         try:
             return await anyio.to_thread.run_sync(
@@ -181,9 +208,11 @@ class AsyncQueries:
     # -- inspection ----------------------------------------------------------------------
 
     async def queue_size(self) -> list[QueueStatistic]:
+        """[`Queries.queue_size`][pgqueue_sync.Queries.queue_size], awaited."""
         return await self._run(self.sync.queue_size)
 
     async def clear_queue(self, entrypoint: str | Sequence[str] | None = None) -> int:
+        """[`Queries.clear_queue`][pgqueue_sync.Queries.clear_queue], awaited."""
         return await self._run(partial(self.sync.clear_queue, entrypoint))
 
     async def history(
@@ -196,6 +225,7 @@ class AsyncQueries:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[LogEntry]:
+        """[`Queries.history`][pgqueue_sync.Queries.history], awaited."""
         return await self._run(
             partial(
                 self.sync.history,
@@ -211,20 +241,25 @@ class AsyncQueries:
     log = history  # the same, under the name of the log table
 
     async def get_jobs(self, job_ids: Collection[JobId]) -> list[Job]:
+        """[`Queries.get_jobs`][pgqueue_sync.Queries.get_jobs], awaited."""
         return await self._run(partial(self.sync.get_jobs, job_ids))
 
     async def prune_log(self, older_than: timedelta, batch_size: int = 10_000) -> int:
+        """[`Queries.prune_log`][pgqueue_sync.Queries.prune_log], awaited."""
         return await self._run(partial(self.sync.prune_log, older_than, batch_size))
 
     async def notify(self, payload: str) -> None:
+        """[`Queries.notify`][pgqueue_sync.Queries.notify], awaited."""
         return await self._run(partial(self.sync.notify, payload))
 
     # -- operators -----------------------------------------------------------------------
 
     async def status(self) -> list[EntrypointStatus]:
+        """[`Queries.status`][pgqueue_sync.Queries.status], awaited."""
         return await self._run(self.sync.status)
 
     async def workers(self) -> list[WorkerInfo]:
+        """[`Queries.workers`][pgqueue_sync.Queries.workers], awaited."""
         return await self._run(self.sync.workers)
 
     async def list_jobs(
@@ -235,6 +270,7 @@ class AsyncQueries:
         limit: int = 50,
         cursor: int | None = None,
     ) -> JobPage:
+        """[`Queries.list_jobs`][pgqueue_sync.Queries.list_jobs], awaited."""
         return await self._run(
             partial(
                 self.sync.list_jobs,
@@ -246,25 +282,31 @@ class AsyncQueries:
         )
 
     async def job_detail(self, job_id: JobId) -> JobDetail:
+        """[`Queries.job_detail`][pgqueue_sync.Queries.job_detail], awaited."""
         return await self._run(partial(self.sync.job_detail, job_id))
 
     async def rates(self, minutes: int = 60, *, entrypoint: str | None = None) -> list[MinuteRates]:
+        """[`Queries.rates`][pgqueue_sync.Queries.rates], awaited."""
         return await self._run(partial(self.sync.rates, minutes, entrypoint=entrypoint))
 
     async def paused(self) -> list[PausedEntrypoint]:
+        """[`Queries.paused`][pgqueue_sync.Queries.paused], awaited."""
         return await self._run(self.sync.paused)
 
     async def requeue_failed(
         self, job_ids: Collection[JobId] | None = None, *, entrypoint: str | None = None
     ) -> RequeueResult:
+        """[`Queries.requeue_failed`][pgqueue_sync.Queries.requeue_failed], awaited."""
         return await self._run(partial(self.sync.requeue_failed, job_ids, entrypoint=entrypoint))
 
     async def pause(
         self, entrypoints: str | Sequence[str], *, reason: str | None = None
     ) -> list[str]:
+        """[`Queries.pause`][pgqueue_sync.Queries.pause], awaited."""
         return await self._run(partial(self.sync.pause, entrypoints, reason=reason))
 
     async def resume(self, entrypoints: str | Sequence[str]) -> list[str]:
+        """[`Queries.resume`][pgqueue_sync.Queries.resume], awaited."""
         return await self._run(partial(self.sync.resume, entrypoints))
 
     async def purge(
@@ -273,21 +315,27 @@ class AsyncQueries:
         *,
         entrypoint: str | None = None,
     ) -> int:
+        """[`Queries.purge`][pgqueue_sync.Queries.purge], awaited."""
         return await self._run(partial(self.sync.purge, statuses, entrypoint=entrypoint))
 
     # -- schedules -----------------------------------------------------------------------
 
     async def schedules(self, names: Sequence[str] | None = None) -> list[ScheduleInfo]:
+        """[`Queries.schedules`][pgqueue_sync.Queries.schedules], awaited."""
         return await self._run(partial(self.sync.schedules, names))
 
     async def pause_schedule(self, name: str) -> None:
+        """[`Queries.pause_schedule`][pgqueue_sync.Queries.pause_schedule], awaited."""
         return await self._run(partial(self.sync.pause_schedule, name))
 
     async def resume_schedule(self, name: str) -> datetime:
+        """[`Queries.resume_schedule`][pgqueue_sync.Queries.resume_schedule], awaited."""
         return await self._run(partial(self.sync.resume_schedule, name))
 
     async def run_schedule(self, name: str) -> JobId:
+        """[`Queries.run_schedule`][pgqueue_sync.Queries.run_schedule], awaited."""
         return await self._run(partial(self.sync.run_schedule, name))
 
     async def remove_schedule(self, name: str) -> None:
+        """[`Queries.remove_schedule`][pgqueue_sync.Queries.remove_schedule], awaited."""
         return await self._run(partial(self.sync.remove_schedule, name))

@@ -1,7 +1,7 @@
-"""AsyncTask: a task of an :class:`~pgqueue_sync_aio.AsyncQueueManager`, enqueued with
+"""AsyncTask: a task of an ``AsyncQueueManager``, enqueued with
 ``await``; an ``async def`` task runs on the event loop that awaits ``run()``.
 
-Arguments, results and options are those of :class:`pgqueue_sync.tasks.Task`.
+Arguments, results and options are those of ``pgqueue_sync.tasks.Task``.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class AsyncTask(TaskBase[P, R]):
         **kwargs: Any,
     ) -> JobId:
         """Enqueue a job that calls the task with ``*args`` and ``**kwargs``; its id. As
-        :meth:`pgqueue_sync.tasks.Task.enqueue`, awaited."""
+        ``pgqueue_sync.tasks.Task.enqueue``, awaited."""
         self._refuse_collisions()
         return await self.enqueue_with(
             args,
@@ -102,7 +102,7 @@ class AsyncTask(TaskBase[P, R]):
         headers: Mapping[str, Any] | None = None,
         connection: Connection | psycopg.Cursor[Any] | None = None,
     ) -> JobId:
-        """:meth:`enqueue`, with the task's arguments as a sequence and a mapping."""
+        """``enqueue``, with the task's arguments as a sequence and a mapping."""
         queries = self._queries()
         payload = self.payload(args, kwargs or {}, queries.settings.max_payload_bytes)
         [job_id] = await queries.enqueue(
@@ -137,7 +137,7 @@ class _Registers(Protocol):
 
 
 class AsyncTasks:
-    """``task()``, the decorator of :class:`~pgqueue_sync_aio.AsyncQueueManager` (a mixin:
+    """``task()``, the decorator of ``AsyncQueueManager`` (a mixin:
     it registers through the manager's ``entrypoint`` and enqueues on its ``queries``)."""
 
     @overload
@@ -172,7 +172,7 @@ class AsyncTasks:
         max_lost: int | None = DEFAULT_MAX_LOST,
     ) -> AsyncTask[P, R] | Callable[[Callable[P, R]], AsyncTask[P, R]]:
         """Make a function a task: ``@qm.task`` or ``@qm.task(name=..., ...)``, as
-        :meth:`pgqueue_sync.QueueManager.task`, with ``await task.enqueue(...)``. An
+        ``pgqueue_sync.QueueManager.task``, with ``await task.enqueue(...)``. An
         ``async def`` task runs on the event loop awaiting ``run()``; a plain ``def`` one in
         the handler threads."""
 

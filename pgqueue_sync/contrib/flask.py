@@ -1,28 +1,28 @@
-"""Flask: :class:`PgQueue`, the queue as a Flask extension (``pip install
+"""Flask: ``PgQueue``, the queue as a Flask extension (``pip install
 "pgqueue-sync[flask]"``).
 
-::
+```python
+db = SQLAlchemy()                       # Flask-SQLAlchemy on postgresql+psycopg://
+pgq = PgQueue(session=db.session)       # enqueues join the session's transaction
 
-    db = SQLAlchemy()                       # Flask-SQLAlchemy on postgresql+psycopg://
-    pgq = PgQueue(session=db.session)       # enqueues join the session's transaction
+@pgq.task(retry=RetryPolicy(stop=stop_after_attempt(5)))
+def send_welcome(user_id: int) -> None:
+    user = db.session.get(User, user_id)   # an app context per job: extensions work
+    ...
 
-    @pgq.task(retry=RetryPolicy(stop=stop_after_attempt(5)))
-    def send_welcome(user_id: int) -> None:
-        user = db.session.get(User, user_id)   # an app context per job: extensions work
-        ...
+def create_app() -> Flask:
+    app = Flask(__name__)
+    app.config["PGQUEUE_DSN"] = "postgresql://localhost/app"
+    db.init_app(app)
+    pgq.init_app(app)
+    return app
 
-    def create_app() -> Flask:
-        app = Flask(__name__)
-        app.config["PGQUEUE_DSN"] = "postgresql://localhost/app"
-        db.init_app(app)
-        pgq.init_app(app)
-        return app
-
-    # in a view: commits with db.session.commit(), or goes with its rollback
-    send_welcome.enqueue(user.id)
+# in a view: commits with db.session.commit(), or goes with its rollback
+send_welcome.enqueue(user.id)
+```
 
 and ``flask pgq worker`` runs the workers; ``flask pgq status|install|upgrade|...`` are the
-``pgq-sync`` commands on the app's queue (:mod:`pgqueue_sync.contrib.flask_cli`).
+``pgq-sync`` commands on the app's queue (``pgqueue_sync.contrib.flask_cli``).
 
 Configuration (``app.config``, else the environment):
 
@@ -31,7 +31,7 @@ Configuration (``app.config``, else the environment):
 - ``PGQUEUE_POOL_MIN_SIZE`` (1), ``PGQUEUE_POOL_MAX_SIZE`` (4): the app's connection pool
   (psycopg_pool), opened at first use; ``PGQUEUE_POOL_TIMEOUT`` (30 s) to get a connection.
 - ``PGQUEUE_RUN_OPTIONS``: a dict of ``run()``'s parameters (``workers``, ``batch_size``,
-  ``shutdown_timeout``, ...) for ``flask pgq worker`` and :meth:`PgQueue.run`; the
+  ``shutdown_timeout``, ...) for ``flask pgq worker`` and ``PgQueue.run``; the
   command's own options win.
 """
 
@@ -181,7 +181,7 @@ def _run_options(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class FlaskTask(Task[P, R]):
-    """A task of a :class:`PgQueue`: enqueued on the queue of the current app, and, when
+    """A task of a ``PgQueue``: enqueued on the queue of the current app, and, when
     the extension has a ``session``, in that session's transaction."""
 
     def __init__(self, func: Callable[P, R], signature: TaskSignature, ext: PgQueue) -> None:
@@ -304,7 +304,7 @@ class PgQueue:
         timeout: timedelta | float | None = None,
         max_lost: int | None = DEFAULT_MAX_LOST,
     ) -> FlaskTask[P, R] | Callable[[Callable[P, R]], FlaskTask[P, R]]:
-        """:meth:`pgqueue_sync.QueueManager.task` for every app of this extension: the
+        """``pgqueue_sync.QueueManager.task`` for every app of this extension: the
         function runs in a fresh app context per job; ``enqueue`` goes to the current app's
         queue (in ``session``'s transaction, if the extension has one)."""
         policies = {
@@ -330,7 +330,7 @@ class PgQueue:
         return register if func is None else register(func)
 
     def entrypoint(self, name: str, **policies: Any) -> Callable[[F], F]:
-        """:meth:`pgqueue_sync.QueueManager.entrypoint` (a handler of bytes payloads) for
+        """``pgqueue_sync.QueueManager.entrypoint`` (a handler of bytes payloads) for
         every app of this extension, run in a fresh app context per job."""
 
         def register(func: F) -> F:

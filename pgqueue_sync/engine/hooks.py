@@ -1,6 +1,6 @@
 """What a worker tells an observer as it runs: metrics, tracing and tests watch it this way.
 
-Subclass :class:`WorkerHooks`, override what you need, and hand it to the QueueManager
+Subclass ``WorkerHooks``, override what you need, and hand it to the QueueManager
 (``QueueManager(..., hooks=[...])`` or ``qm.add_hooks(...)``). Each method is called in the
 engine thread where the thing happens: it must return quickly, and an exception it raises
 is logged and ignored (an observer never stops a worker).

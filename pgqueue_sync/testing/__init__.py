@@ -1,12 +1,12 @@
 """Helpers for testing an application that uses pgqueue-sync.
 
-- A pytest plugin (:mod:`pgqueue_sync.testing.plugin`, registered with pytest when the
-  package is installed): the ``pgqueue`` fixture, a :class:`TemporaryQueue` in a fresh
+- A pytest plugin (``pgqueue_sync.testing.plugin``, registered with pytest when the
+  package is installed): the ``pgqueue`` fixture, a ``TemporaryQueue`` in a fresh
   schema of your test database (``--pgqueue-dsn``, the ``pgqueue_dsn`` ini option, or
   ``PGQUEUE_TEST_DSN``), dropped after the test.
-- :func:`drain`: run every due job now, in the test's thread, through the real engine, and
-  get how each ended (:class:`JobOutcome`); exceptions re-raised on request.
-- :func:`eager`: for unit tests without PostgreSQL, ``enqueue`` runs the handler inline.
+- ``drain``: run every due job now, in the test's thread, through the real engine, and
+  get how each ended (``JobOutcome``); exceptions re-raised on request.
+- ``eager``: for unit tests without PostgreSQL, ``enqueue`` runs the handler inline.
   Not the real thing: no transaction, no retry, no concurrency (see its docstring).
 """
 

@@ -69,12 +69,23 @@ def drain(
     through the real engine (claimed, run, its outcome written: ``wait_for``, ``history``
     and ``qm.queries`` see it), without the worker's threads. ``raise_errors=True`` re-raises
     the first exception a handler raised (after writing the outcomes of that step), instead
-    of only reporting it. ``max_jobs`` guards against jobs that never stop coming
-    (:class:`DrainLimitError`).
+    of only reporting it.
 
     ``async def`` handlers (of an AsyncQueueManager) run on a new event loop, or, when
     ``drain`` is called through ``anyio.to_thread.run_sync`` from async code, on that
     code's loop. Handler timeouts are not enforced: the calling thread cannot be abandoned.
+
+    Args:
+        manager: a ``QueueManager`` or ``AsyncQueueManager`` with its handlers registered
+            (the ``pgqueue`` fixture's, or your application's pointed at a test schema).
+        raise_errors: re-raise the first exception a handler raised. Default False.
+        max_jobs: the most jobs it runs before giving up. Default 1000.
+
+    Returns:
+        One [`JobOutcome`][pgqueue_sync.testing.JobOutcome] per job run, in the order run.
+
+    Raises:
+        DrainLimitError: more than ``max_jobs`` jobs came (jobs that never stop coming).
     """
     return drain_queue(
         manager,
@@ -93,7 +104,7 @@ def drain_queue(
     raise_errors: bool = False,
     max_jobs: int = 1000,
 ) -> list[JobOutcome]:
-    """:func:`drain`, with ``manager``'s handlers, on the queue of ``driver`` and
+    """``drain``, with ``manager``'s handlers, on the queue of ``driver`` and
     ``settings`` (a test's own queue)."""
     capture = Capture(manager.entrypoints)
     outcomes: list[JobOutcome] = []

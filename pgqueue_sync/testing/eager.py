@@ -1,7 +1,7 @@
 """Eager mode: ``enqueue`` runs the handler at once, inline, with no database.
 
 For unit tests without PostgreSQL, as Celery's ``task_always_eager`` and Django's
-``ImmediateBackend`` do. It is not the real thing: see :func:`eager`.
+``ImmediateBackend`` do. It is not the real thing: see ``eager``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ __all__ = ["EagerQueries", "EagerQueue", "eager"]
 
 
 class EagerQueries(Queries):
-    """A :class:`~pgqueue_sync.Queries` whose ``enqueue`` runs each job's handler inline
+    """A ``Queries`` whose ``enqueue`` runs each job's handler inline
     and records how it ended; ``wait_for`` returns those results. It has no database: its
     other methods raise InvalidStateError.
 
@@ -172,7 +172,7 @@ class EagerQueries(Queries):
 
 
 class AsyncEagerQueries(AsyncQueries):
-    """The :class:`EagerQueries` of an AsyncQueueManager, awaitable."""
+    """The ``EagerQueries`` of an AsyncQueueManager, awaitable."""
 
     sync: EagerQueries
 
@@ -184,7 +184,11 @@ class AsyncEagerQueries(AsyncQueries):
 
 @dataclasses.dataclass
 class EagerQueue:
-    """What :func:`eager` yields: the jobs run so far, and the queries that ran them."""
+    """What ``eager`` yields: the jobs run so far, and the queries that ran them.
+
+    Attributes:
+        queries: the eager queries in place of ``qm.queries`` within the block.
+    """
 
     queries: EagerQueries
 
@@ -198,7 +202,7 @@ class EagerQueue:
 def eager(manager: AnyManager, *, raise_errors: bool = False) -> Iterator[EagerQueue]:
     """Within the block, enqueueing on ``manager`` (``qm.queries.enqueue``, a task's
     ``enqueue``) runs each job's handler at once, inline, with no database; the yielded
-    :class:`EagerQueue` lists how each ended. ``raise_errors=True``: a handler's exception
+    ``EagerQueue`` lists how each ended. ``raise_errors=True``: a handler's exception
     is raised by the ``enqueue`` that ran it.
 
     Not the real thing. It checks what ``enqueue`` checks (payloads, a task's arguments

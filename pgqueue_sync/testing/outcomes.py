@@ -1,4 +1,4 @@
-"""What the testing helpers report of a job they ran (:class:`JobOutcome`), and how they
+"""What the testing helpers report of a job they ran (``JobOutcome``), and how they
 run handlers: in the calling thread, their exceptions kept to be re-raised on request."""
 
 from __future__ import annotations
@@ -18,17 +18,18 @@ __all__ = ["Capture", "JobOutcome"]
 
 @dataclasses.dataclass(frozen=True)
 class JobOutcome:
-    """How one run of a job ended, as :func:`~pgqueue_sync.testing.drain` and
-    :func:`~pgqueue_sync.testing.eager` report it.
+    """How one run of a job ended, as ``drain`` and ``eager`` report it.
 
-    - ``job``: the job as it was claimed (``job.payload``, ``job.attempts``, ...).
-    - ``status``: ``successful``, ``exception``, ``failed`` (its retry policy gave up),
-      ``canceled``; or ``queued``: the attempt failed and the job is retried after
-      ``retry_in`` seconds.
-    - ``value``: what the handler returned, if JSON (a task's return value); ``result``: if
-      bytes.
-    - ``error``: the exception the handler raised (None if it returned), and ``traceback``
-      the text the log keeps.
+    Attributes:
+        job: the job as it was claimed (``job.payload``, ``job.attempts``, ...).
+        status: ``successful``, ``exception``, ``failed`` (its retry policy gave up),
+            ``canceled``; or ``queued``: the attempt failed and the job is retried after
+            ``retry_in`` seconds.
+        value: what the handler returned, if JSON (a task's return value).
+        result: what the handler returned, if bytes.
+        error: the exception the handler raised (None if it returned).
+        traceback: the text the log keeps of that exception.
+        retry_in: with ``status`` ``queued``, the seconds until the retry.
     """
 
     job: Job

@@ -4,7 +4,7 @@ point): fixtures for testing an application's jobs against a real PostgreSQL.
 - ``pgqueue_dsn`` (session): the test database, from ``--pgqueue-dsn``, else the
   ``pgqueue_dsn`` ini option, else ``$PGQUEUE_TEST_DSN``; a test that uses the fixtures
   without one fails and says so.
-- ``pgqueue``: a :class:`~pgqueue_sync.testing.TemporaryQueue` in a fresh schema of that
+- ``pgqueue``: a ``TemporaryQueue`` in a fresh schema of that
   database, installed for the test and dropped after it.
 """
 

@@ -27,14 +27,14 @@ DROP_LOCK_TIMEOUT = "30s"
 
 class TemporaryQueue:
     """A queue in a new schema (``pgqueue_test_<random>``) of the database at ``dsn``:
-    installed when made, dropped by :meth:`close` (the ``pgqueue`` fixture does both).
+    installed when made, dropped by ``close`` (the ``pgqueue`` fixture does both).
 
     - ``dsn``, ``schema``, ``settings``: where it is (give them to the code under test:
       ``PGQUEUE_DSN``/``PGQUEUE_SCHEMA``, a Flask app's config, ``Settings``).
     - ``driver``, ``queries``: its own connection and operations (enqueue, history, ...).
-    - :meth:`manager` makes a QueueManager on it; :meth:`use` points an existing one (the
-      application's, with its handlers) at it until :meth:`close`.
-    - :meth:`drain` runs every due job now, in the test's thread, and reports each.
+    - ``manager`` makes a QueueManager on it; ``use`` points an existing one (the
+      application's, with its handlers) at it until ``close``.
+    - ``drain`` runs every due job now, in the test's thread, and reports each.
     """
 
     def __init__(self, dsn: str, *, schema: str | None = None) -> None:
@@ -57,7 +57,7 @@ class TemporaryQueue:
 
     def use(self, manager: M) -> M:
         """Point ``manager`` (a QueueManager or an AsyncQueueManager, say the application's
-        own) at this queue until :meth:`close`: its ``driver``, ``settings`` and
+        own) at this queue until ``close``: its ``driver``, ``settings`` and
         ``queries`` (so its tasks enqueue here). Returns it."""
         sync, aio = split(manager)
         # Read at each call: the entrypoints registered by then.
@@ -77,7 +77,7 @@ class TemporaryQueue:
     ) -> list[JobOutcome]:
         """Run every job due in this queue with ``manager``'s handlers, in the calling
         thread, until none is due; how each ended, in order. See
-        :func:`pgqueue_sync.testing.drain`."""
+        ``pgqueue_sync.testing.drain``."""
         return drain_queue(
             manager,
             driver=self.driver,
@@ -87,7 +87,7 @@ class TemporaryQueue:
         )
 
     def close(self) -> None:
-        """Give back the managers :meth:`use` changed, drop the schema, close the driver."""
+        """Give back the managers ``use`` changed, drop the schema, close the driver."""
         while self._undo:
             target, name, value = self._undo.pop()
             setattr(target, name, value)

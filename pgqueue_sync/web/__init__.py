@@ -1,10 +1,10 @@
 """A web dashboard for the queue (``pip install "pgqueue-sync[web]"``): Flask, server-rendered.
 
-- :func:`create_blueprint`: mount it in a Flask application, behind its own authentication.
-- :func:`create_app`: the dashboard as a WSGI application of its own, with an optional access
+- ``create_blueprint``: mount it in a Flask application, behind its own authentication.
+- ``create_app``: the dashboard as a WSGI application of its own, with an optional access
   token; ``pgq-sync web`` serves it with waitress.
 
-Importing :mod:`pgqueue_sync` never imports this package (nor Flask).
+Importing ``pgqueue_sync`` never imports this package (nor Flask).
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ Server-rendered pages: overview (per entrypoint backlog, rates, latency, failure
 last hour's charts, drawn by a small script from ``api/overview.json``), jobs (filtered by
 status and entrypoint, paged by keyset), a job, workers, paused entrypoints, and schedules
 where the queue has them. Every read is one of the operator API's
-(:mod:`pgqueue_sync.admin`). Actions (requeue, cancel, pause, resume) exist only with
-``actions=True``: see :mod:`pgqueue_sync.web.actions`.
+(``pgqueue_sync.admin``). Actions (requeue, cancel, pause, resume) exist only with
+``actions=True``: see ``pgqueue_sync.web.actions``.
 """
 
 from __future__ import annotations
@@ -42,8 +42,15 @@ __all__ = ["DashboardOptions", "create_blueprint"]
 
 @dataclasses.dataclass(frozen=True)
 class DashboardOptions:
-    """How a dashboard behaves: ``actions`` (requeue, cancel, pause, resume: off unless
-    asked for), how often the overview refreshes (seconds), how many jobs a page lists."""
+    """How a dashboard behaves.
+
+    Attributes:
+        actions: whether the pages offer requeue, cancel, pause and resume (off unless
+            asked for).
+        refresh_seconds: how often the overview refreshes, in seconds.
+        page_size: how many jobs a listing page shows.
+        title: the title of its pages.
+    """
 
     actions: bool = False
     refresh_seconds: float = 10.0
