@@ -127,6 +127,8 @@ def test_priorities_order_the_jobs_and_run_after_defers_them(
     from django.utils import timezone  # noqa: PLC0415
     from shop.tasks import add  # noqa: PLC0415
 
+    from pgqueue_sync.contrib.django.compat import task_started  # noqa: PLC0415
+
     low = add.using(priority=-100).enqueue(1, 1)
     high = add.using(priority=100).enqueue(2, 2)
     later = timezone.now() + timedelta(hours=1)
@@ -139,15 +141,17 @@ def test_priorities_order_the_jobs_and_run_after_defers_them(
     assert row is not None
     assert row[0] == later
 
-    drain("--batch-size", "1")
+    started: list[str] = []
 
-    order = [
-        r[0]
-        for r in conn.execute(
-            f'SELECT job_id FROM "{queue_schema}".pgqueue_log ORDER BY id'
-        ).fetchall()
-    ]
-    assert order == [int(high.id), int(low.id)]  # the higher priority ran first
+    def record(sender: object, task_result: Any, **kwargs: object) -> None:
+        started.append(task_result.id)
+
+    task_started.connect(record)
+    try:
+        drain("--batch-size", "1")
+    finally:
+        task_started.disconnect(record)
+    assert started == [high.id, low.id]  # the higher priority ran first
     assert add.get_result(deferred.id).status == "READY"  # not due: drain left it
     assert add.get_result(deferred.id).task.run_after == later
 
@@ -216,3 +220,72 @@ def test_the_pgq_commands_work_on_the_backends_queue(
     stdout = io.StringIO()
     call_command("pgq", "status", "--json", stdout=stdout)  # click prints on sys.stdout
     assert '"django.default"' in capsys.readouterr().out
+
+
+def test_a_task_that_takes_its_context_sees_its_own_result() -> None:
+    from tests.django.tasks import attempt_and_id  # noqa: PLC0415
+
+    result = attempt_and_id.enqueue("hello")
+    drain()
+    assert attempt_and_id.get_result(result.id).return_value == [
+        result.id,
+        1,
+        "hello",
+        "RUNNING",
+    ]
+
+
+def test_an_async_task_runs() -> None:
+    from tests.django.tasks import double  # noqa: PLC0415
+
+    result = double.enqueue(21)
+    drain()
+    assert double.get_result(result.id).return_value == 42
+
+
+def flaky_backend(schema: str, wait: Any) -> Any:
+    """TASKS whose queue "default" retries (3 attempts, ``wait`` between them); the table of
+    the flaky task's attempts emptied."""
+    import tenacity  # noqa: PLC0415
+    from django.db import connection  # noqa: PLC0415
+    from django.test import override_settings  # noqa: PLC0415
+
+    from pgqueue_sync import RetryPolicy  # noqa: PLC0415
+    from tests.django.conftest import tasks_setting  # noqa: PLC0415
+
+    with connection.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS flaky_attempts")
+    retry = RetryPolicy(stop=tenacity.stop_after_attempt(3), wait=wait)
+    return override_settings(
+        TASKS=tasks_setting(schema, QUEUE_POLICIES={"default": {"retry": retry}})
+    )
+
+
+def test_queue_policies_retry_a_task_and_attempts_count_them(schema: str) -> None:
+    import tenacity  # noqa: PLC0415
+
+    from tests.django.tasks import flaky  # noqa: PLC0415
+
+    with flaky_backend(schema, tenacity.wait_none()):
+        result = flaky.enqueue(2)
+        drain()
+        result.refresh()
+    assert result.status == "SUCCESSFUL"
+    assert result.return_value == "succeeded at attempt 3"
+    assert result.attempts == 3
+
+
+def test_a_task_waiting_for_its_retry_is_ready_with_the_error(schema: str) -> None:
+    import tenacity  # noqa: PLC0415
+
+    from tests.django.tasks import flaky  # noqa: PLC0415
+
+    with flaky_backend(schema, tenacity.wait_fixed(3600)):
+        result = flaky.enqueue(2)
+        drain()
+        result.refresh()
+    assert result.status == "READY"
+    assert result.attempts == 1
+    [error] = result.errors
+    assert error.exception_class_path == "builtins.RuntimeError"
+    assert "attempt 1 fails" in error.traceback

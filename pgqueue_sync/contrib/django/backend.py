@@ -383,12 +383,17 @@ class PgQueueBackend(BaseTaskBackend):
         call = self._call(detail.id, headers)
         priority = job.priority if job is not None else log[-1].priority
         status = _STATUS[detail.status]
-        worker_ids = [str(entry.worker_id) for entry in log if entry.worker_id is not None]
+        # The queue records the worker of each outcome's last attempt: earlier attempts (retried)
+        # count as workers of unknown id, "", so that Django's ``attempts`` counts them.
+        worker_ids: list[str] = []
+        for entry in log:
+            worker_ids += [""] * max(0, entry.attempts - 1) + [str(entry.worker_id or "")]
         started: datetime | None = None
         if job is not None and job.status is JobStatus.PICKED:
             started = job.updated
-            if job.worker_id is not None:
-                worker_ids.append(str(job.worker_id))
+            worker_ids += [""] * max(0, job.attempts - 1) + [str(job.worker_id or "")]
+        elif job is not None:
+            worker_ids += [""] * job.attempts
         elif log:
             last = log[-1]
             started = last.created - (last.duration or timedelta())
@@ -399,7 +404,7 @@ class PgQueueBackend(BaseTaskBackend):
             for entry in log
             if entry.status is not JobStatus.SUCCESSFUL and entry.traceback
         ]
-        if job is not None and job.status is JobStatus.FAILED and job.last_error and not errors:
+        if job is not None and job.last_error:  # failed, or waiting for its retry
             errors.append(
                 TaskError(
                     exception_class_path=exception_path(job.last_error), traceback=job.last_error
@@ -468,10 +473,7 @@ class PgQueueBackend(BaseTaskBackend):
             )
         task = self._task(call, job.priority)
         now = timezone.now()
-        worker_ids = [str(ctx.worker_id)]
-        if job.attempts > 1:
-            previous = self.queries.job_detail(job.id).log
-            worker_ids[:0] = [str(e.worker_id) for e in previous if e.worker_id is not None]
+        worker_ids = [""] * (job.attempts - 1) + [str(ctx.worker_id)]
         result: TaskResult[Any, Any] = TaskResult(
             task=task,
             id=str(job.id),
