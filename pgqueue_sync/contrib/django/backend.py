@@ -215,7 +215,7 @@ class PgQueueBackend(BaseTaskBackend):
                     f"TASKS[{alias!r}]: QUEUE_POLICIES[{queue!r}]: {exc}"
                 ) from None
             self.queue_policies[str(queue)] = dict(given)
-        self._signatures: dict[str, TaskSignature] = {}
+        self._signatures: dict[tuple[Any, bool], TaskSignature] = {}
 
     # -- where the queue is --------------------------------------------------------------
 
@@ -256,21 +256,23 @@ class PgQueueBackend(BaseTaskBackend):
     # -- enqueue -------------------------------------------------------------------------
 
     def _signature(self, task: Task[..., Any]) -> TaskSignature:
-        path = task.module_path
-        signature = self._signatures.get(path)
-        if signature is None or signature.full != inspect.signature(task.func):
+        """What ``task``'s arguments are checked against: its function's parameters, less
+        the first (``context``) for a task that takes its context."""
+        key = (task.func, task.takes_context)
+        signature = self._signatures.get(key)
+        if signature is None:
             full = inspect.signature(task.func)
             parameters = list(full.parameters.values())
             if task.takes_context:
                 parameters = parameters[1:]
             signature = TaskSignature(
-                name=path,
+                name=task.module_path,
                 full=full,
                 arguments=full.replace(parameters=parameters),
                 context=None,
                 collisions=frozenset(),
             )
-            self._signatures[path] = signature
+            self._signatures[key] = signature
         return signature
 
     def enqueue(
