@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from .clock import to_seconds
 from .errors import ConfigurationError
 
-__all__ = ["MAX_DURATION", "Mode", "RunOptions", "duration", "positive_number"]
+__all__ = ["MAX_DURATION", "Mode", "RunOptions", "duration", "positive_number", "run_overrides"]
 
 Mode = Literal["continuous", "drain"]
 
@@ -127,3 +128,30 @@ class RunOptions:
     def claim_size(self) -> int:
         """How many jobs one claim asks for (never more than the buffer holds)."""
         return min(self.batch_size, self.buffer_size)
+
+
+def run_overrides(options: object, setting: str) -> dict[str, Any]:
+    """``options``, a mapping of ``QueueManager.run()``'s parameters kept in an
+    application's configuration (``setting`` names it in messages), checked: unknown names
+    and bad values are a ConfigurationError now rather than when a worker starts."""
+    import inspect  # noqa: PLC0415
+
+    from .qm import QueueManager  # noqa: PLC0415 - qm imports this module
+
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(QueueManager.run).parameters.items()
+        if name != "self"
+    }
+    if not isinstance(options, Mapping):
+        raise ConfigurationError(f"{setting} must be a dict of run()'s parameters")
+    unknown = sorted(set(options) - defaults.keys())
+    if unknown:
+        raise ConfigurationError(
+            f"{setting}: {', '.join(map(str, unknown))} not a parameter of run() "
+            f"(those are: {', '.join(defaults)})"
+        )
+    checked = {**defaults, **options}
+    checked["workers"] = checked["workers"] or 1
+    RunOptions.build(**checked)
+    return dict(options)

@@ -14,13 +14,11 @@ from collections.abc import Sequence
 import click
 
 from pgqueue_sync._version import __version__
-from pgqueue_sync.errors import PgQueueError
 
-from .context import EXIT_INTERRUPTED
 from .dashboard import dashboard
 from .demo import demo
 from .inspection import jobs, log, queue_size, status, workers
-from .logs import restored_logging
+from .mount import invoke
 from .repair import cancel, clear, pause, purge, requeue, resume
 from .run import run as run_command
 from .schedules import schedules
@@ -75,28 +73,7 @@ for _command in COMMANDS:
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the group on ``argv`` (default: the process's arguments); return the exit code."""
-    try:
-        with restored_logging():
-            result = cli.main(
-                args=list(argv) if argv is not None else None,
-                prog_name="pgq-sync",
-                standalone_mode=False,
-            )
-    except click.exceptions.Abort as exc:
-        if isinstance(exc.__cause__, KeyboardInterrupt):
-            click.echo("interrupted", err=True)
-            return EXIT_INTERRUPTED
-        return 1
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        return EXIT_INTERRUPTED
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except PgQueueError as exc:  # raised outside a command's own reporting
-        click.echo(f"error: {exc}", err=True)
-        return 1
-    return result if isinstance(result, int) else 0
+    return invoke(cli, sys.argv[1:] if argv is None else argv, "pgq-sync")
 
 
 if __name__ == "__main__":

@@ -38,10 +38,9 @@ Configuration (``app.config``, else the environment):
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
@@ -53,7 +52,7 @@ from pgqueue_sync.context import Context
 from pgqueue_sync.db import Connection, PsycopgDriver
 from pgqueue_sync.errors import ConfigurationError, InvalidHandlerError, InvalidStateError
 from pgqueue_sync.models import Job
-from pgqueue_sync.options import RunOptions
+from pgqueue_sync.options import run_overrides
 from pgqueue_sync.qm import QueueManager
 from pgqueue_sync.queries import Queries
 from pgqueue_sync.registry import (
@@ -76,11 +75,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 EXTENSION_KEY = "pgqueue"
 _SETTINGS_KEYS = ("PGQUEUE_SCHEMA", "PGQUEUE_PREFIX", "PGQUEUE_MAX_PAYLOAD_BYTES")
-_RUN_DEFAULTS = {
-    name: parameter.default
-    for name, parameter in inspect.signature(QueueManager.run).parameters.items()
-    if name != "self"
-}
 
 
 class SessionLike(Protocol):
@@ -134,7 +128,9 @@ class _AppQueue:
             kwargs={"autocommit": True},
         )
         self.qm = QueueManager(PsycopgDriver(self.pool), settings=Settings.from_env(env))
-        self.run_options = _run_options(config.get("PGQUEUE_RUN_OPTIONS") or {})
+        self.run_options = run_overrides(
+            config.get("PGQUEUE_RUN_OPTIONS") or {}, "PGQUEUE_RUN_OPTIONS"
+        )
         self._lock = threading.Lock()
         self._opened = False
 
@@ -163,21 +159,6 @@ class _AppQueue:
         with self._lock:
             self._opened = True  # a closed pool is not reopened
             self.pool.close()
-
-
-def _run_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    if not isinstance(options, Mapping):
-        raise ConfigurationError("PGQUEUE_RUN_OPTIONS must be a dict of run()'s parameters")
-    unknown = sorted(set(options) - _RUN_DEFAULTS.keys())
-    if unknown:
-        raise ConfigurationError(
-            f"PGQUEUE_RUN_OPTIONS: {', '.join(map(str, unknown))} not a parameter of run() "
-            f"(those are: {', '.join(_RUN_DEFAULTS)})"
-        )
-    checked = {**_RUN_DEFAULTS, **options}
-    checked["workers"] = checked["workers"] or 1
-    RunOptions.build(**checked)
-    return dict(options)
 
 
 class FlaskTask(Task[P, R]):

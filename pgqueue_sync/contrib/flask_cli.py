@@ -15,42 +15,20 @@ For several worker processes, run several ``flask pgq worker`` under a process m
 
 from __future__ import annotations
 
-import copy
 from typing import TYPE_CHECKING, Any
 
 import click
-from click.core import ParameterSource
 from flask import current_app
 from flask.cli import with_appcontext
 
-from pgqueue_sync.cli.app import COMMANDS
-from pgqueue_sync.cli.context import META_KEY, CliRefusal, QueueContext
-from pgqueue_sync.cli.logs import configure_logging
-from pgqueue_sync.cli.run import RUN_OPTIONS, apply_driver_options, run, worker_options
-from pgqueue_sync.cli.worker import Recycle, WorkerProcess
-from pgqueue_sync.errors import ConfigurationError
-from pgqueue_sync.options import RunOptions
+from pgqueue_sync.cli.context import META_KEY, QueueContext
+from pgqueue_sync.cli.mount import queue_commands, run_worker
+from pgqueue_sync.cli.run import worker_options
 
 if TYPE_CHECKING:
     from .flask import PgQueue
 
 __all__ = ["command_group"]
-
-# The options that say where the queue is: the app's config says it instead.
-LOCATION_OPTIONS = frozenset({"dsn", "schema", "prefix"})
-# Commands of pgq-sync that are not for an app's queue: run takes an APP (here the app is
-# given: worker), demo makes a queue of its own.
-LEFT_OUT = frozenset({run.name, "demo"})
-
-
-def _on_the_apps_queue(command: click.Command) -> click.Command:
-    """``command`` (and its subcommands) without the options that say where the queue is."""
-    mounted = copy.copy(command)
-    mounted.params = [p for p in command.params if p.name not in LOCATION_OPTIONS]
-    if isinstance(command, click.Group):
-        assert isinstance(mounted, click.Group)
-        mounted.commands = {name: _on_the_apps_queue(sub) for name, sub in command.commands.items()}
-    return mounted
 
 
 def command_group(ext: PgQueue) -> click.Group:
@@ -74,31 +52,10 @@ def command_group(ext: PgQueue) -> click.Group:
         Each job runs in a fresh app context. The options override the app's
         PGQUEUE_RUN_OPTIONS.
         """
-        ctx = click.get_current_context()
-        level = "DEBUG" if params["verbose"] else params["log_level"].upper()
-        configure_logging(level, params["log_format"])
-        given = {
-            key: params[key]
-            for key in RUN_OPTIONS
-            if ctx.get_parameter_source(key) is not ParameterSource.DEFAULT
-        }
-        run_kwargs = {**ext.run_options(current_app), **given}
-        try:
-            RunOptions.build(
-                **{
-                    **{key: params[key] for key in RUN_OPTIONS},
-                    **run_kwargs,
-                    "workers": run_kwargs.get("workers") or 1,
-                }
-            )
-        except ConfigurationError as exc:
-            raise CliRefusal(str(exc)) from None
         manager = ext.manager(current_app)
-        apply_driver_options(manager, params["listen_dsn"], params["transaction_pooling"])
-        recycle = Recycle(params["max_jobs"], params["max_memory"])
-        ctx.exit(WorkerProcess(manager, run_kwargs, recycle=recycle).main())
+        ctx = click.get_current_context()
+        ctx.exit(run_worker(manager, params, ext.run_options(current_app)))
 
-    for command in COMMANDS:
-        if command.name not in LEFT_OUT:
-            pgq.add_command(_on_the_apps_queue(command))
+    for command in queue_commands():
+        pgq.add_command(command)
     return pgq

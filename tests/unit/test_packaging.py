@@ -39,6 +39,9 @@ def test_the_wheel_carries_the_license_and_the_pytest_plugin(tmp_path: Path) -> 
     assert "[pytest11]\npgqueue_sync = pgqueue_sync.testing.plugin" in text
     assert "pgqueue_sync/contrib/flask.py" in names
     assert "pgqueue_sync/testing/plugin.py" in names
+    assert "pgqueue_sync/contrib/django/migrations/0001_install.py" in names
+    assert "pgqueue_sync/contrib/django/management/commands/pgq_worker.py" in names
+    assert "pgqueue_sync/contrib/django/management/commands/pgq.py" in names
 
 
 def test_the_readme_lists_every_extra_with_a_line_that_works_from_a_checkout() -> None:
@@ -52,3 +55,10 @@ def test_the_readme_lists_every_extra_with_a_line_that_works_from_a_checkout() -
 
 def test_the_flask_extra_brings_flask_and_the_commands() -> None:
     assert {"flask>=3.0", "click>=8.1", "rich>=13"} <= set(extras()["flask"])
+
+
+def test_the_django_extra_brings_django_and_the_backport_where_django_6_cannot_run() -> None:
+    django = extras()["django"]
+    assert "django>=4.2" in django
+    # Django 6 (django.tasks) needs Python 3.12: before it, the backport.
+    assert 'django-tasks>=0.12; python_version < "3.12"' in " ".join(django)
