@@ -26,12 +26,13 @@ from pgqueue_sync.admin_models import (
     JobPage,
     MinuteRates,
     PausedEntrypoint,
+    QueueMetrics,
     RequeueResult,
     WorkerInfo,
 )
 from pgqueue_sync.clock import Clock
 from pgqueue_sync.db import Connection, Driver, PsycopgDriver
-from pgqueue_sync.enqueue import OnConflict, Payload, When
+from pgqueue_sync.enqueue import EnqueueHooks, OnConflict, Payload, When
 from pgqueue_sync.errors import ConfigurationError
 from pgqueue_sync.models import (
     CancelResult,
@@ -130,6 +131,11 @@ class AsyncQueries:
 
     # -- producers -----------------------------------------------------------------------
 
+    def add_enqueue_hooks(self, hooks: EnqueueHooks) -> None:
+        """:meth:`pgqueue_sync.Queries.add_enqueue_hooks` (the hooks run in the thread that
+        enqueues, in the caller's context: context variables, the current span, go along)."""
+        self.sync.add_enqueue_hooks(hooks)
+
     async def enqueue(
         self,
         entrypoint: str | Sequence[str],
@@ -226,6 +232,9 @@ class AsyncQueries:
 
     async def workers(self) -> list[WorkerInfo]:
         return await self._run(self.sync.workers)
+
+    async def queue_metrics(self) -> QueueMetrics:
+        return await self._run(self.sync.queue_metrics)
 
     async def list_jobs(
         self,
