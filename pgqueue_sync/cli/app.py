@@ -21,6 +21,7 @@ from .dashboard import dashboard
 from .demo import demo
 from .inspection import jobs, log, queue_size, status, workers
 from .logs import restored_logging
+from .metrics import metrics
 from .repair import cancel, clear, pause, purge, requeue, resume
 from .run import run as run_command
 from .schedules import schedules
@@ -36,6 +37,7 @@ COMMANDS: tuple[click.Command, ...] = (
     jobs,
     dashboard,
     web,
+    metrics,
     queue_size,
     log,
     requeue,

@@ -12,7 +12,7 @@ import tempfile
 import threading
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 
 __all__ = ["MULTIPROC_ENV", "MetricsServer", "MultiprocessMetrics", "serve"]
 
@@ -49,8 +49,11 @@ class MetricsServer:
         self.thread.join(5.0)
 
 
-def serve(registry: CollectorRegistry, host: str = "127.0.0.1", port: int = 0) -> MetricsServer:
-    """Serve ``registry`` on ``host:port`` (0: a free port) from a daemon thread."""
+def serve(
+    registry: CollectorRegistry = REGISTRY, host: str = "127.0.0.1", port: int = 0
+) -> MetricsServer:
+    """Serve ``registry`` (default: prometheus-client's global one) on ``host:port`` (0: a
+    free port) from a daemon thread."""
     server, thread = start_http_server(port, addr=host, registry=registry)
     return MetricsServer(server, thread)
 
