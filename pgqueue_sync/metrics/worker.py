@@ -16,7 +16,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
@@ -126,12 +126,23 @@ class _Families:
             "Held jobs given back to the queue (shutdown deadline, stuck threads, paused).",
             registry=registry,
         )
+        # Labelled children by metric and labels: labels() parses its arguments each call.
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.reconnects = Counter(
             "pgqueue_reconnects",
             "The worker's connections reopened after a loss, by connection.",
             ["connection"],
             registry=registry,
         )
+
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
 
 _FAMILIES: weakref.WeakKeyDictionary[CollectorRegistry, _Families] = weakref.WeakKeyDictionary()
@@ -193,12 +204,12 @@ class WorkerMetrics(WorkerHooks):
 
     def job_started(self, job: Job) -> None:
         due = job.execute_after.timestamp()
-        self._m.latency.labels(job.entrypoint).observe(max(0.0, time.time() - due))
+        self._m.child(self._m.latency, job.entrypoint).observe(max(0.0, time.time() - due))
         self._buffer_changed()
 
     def job_finished(self, job: Job, outcome: Outcome) -> None:
-        self._m.jobs.labels(job.entrypoint, status_label(outcome.status)).inc()
-        self._m.duration.labels(job.entrypoint).observe(outcome.duration)
+        self._m.child(self._m.jobs, job.entrypoint, status_label(outcome.status)).inc()
+        self._m.child(self._m.duration, job.entrypoint).observe(outcome.duration)
 
     def job_timed_out(self, job: Job, outcome: Outcome) -> None:
         self.job_finished(job, outcome)
