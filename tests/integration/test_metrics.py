@@ -16,9 +16,10 @@ import subprocess
 import tempfile
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -30,8 +31,10 @@ from psycopg import sql
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from pgqueue_sync import Job, PsycopgDriver, Queries, QueueManager, RetryPolicy, Settings
+from pgqueue_sync.engine import Worker
+from pgqueue_sync.engine.hooks import WorkerHooks
 from pgqueue_sync.metrics import QueueCollector, WorkerMetrics, serve
-from tests.conftest import eventually
+from tests.conftest import Runner, eventually
 from tests.integration.test_cli_run import PGQ, TESTS, ledger
 from tests.tests_app import LEDGER, ledger_table
 
@@ -318,3 +321,66 @@ def test_pgq_sync_metrics_serves_the_queue(
             code = proc.wait(30)
     assert code == 0, log_path.read_text()
     assert "pgq-sync metrics: stopped" in log_path.read_text()
+
+
+class _Started(WorkerHooks):
+    def __init__(self) -> None:
+        self.worker: Worker | None = None
+        self.event = threading.Event()
+
+    def worker_started(self, worker: Worker) -> None:
+        self.worker = worker
+        self.event.set()
+
+
+def test_a_lost_connection_counts_as_a_reconnect(
+    qm: QueueManager, runner: Callable[..., Runner], conn: psycopg.Connection[Any]
+) -> None:
+    registry = CollectorRegistry()
+    started = _Started()
+    qm.add_hooks(WorkerMetrics(registry))
+    qm.add_hooks(started)
+
+    @qm.entrypoint("ok")
+    def ok(job: Job) -> None:
+        pass
+
+    r = runner(qm)
+    assert started.event.wait(30)
+    assert started.worker is not None
+    assert registry.get_sample_value("pgqueue_reconnects_total", {"connection": "listen"}) is None
+    cut = conn.execute(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+        (f"pgqueue-sync:listen:{started.worker.id.hex[:8]}",),
+    ).fetchone()
+    assert cut == (1,)
+
+    def reconnected() -> bool:
+        sample = registry.get_sample_value("pgqueue_reconnects_total", {"connection": "listen"})
+        return sample == 1
+
+    assert eventually(reconnected)
+    assert registry.get_sample_value("pgqueue_reconnects_total", {"connection": "fetch"}) is None
+    r.stop()
+
+
+def test_a_handler_past_its_timeout_is_counted_once(qm: QueueManager) -> None:
+    registry = CollectorRegistry()
+    qm.add_hooks(WorkerMetrics(registry))
+    release = threading.Event()
+
+    @qm.entrypoint("stuck", timeout=0.2)
+    def stuck(job: Job) -> None:
+        release.wait(30)
+
+    qm.queries.enqueue("stuck", None)
+    try:
+        qm.run(mode="drain", workers=1, dequeue_timeout=0.2)
+    finally:
+        release.set()
+    assert (
+        registry.get_sample_value(
+            "pgqueue_jobs_total", {"entrypoint": "stuck", "status": "exception"}
+        )
+        == 1
+    )

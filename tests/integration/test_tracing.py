@@ -169,3 +169,26 @@ def test_a_task_carries_the_trace_too(
     [request] = by_name(spans, "request")
     [process] = [s for s in spans if s.name.startswith("process ")]
     assert parent_id(process) == span_id(request)
+
+
+def test_a_handler_past_its_timeout_ends_its_span_as_an_error(
+    qm: QueueManager, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    instrument(qm, tracer_provider=provider)
+    release = threading.Event()
+
+    @qm.entrypoint("stuck", timeout=0.2)
+    def stuck(job: Job) -> None:
+        release.wait(30)
+
+    qm.queries.enqueue("stuck", None)
+    try:
+        qm.run(mode="drain", workers=1, dequeue_timeout=0.2)
+        # Ended at the timeout, while its handler still waits.
+        [span] = by_name(exporter.get_finished_spans(), "process stuck")
+    finally:
+        release.set()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes is not None
+    assert span.attributes[OUTCOME] == "exception"
+    assert span.attributes["error.type"] == "JobTimeoutError"
