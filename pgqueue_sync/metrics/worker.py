@@ -135,7 +135,6 @@ class _Families:
             registry=registry,
         )
 
-
     def child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, looked up once."""
         key = (id(metric), labels)
