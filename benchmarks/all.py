@@ -4,7 +4,8 @@
 
 Runs are paired and alternating: each round runs ours and the peer back to back (which
 goes first alternates by round) and the pgbench ceiling, for each batch size; enqueue and
-latency likewise. Backlog and memory run once at the end. Prints a table of medians and the
+latency likewise. Backlog and memory run once at the end, then the cost of metrics and
+tracing (``benchmarks.observability``). Prints a table of medians and the
 targets, and writes the JSON report (default ``benchmarks/results/latest.json``; ``python
 -m benchmarks.plot`` draws it).
 """
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import backlog, ceiling, enqueue, latency, memory, peer, throughput
+from . import backlog, ceiling, enqueue, latency, memory, observability, peer, throughput
 from .common import RESULTS_DIR, base_parser, emit, machine, median
 
 BATCH_SIZES = (10, 100)
@@ -248,10 +249,13 @@ def main() -> None:
     rows = [backlog.claim_cost(dsn, b, 20 if quick else 300, 10) for b in backlogs]
     report["backlog"] = {"rows": rows, "ratio": rows[-1]["per_job_us"] / rows[0]["per_job_us"]}
     report["memory"] = memory.drain_memory(dsn, 2_000 if quick else 1_000_000, 100)
+    report["observability"] = observability.measure(dsn, drain_jobs, args.rounds)
     report["targets"] = evaluate(report)
     report["seconds"] = time.time() - started
     print()
     print(table(report))
+    print()
+    print(observability.table(report["observability"]))
     print()
     for t in report["targets"]:
         state = {True: "met", False: "NOT met", None: "n/a"}[t["met"]]

@@ -17,12 +17,14 @@ from collections.abc import Collection, Sequence
 from psycopg.rows import dict_row
 
 from .admin_models import (
+    EntrypointBacklog,
     EntrypointStatus,
     JobDetail,
     JobPage,
     JobSummary,
     MinuteRates,
     PausedEntrypoint,
+    QueueMetrics,
     RequeueResult,
     WorkerInfo,
 )
@@ -86,6 +88,28 @@ class AdminQueries(QueryBase):
         with self._conn() as conn, conn.cursor(row_factory=dict_row) as cur:
             cur.execute(self._sql.status, self._params())
             return [EntrypointStatus.from_row(row) for row in cur.fetchall()]
+
+    def queue_metrics(self) -> QueueMetrics:
+        """What a metrics scrape reads, in one statement: per entrypoint, live jobs by state
+        and the age of the oldest due one (one pass over the queue table); live and lost
+        workers."""
+        with self._conn() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(self._sql.queue_metrics, self._params())
+            rows = cur.fetchall()
+        backlog = tuple(
+            EntrypointBacklog(
+                row["entrypoint"],
+                row["queued"],
+                row["deferred"],
+                row["picked"],
+                row["failed"],
+                row["oldest_waiting_seconds"],
+            )
+            for row in rows
+            if row["entrypoint"] is not None
+        )
+        first = rows[0] if rows else {"workers_live": 0, "workers_lost": 0}
+        return QueueMetrics(backlog, first["workers_live"], first["workers_lost"])
 
     def workers(self) -> list[WorkerInfo]:
         """The workers registry: running workers, and lost ones (no heartbeat for longer

@@ -17,12 +17,14 @@ from typing import Any
 from .models import Job, JobId, JobStatus, LogEntry
 
 __all__ = [
+    "EntrypointBacklog",
     "EntrypointStatus",
     "JobDetail",
     "JobPage",
     "JobSummary",
     "MinuteRates",
     "PausedEntrypoint",
+    "QueueMetrics",
     "RequeueResult",
     "WorkerInfo",
     "jsonable",
@@ -80,6 +82,29 @@ class EntrypointStatus:
     def from_row(cls, row: Mapping[str, Any]) -> EntrypointStatus:
         """An EntrypointStatus from a row read by column name."""
         return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass(frozen=True)
+class QueueMetrics:
+    """The queue as a metrics scrape reads it (``Queries.queue_metrics``): per entrypoint,
+    live jobs by state (``queued`` due now, ``deferred``, ``picked``, ``failed``) and how
+    long the oldest due job has waited; the workers registry's live and lost workers."""
+
+    backlog: tuple[EntrypointBacklog, ...]
+    workers_live: int
+    workers_lost: int
+
+
+@dataclasses.dataclass(frozen=True)
+class EntrypointBacklog:
+    """One entrypoint's live jobs (:class:`QueueMetrics`)."""
+
+    entrypoint: str
+    queued: int
+    deferred: int
+    picked: int
+    failed: int
+    oldest_waiting_seconds: float | None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import psycopg
 
@@ -26,13 +26,24 @@ class ManagedConnection:
     It is itself a Driver, so the same query code runs over it. ``setup`` statements run
     on every new connection before its first use (session settings). ``listen``: the
     connection is for LISTEN (opened with the driver's ``connect_listener``).
+    ``on_reconnect`` is called (under its lock: it must be quick) each time a connection
+    opens after the first, in place of one that was lost.
     """
 
     def __init__(
-        self, driver: Driver, role: str, setup: Sequence[bytes] = (), *, listen: bool = False
+        self,
+        driver: Driver,
+        role: str,
+        setup: Sequence[bytes] = (),
+        *,
+        listen: bool = False,
+        on_reconnect: Callable[[], None] | None = None,
     ) -> None:
         self._driver = driver
         self.role = role
+        # Connections opened so far: each one after the first replaces a lost one.
+        self.opened = 0
+        self._on_reconnect = on_reconnect
         self._setup = tuple(setup)
         self._listen = listen
         self._conn: Connection | None = None
@@ -80,6 +91,9 @@ class ManagedConnection:
                     conn.close()
                 raise
             self._conn = conn
+            self.opened += 1
+            if self.opened > 1 and self._on_reconnect is not None:
+                self._on_reconnect()
         return conn
 
     @contextlib.contextmanager
@@ -142,14 +156,28 @@ class ManagedConnection:
 
 
 def worker_connections(
-    driver: Driver, tag: str, *, fetch_setup: Sequence[bytes] = ()
+    driver: Driver,
+    tag: str,
+    *,
+    fetch_setup: Sequence[bytes] = (),
+    on_reconnect: Callable[[str], None] | None = None,
 ) -> dict[str, ManagedConnection]:
     """A worker's own connections, by role: ``fetch`` (claims; ``fetch_setup`` runs on it),
     ``complete`` (outcomes, heartbeats) and ``listen``. Each one's application_name is
     pgqueue-sync:<role>:<tag> (the worker id's prefix), to find them in pg_stat_activity
-    next to the worker's logs."""
+    next to the worker's logs. ``on_reconnect(role)``: one of them replaced a lost one."""
+
+    def told(role: str) -> Callable[[], None] | None:
+        if on_reconnect is None:
+            return None
+        return lambda: on_reconnect(role)
+
     return {
-        "fetch": ManagedConnection(driver, f"fetch:{tag}", setup=fetch_setup),
-        "complete": ManagedConnection(driver, f"complete:{tag}"),
-        "listen": ManagedConnection(driver, f"listen:{tag}", listen=True),
+        "fetch": ManagedConnection(
+            driver, f"fetch:{tag}", setup=fetch_setup, on_reconnect=told("fetch")
+        ),
+        "complete": ManagedConnection(driver, f"complete:{tag}", on_reconnect=told("complete")),
+        "listen": ManagedConnection(
+            driver, f"listen:{tag}", listen=True, on_reconnect=told("listen")
+        ),
     }

@@ -5,6 +5,7 @@ Everything a user can get wrong is refused with a typed error before anything is
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -21,7 +22,16 @@ from .errors import (
 )
 from .settings import validate_entrypoint
 
-__all__ = ["MAX_DEDUPE_KEY_LENGTH", "OnConflict", "Payload", "Rows", "When", "build_rows"]
+__all__ = [
+    "MAX_DEDUPE_KEY_LENGTH",
+    "EnqueueHooks",
+    "OnConflict",
+    "Payload",
+    "Rows",
+    "When",
+    "build_rows",
+    "with_headers",
+]
 
 Payload = bytes | bytearray | memoryview | None
 When = datetime | timedelta | None
@@ -36,6 +46,41 @@ MAX_DEDUPE_KEY_LENGTH = 512
 # that any session time zone can read it back (PostgreSQL itself goes to 294276 AD).
 EARLIEST = datetime(1, 1, 2, tzinfo=timezone.utc)
 LATEST = datetime(9999, 12, 30, tzinfo=timezone.utc)
+
+
+class EnqueueHooks:
+    """What an observer of producers does around each ``Queries.enqueue`` call (tracing
+    injects the trace context this way). Register one with ``queries.add_enqueue_hooks``.
+
+    ``enqueuing(entrypoints)`` is entered in the caller's thread before the arguments are
+    checked and left once the jobs are written (or the call failed, its exception passed
+    to ``__exit__``). The mapping it yields, if any, is added to every job's headers; a
+    header the caller gave keeps the caller's value.
+    """
+
+    def enqueuing(
+        self, entrypoints: Sequence[str]
+    ) -> contextlib.AbstractContextManager[Mapping[str, Any] | None]:
+        """A context manager around one enqueue call of jobs of `entrypoints`; the mapping
+        it yields (or None) is added to each job's headers. The default does nothing."""
+        return contextlib.nullcontext(None)
+
+
+def with_headers(headers: Any, extra: Mapping[str, Any]) -> Any:
+    """``enqueue``'s ``headers`` argument (a mapping, None, or a list of them) with
+    ``extra`` added to each job's; what the caller gave wins. Anything else is returned as
+    it is, for ``build_rows`` to refuse."""
+    if not extra:
+        return headers
+    if headers is None:
+        return dict(extra)
+    if isinstance(headers, Mapping):
+        return {**extra, **headers}
+    if isinstance(headers, (list, tuple)):
+        return [
+            with_headers(h, extra) if h is None or isinstance(h, Mapping) else h for h in headers
+        ]
+    return headers
 
 
 @dataclasses.dataclass

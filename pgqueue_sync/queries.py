@@ -21,7 +21,7 @@ from psycopg.rows import dict_row, tuple_row
 
 from .admin import AdminQueries
 from .db import Connection
-from .enqueue import OnConflict, Payload, Rows, When, build_rows
+from .enqueue import EnqueueHooks, OnConflict, Payload, Rows, When, build_rows, with_headers
 from .errors import ConfigurationError, DatabaseError, DuplicateJobError
 from .models import (
     ENQUEUE_COLUMNS,
@@ -70,6 +70,8 @@ class Queries(SchemaQueries, AdminQueries, ScheduleQueries):
     # Lists at least this long go through COPY; None: COPY_THRESHOLD. Set on an instance, it
     # sends short lists through COPY (tests run both paths on the same inputs).
     copy_threshold: int | None = None
+    # Observers of every enqueue (add_enqueue_hooks); none by default, at no cost.
+    enqueue_hooks: Sequence[EnqueueHooks] = ()
 
     # -- producers -----------------------------------------------------------------------
 
@@ -135,6 +137,50 @@ class Queries(SchemaQueries, AdminQueries, ScheduleQueries):
                 its ``dedupe_keys`` lists them.
             SchemaNotInstalledError: the queue's tables are not installed.
         """
+        if self.enqueue_hooks:
+            names = [entrypoint] if isinstance(entrypoint, str) else entrypoint
+            with contextlib.ExitStack() as stack:
+                for hook in self.enqueue_hooks:
+                    extra = stack.enter_context(hook.enqueuing(names))
+                    if extra:
+                        headers = with_headers(headers, extra)
+                return self._enqueue(
+                    entrypoint,
+                    payload,
+                    priority,
+                    execute_after,
+                    dedupe_key,
+                    on_conflict,
+                    headers,
+                    connection,
+                )
+        return self._enqueue(
+            entrypoint,
+            payload,
+            priority,
+            execute_after,
+            dedupe_key,
+            on_conflict,
+            headers,
+            connection,
+        )
+
+    def add_enqueue_hooks(self, hooks: EnqueueHooks) -> None:
+        """Have `hooks` observe every `enqueue` from now on (an `EnqueueHooks` of
+        `pgqueue_sync.enqueue`; `pgqueue_sync.tracing` uses it)."""
+        self.enqueue_hooks = [*self.enqueue_hooks, hooks]
+
+    def _enqueue(
+        self,
+        entrypoint: str | Sequence[str],
+        payload: Payload | Sequence[Payload],
+        priority: int | Sequence[int],
+        execute_after: When | Sequence[When],
+        dedupe_key: str | Sequence[str | None] | None,
+        on_conflict: OnConflict,
+        headers: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None,
+        connection: Connection | psycopg.Cursor[Any] | None,
+    ) -> list[JobId]:
         if on_conflict not in ("raise", "skip"):
             raise ConfigurationError("on_conflict must be 'raise' or 'skip'")
         known = self._known_entrypoints() if self._known_entrypoints is not None else None

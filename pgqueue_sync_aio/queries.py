@@ -26,12 +26,13 @@ from pgqueue_sync.admin_models import (
     JobPage,
     MinuteRates,
     PausedEntrypoint,
+    QueueMetrics,
     RequeueResult,
     WorkerInfo,
 )
 from pgqueue_sync.clock import Clock
 from pgqueue_sync.db import Connection, Driver, PsycopgDriver
-from pgqueue_sync.enqueue import OnConflict, Payload, When
+from pgqueue_sync.enqueue import EnqueueHooks, OnConflict, Payload, When
 from pgqueue_sync.errors import ConfigurationError
 from pgqueue_sync.models import (
     CancelResult,
@@ -137,6 +138,12 @@ class AsyncQueries:
         return await self._run(self.sync.installed_version)
 
     # -- producers -----------------------------------------------------------------------
+
+    def add_enqueue_hooks(self, hooks: EnqueueHooks) -> None:
+        """[`Queries.add_enqueue_hooks`][pgqueue_sync.Queries.add_enqueue_hooks] (the hooks run
+        in the thread that enqueues, in the caller's context: context variables, the current
+        span, go along)."""
+        self.sync.add_enqueue_hooks(hooks)
 
     async def enqueue(
         self,
@@ -261,6 +268,10 @@ class AsyncQueries:
     async def workers(self) -> list[WorkerInfo]:
         """[`Queries.workers`][pgqueue_sync.Queries.workers], awaited."""
         return await self._run(self.sync.workers)
+
+    async def queue_metrics(self) -> QueueMetrics:
+        """[`Queries.queue_metrics`][pgqueue_sync.Queries.queue_metrics], awaited."""
+        return await self._run(self.sync.queue_metrics)
 
     async def list_jobs(
         self,

@@ -18,6 +18,7 @@ from pgqueue_sync._version import __version__
 from .dashboard import dashboard
 from .demo import demo
 from .inspection import jobs, log, queue_size, status, workers
+from .metrics import metrics
 from .mount import invoke
 from .repair import cancel, clear, pause, purge, requeue, resume
 from .run import run as run_command
@@ -34,6 +35,7 @@ COMMANDS: tuple[click.Command, ...] = (
     jobs,
     dashboard,
     web,
+    metrics,
     queue_size,
     log,
     requeue,

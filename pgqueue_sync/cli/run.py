@@ -18,7 +18,7 @@ from pgqueue_sync.db import PsycopgDriver
 from pgqueue_sync.errors import ConfigurationError
 from pgqueue_sync.options import RunOptions
 
-from .context import CliRefusal
+from .context import CliError, CliRefusal
 from .loader import AnyManager, load_app, sync_manager
 from .logs import LEVELS, configure_logging
 from .supervisor import Supervisor
@@ -27,6 +27,10 @@ from .worker import Recycle, WorkerProcess
 __all__ = ["RUN_OPTIONS", "Seconds", "apply_driver_options", "run", "worker_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+MISSING_METRICS_EXTRA = (
+    'the metrics endpoint needs the "metrics" extra: pip install "pgqueue-sync[metrics]"'
+)
 
 
 class Seconds(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.3
@@ -123,6 +127,17 @@ def _child_args(app: str, params: dict[str, Any]) -> list[str]:
         if params[key] is None:
             args += [RUN_OPTIONS[key], "none"]
     return args
+
+
+def _metrics() -> Any:
+    """pgqueue_sync.metrics, or a clear error without the metrics extra."""
+    try:
+        from pgqueue_sync import metrics  # noqa: PLC0415
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").startswith("prometheus_client"):
+            raise CliError(MISSING_METRICS_EXTRA) from None
+        raise
+    return metrics
 
 
 def _seconds(default: float | None, help_text: str, *, none: bool = False) -> Any:
@@ -249,7 +264,20 @@ def worker_options(func: F) -> F:
     "them all on SIGTERM/SIGINT [default: one process, no supervisor].",
 )
 @worker_options
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve the workers' Prometheus metrics on this port (0: a free one, logged); with "
+    "--processes, the supervisor serves all processes' (the metrics extra).",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the metrics endpoint listens on.",
+)
 @click.option("--supervisor-fd", type=int, hidden=True)
+@click.option("--metrics-multiprocess", is_flag=True, hidden=True)
 def run(app: str, **params: Any) -> None:
     """Run the workers of APP until stopped (SIGTERM or Ctrl-C: gracefully).
 
@@ -265,10 +293,22 @@ def run(app: str, **params: Any) -> None:
         RunOptions.build(**{**run_kwargs, "workers": run_kwargs["workers"] or 1})
     except ConfigurationError as exc:
         raise CliRefusal(str(exc)) from None
+    metrics_port = params["metrics_port"]
     if params["processes"] is not None:
-        ctx.exit(Supervisor(_child_args(app, params), params["processes"]).run())
+        args = _child_args(app, params)
+        multiprocess = None
+        if metrics_port is not None:
+            multiprocess = _metrics().MultiprocessMetrics(params["metrics_host"], metrics_port)
+            args.append("--metrics-multiprocess")
+        ctx.exit(Supervisor(args, params["processes"], metrics=multiprocess).run())
     manager = load_app(app)
     apply_driver_options(manager, params["listen_dsn"], params["transaction_pooling"])
+    if metrics_port is not None or params["metrics_multiprocess"]:
+        metrics = _metrics()
+        sync_manager(manager).add_hooks(metrics.WorkerMetrics())
+        if metrics_port is not None:
+            server = metrics.serve(host=params["metrics_host"], port=metrics_port)
+            logging.getLogger(__name__).info("serving this worker's metrics on %s", server.url)
     fd = params["supervisor_fd"]
     channel = None if fd is None else socket.socket(fileno=fd)
     recycle = Recycle(params["max_jobs"], params["max_memory"])

@@ -15,6 +15,10 @@ it), connected to the supervisor by a socket pair:
   one that exits 0 (``--mode drain`` found nothing left) is not restarted;
 - the child stops gracefully when the socket closes (the supervisor is gone).
 
+With ``--metrics-port``, the supervisor serves the children's metrics added up
+(prometheus-client's multiprocess mode: a directory it creates for their values and removes
+at the end, given to them as ``PROMETHEUS_MULTIPROC_DIR``).
+
 SIGTERM or SIGINT: each child gets SIGTERM (a graceful stop); once all have exited, the
 supervisor exits 0 (1 if one of them failed meanwhile). A second signal kills the children
 (SIGKILL) and exits 130.
@@ -33,11 +37,15 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from pgqueue_sync.clock import now_real
 
 from .context import EXIT_INTERRUPTED
 from .worker import EXIT_RECYCLE
+
+if TYPE_CHECKING:
+    from pgqueue_sync.metrics import MultiprocessMetrics
 
 __all__ = ["BACKOFF_FIRST", "BACKOFF_MAX", "STABLE_AFTER", "Supervisor"]
 
@@ -75,10 +83,13 @@ class Supervisor:
         processes: int,
         *,
         env: Mapping[str, str] | None = None,
+        metrics: MultiprocessMetrics | None = None,
     ) -> None:
         self.child_args = list(child_args)
         self.processes = processes
         self.env = dict(os.environ if env is None else env)
+        # --metrics-port: the children's metrics, added up, served by this process.
+        self.metrics = metrics
         self._children: dict[int, _Child] = {}
         self._crashes = dict.fromkeys(range(processes), 0)
         self._restart_at: dict[int, float] = {}
@@ -101,6 +112,10 @@ class Supervisor:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (*_STOP, signal.SIGCHLD)}
         logger.info("supervisor (pid %d) starting %d worker processes", os.getpid(), self.processes)
         try:
+            if self.metrics is not None:
+                server = self.metrics.start()
+                self.env.update(self.metrics.env())
+                logger.info("serving the worker processes' metrics on %s", server.url)
             for slot in range(self.processes):
                 self._start(slot)
             while self._children or self._restart_at:
@@ -115,6 +130,8 @@ class Supervisor:
             self._selector.close()
             os.close(wake_r)
             os.close(wake_w)
+            if self.metrics is not None:
+                self.metrics.close()
         if self._hard:
             return EXIT_INTERRUPTED
         logger.info("all worker processes stopped")
@@ -197,6 +214,8 @@ class Supervisor:
             self._selector.unregister(child.channel)
         child.channel.close()
         pid, how = child.process.pid, describe_exit(code)
+        if self.metrics is not None:
+            self.metrics.process_exited(pid)
         ran = now_real() - child.started
         if self._stopping:
             logger.info("worker process %d stopped (%s)", pid, how)

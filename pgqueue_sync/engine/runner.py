@@ -18,6 +18,7 @@ import traceback
 from collections.abc import Callable, Mapping
 
 from pgqueue_sync.clock import Clock, Deadline
+from pgqueue_sync.context import Context
 from pgqueue_sync.errors import JobTimeoutError
 from pgqueue_sync.models import Job, JobId, JobStatus, Outcome
 from pgqueue_sync.options import RunOptions
@@ -109,6 +110,14 @@ class Runner:
         if entry is not None and entry.timeout is not None:
             self._completions.poke()  # the flusher watches timeouts: a new one starts now
         if self._hooks:
+            scope = self._hooks.job_scope(job)
+            if scope is not None:
+                with scope:
+                    return self._run(job, entry, ctx)
+        return self._run(job, entry, ctx)
+
+    def _run(self, job: Job, entry: Entrypoint | None, ctx: Context) -> Outcome:
+        if self._hooks:
             self._hooks.job_started(job)
         try:
             result = execute(entry, job, ctx, self._clock, max_result_bytes=self._max_result_bytes)
@@ -175,7 +184,10 @@ class Runner:
             frame = frames.get(run.thread)
             stack = "".join(traceback.format_stack(frame)) if frame is not None else ""
             text = f"Handler stack at the timeout:\n{stack}JobTimeoutError: {error}\n"
-            self._completions.add(failure(entry, job, error, text, now - run.started, self._clock))
+            outcome = failure(entry, job, error, text, now - run.started, self._clock)
+            self._completions.add(outcome)
+            if self._hooks:
+                self._hooks.job_timed_out(job, outcome)
         return next_in
 
     def _timeout_of(self, job: Job) -> float | None:

@@ -84,7 +84,12 @@ class Worker:
         # fetch_session statement).
         pooled = driver.transaction_pooling
         session = () if pooled else (statements(settings).fetch_session,)
-        self.connections = worker_connections(driver, self.id.hex[:8], fetch_setup=session)
+        self.connections = worker_connections(
+            driver,
+            self.id.hex[:8],
+            fetch_setup=session,
+            on_reconnect=self.hooks.reconnected if self.hooks else None,
+        )
         # False through a transaction pooler without listen_dsn: the worker polls.
         self.listening = driver.can_listen
         # Without the session's settings, each claim turns synchronous_commit off itself.

@@ -56,6 +56,31 @@ LEFT JOIN recent r USING (entrypoint)
 LEFT JOIN {paused} p USING (entrypoint)
 ORDER BY n.entrypoint
 
+-- name: queue_metrics
+-- What a metrics scrape reads, in one statement: live jobs by entrypoint and state and the
+-- oldest due job's age (one pass over the queue table, no other table read), and the
+-- workers registry's live and lost rows (a handful). The workers' counts come with every
+-- row, and alone (entrypoint NULL) when the queue is empty.
+WITH live AS (
+    SELECT entrypoint,
+           count(*) FILTER (WHERE status = 'queued' AND execute_after <= {now}) AS queued,
+           count(*) FILTER (WHERE status = 'queued' AND execute_after > {now}) AS deferred,
+           count(*) FILTER (WHERE status = 'picked') AS picked,
+           count(*) FILTER (WHERE status = 'failed') AS failed,
+           min(execute_after) FILTER (WHERE status = 'queued' AND execute_after <= {now})
+               AS oldest_due
+    FROM {jobs} GROUP BY entrypoint
+), registry AS (
+    SELECT count(*) FILTER (WHERE heartbeat >= {now} - lost_after) AS workers_live,
+           count(*) FILTER (WHERE heartbeat < {now} - lost_after) AS workers_lost
+    FROM {workers}
+)
+SELECT l.entrypoint, l.queued, l.deferred, l.picked, l.failed,
+       greatest(0, extract(epoch FROM {now} - l.oldest_due))::float8 AS oldest_waiting_seconds,
+       r.workers_live, r.workers_lost
+FROM registry r LEFT JOIN live l ON true
+ORDER BY l.entrypoint
+
 -- name: workers
 SELECT id, host, pid, started AS started_at, heartbeat AS heartbeat_at, entrypoints, threads,
        busy, jobs_done, jobs_failed, version, heartbeat < {now} - lost_after AS lost,

@@ -16,7 +16,7 @@ from pgqueue_sync_aio import AsyncQueries, AsyncQueueManager
 
 # Sync methods that stay plain functions on the async class (a decorator, or a setting,
 # is not awaited).
-STAYS_SYNC = {"entrypoint", "periodic", "add_hooks", "task"}
+STAYS_SYNC = {"entrypoint", "periodic", "add_hooks", "add_enqueue_hooks", "task"}
 # Methods whose async counterpart returns the async kind of what the sync one returns: the
 # return annotation is the sync one with these names replaced.
 ASYNC_RETURNS = {"task": ("Task[", "AsyncTask[")}

@@ -26,6 +26,7 @@ CASES = {
     "memory": ["--jobs", "300"],
     "operations": ["--jobs", "3000", "--log", "3000", "--repeat", "1"],
     "web": ["--jobs", "3000", "--log", "3000", "--repeat", "1"],
+    "observability": ["--jobs", "200", "--rounds", "1"],
     "ceiling": ["--batch-sizes", "10", "--seconds", "1", "--jobs", "5000"],
     "cpu": ["--jobs", "200", "--batch-sizes", "10", "--managers", "2"],
     "pgbouncer": [
