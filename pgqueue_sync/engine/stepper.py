@@ -87,6 +87,10 @@ class Stepper:
             job = worker.buffer.take(0)
             assert job is not None  # fetch_once put every claimed job in the buffer
             ran.append((job, worker.runner.run_job(job)))
+            if job.lost:
+                # A job counted as lost runs alone until its outcome is written; with no
+                # flusher thread here, write it now, or the next such job would wait for ever.
+                worker.flusher.flush()
         worker.flusher.flush()
         return ran
 

@@ -24,6 +24,7 @@ from pgqueue_sync import (
 )
 from pgqueue_sync.engine import Worker
 from pgqueue_sync.engine.buffer import Mailbox
+from pgqueue_sync.engine.stepper import Stepper
 from pgqueue_sync.models import Outcome
 from pgqueue_sync.options import RunOptions
 from tests.conftest import SqlQueries, engine
@@ -333,3 +334,47 @@ def test_a_job_waiting_to_run_alone_goes_back_to_the_queue_when_the_worker_stops
     assert set(worker.ledger.held()) == {jobs[0].id}
     release_first.set()
     first.join(20)
+
+
+def test_a_stepped_worker_runs_jobs_counted_as_lost_one_after_the_other(
+    cqm: QueueManager, clock: ManualClock, make_worker: Callable[[], Worker]
+) -> None:
+    """drain() (a Stepper) has no flusher thread to write the first suspect's outcome while
+    the second waits to run alone: it must write it itself, not wait for ever."""
+    ran: list[int] = []
+
+    @cqm.entrypoint("e")
+    def handler(job: Job) -> None:
+        ran.append(job.id)
+
+    ids = cqm.queries.enqueue(["e", "e"], [None, None])
+    make_worker().fetcher.fetch_once()
+    clock.advance(RETRY * 2)
+    worker = make_worker()
+    for job in worker.fetcher.fetch_once():  # both start, then this worker dies
+        assert engine(cqm).mark_started(worker.id, job.id, job.attempts)
+    clock.advance(timedelta(minutes=5))  # stale for the stepper's retry_timer too
+
+    steps: list[list[tuple[Job, Outcome]]] = []
+    with Stepper(
+        driver=cqm.driver, settings=cqm.settings, clock=clock, registry=cqm.entrypoints
+    ) as stepper:
+        thread = threading.Thread(target=lambda: steps.append(stepper.step()), daemon=True)
+        thread.start()
+        thread.join(20)
+        hung = thread.is_alive()
+        stepper.worker.shutdown_event.set()  # frees a step that waits, so the test ends
+        thread.join(20)
+    assert not hung, "the step waited for an outcome only it could write"
+    [step] = steps
+    assert [(job.id, job.lost, outcome.status) for job, outcome in step] == [
+        (ids[0], 1, JobStatus.SUCCESSFUL),
+        (ids[1], 1, JobStatus.SUCCESSFUL),
+    ]
+    assert ran == ids
+    assert cqm.queries.get_jobs(ids) == []  # done: only in the history now
+    history = cqm.queries.history(job_ids=ids)
+    assert sorted((entry.job_id, entry.status) for entry in history) == [
+        (ids[0], JobStatus.SUCCESSFUL),
+        (ids[1], JobStatus.SUCCESSFUL),
+    ]
