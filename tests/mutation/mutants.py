@@ -319,7 +319,7 @@ MUTANTS: list[Mutant] = [
         "wait_for never LISTENs",
         WAITING,
         "                conn.execute(sql.listen)\n",
-        "",
+        "                pass\n",
         FAST,
         LIFECYCLE,
     ),
@@ -808,6 +808,7 @@ MUTANTS: list[Mutant] = [
         LEDGER,
         "            if not self._holds(*key):\n",
         "            if False:\n",
+        LOST_CLAIM,
         RETRY_MACHINE,
     ),
     mutant(
@@ -842,8 +843,9 @@ MUTANTS: list[Mutant] = [
         "flusher.beat.cancels-dropped",
         "a heartbeat does not pass cancel requests on",
         FLUSHER,
+        "        self._ledger.cancel([job_id for job_id, requested in alive.items() "
         "if requested])\n        held = self._ledger.held()\n",
-        "])\n        held = self._ledger.held()\n",
+        "        held = self._ledger.held()\n",
         LIFECYCLE,
     ),
     mutant(
@@ -857,15 +859,14 @@ MUTANTS: list[Mutant] = [
     ),
     mutant(
         "worker.release.attempts-not-forgotten",
-        "released jobs stay held",
+        "released jobs stay held: given back at a pause, they are claimed again at the same "
+        "attempt, taken for a claim the server lost, and never run",
         WORKER_PY,
         "        self.ledger.forget(attempts)\n",
         "",
+        PAUSE,
         SHUTDOWN,
         SHUTDOWN_MACHINE,
-        equivalent="release is called once, at the end of a run: the jobs are released in "
-        "the table either way, and an outcome that comes later is refused by the "
-        "statement's fence (its row no longer names this worker)",
     ),
     # -- engine/worker.py and shutdown.py: events, the fetch loop, the stop ----------------
     mutant(
@@ -1071,8 +1072,7 @@ MUTANTS: list[Mutant] = [
         LEDGER,
         "                    if stale is not None:\n                        stale.cancel()\n",
         "",
-        LIFECYCLE,
-        RETRY_MACHINE,
+        LOST_CLAIM,
     ),
     mutant(
         "engine-sql.dequeue.lost-not-counted",
@@ -1172,6 +1172,10 @@ MUTANTS: list[Mutant] = [
         "FROM {schedules} WHERE name = %(name)s",
         PERIODIC,
         SCHEDULE_MACHINE,
+        equivalent="the compare-and-set of enqueue_ticks refuses the second of two "
+        "concurrent claims (its UPDATE waits for the first, then finds the cursor moved) and "
+        "the claim's transaction rolls its inserts back: no tick is enqueued twice; only "
+        "that worker's warning and backoff differ",
     ),
     mutant(
         "schedules-sql.enqueue-ticks.no-compare",
@@ -1181,6 +1185,31 @@ MUTANTS: list[Mutant] = [
         "    WHERE s.name = %(name)s\n    ORDER BY t.n",
         PERIODIC,
         SCHEDULE_MACHINE,
+        equivalent="a second guard: the claim holds the schedule's row (lock_schedule), so "
+        "the cursor is always where the claim read it",
+    ),
+    Mutant(
+        "schedules-sql.claim.unguarded",
+        "a schedule's ticks are claimed without the row lock and without the compare-and-set: "
+        "workers claiming at the same instant enqueue a tick twice",
+        (
+            Edit(
+                SCHEDULES_SQL,
+                "FROM {schedules} WHERE name = %(name)s\nFOR UPDATE SKIP LOCKED",
+                "FROM {schedules} WHERE name = %(name)s",
+            ),
+            Edit(
+                SCHEDULES_SQL,
+                "    WHERE s.name = %(name)s AND s.next_tick = %(expected)s\n    ORDER BY t.n",
+                "    WHERE s.name = %(name)s\n    ORDER BY t.n",
+            ),
+            Edit(
+                SCHEDULES_SQL,
+                "    WHERE s.name = %(name)s AND s.next_tick = %(expected)s\n    RETURNING",
+                "    WHERE s.name = %(name)s\n    RETURNING",
+            ),
+        ),
+        (PERIODIC, SCHEDULE_MACHINE),
     ),
     mutant(
         "flusher.split.second-half-dropped",
