@@ -537,8 +537,8 @@ MUTANTS: list[Mutant] = [
         "    WHERE j.worker_id = %(worker_id)s\n    ORDER BY j.id",
         QUERIES,
         LIFECYCLE,
-        equivalent="every change that takes a job out of 'picked' (completion, release, "
-        "cancel of a queued or failed job) also clears worker_id, so the worker-id check "
+        equivalent="every statement that takes a job out of 'picked' (completion, release, "
+        "requeue, the operator's requeue) also clears worker_id, so the worker-id check "
         "implies the status check",
     ),
     mutant(
@@ -819,8 +819,9 @@ MUTANTS: list[Mutant] = [
         "batch = list(outcomes)",
         SHUTDOWN,
         STATEFUL,
-        equivalent="the statement's own fence refuses them (their rows are released or "
-        "re-picked): the jobs and the log are the same, only a warning differs",
+        equivalent="the statement's own fence refuses them (their rows are released, "
+        "re-picked or superseded): the jobs and the log are the same, only a warning and the "
+        "run's fenced count differ",
     ),
     mutant(
         "flusher.write.no-idle",
