@@ -103,3 +103,41 @@ def test_a_stuck_thread_is_replaced_and_does_not_hold_up_shutdown(
     r.stop()  # returns though the stuck handler never does (no shutdown_timeout given)
     gate.set()
     assert qm.queries.queue_size() == []
+
+
+def test_a_stuck_thread_whose_handler_returns_at_last_takes_no_more_jobs(
+    qm: QueueManager, runner: Start
+) -> None:
+    """Its replacement took its place: the worker runs ``workers`` threads, not one more."""
+    gate = threading.Event()
+    returned = threading.Event()
+    stuck_thread: list[int] = []
+    threads: set[int] = set()
+    lock = threading.Lock()
+
+    @qm.entrypoint("hang", timeout=0.2)
+    def hang(job: Job) -> None:
+        stuck_thread.append(threading.get_ident())
+        gate.wait(60)
+        returned.set()
+
+    @qm.entrypoint("ok")
+    def ok(job: Job) -> None:
+        with lock:
+            threads.add(threading.get_ident())
+
+    [hung] = qm.queries.enqueue("hang", None)
+    r = runner(qm, workers=1)
+    try:
+        [result] = qm.queries.wait_for([hung], timeout=30)
+        assert result.status is JobStatus.EXCEPTION
+        gate.set()  # the stuck handler returns; its thread must end, not serve on
+        assert returned.wait(30)
+        assert eventually(lambda: qm.stuck_threads == 0)
+        ids = qm.queries.enqueue(["ok"] * 40, [None] * 40)
+        qm.queries.wait_for(ids, timeout=30)
+    finally:
+        gate.set()
+        r.stop()
+    assert len(threads) == 1
+    assert stuck_thread[0] not in threads

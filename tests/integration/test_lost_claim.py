@@ -1,17 +1,33 @@
-"""A claim the server forgets in a crash (claims commit asynchronously) runs its job once."""
+"""A job claimed again by the worker that holds it runs once: a claim the server forgot in a
+crash (claims commit asynchronously), or the worker's own re-claim after its heartbeat
+lapsed (the older attempt is superseded)."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
+import pytest
 
-from pgqueue_sync import Job, JobStatus, QueueManager, Settings
+from pgqueue_sync import (
+    Context,
+    Job,
+    JobStatus,
+    ManualClock,
+    PsycopgDriver,
+    QueueManager,
+    Settings,
+)
+from pgqueue_sync.engine import Worker
+from pgqueue_sync.engine.buffer import Mailbox
+from pgqueue_sync.options import RunOptions
 from tests.conftest import Runner, eventually
+from tests.stateful.harness import close_worker
 
 Start = Callable[..., Runner]
+RETRY = 30.0
 
 
 def test_a_job_whose_claim_was_lost_and_made_again_runs_once(
@@ -52,3 +68,112 @@ def test_a_job_whose_claim_was_lost_and_made_again_runs_once(
     assert result.status is JobStatus.SUCCESSFUL
     assert runs == 1
     assert [e.attempts for e in qm.queries.history(job_ids=[job_id])] == [1]
+
+
+# -- the worker's own re-claim, step by step --------------------------------------------------
+
+
+@pytest.fixture
+def cqm(driver: PsycopgDriver, settings: Settings) -> QueueManager:
+    """A queue on a manual clock: time moves only when a test moves it."""
+    manager = QueueManager(driver, settings=settings, clock=ManualClock())
+    manager.queries.install()
+    return manager
+
+
+@pytest.fixture
+def make_worker(cqm: QueueManager) -> Iterator[Callable[[], Worker]]:
+    """Workers built as run() builds them, driven by hand: no heartbeat unless a test beats,
+    so moving the clock past retry_timer lets a worker re-claim its own jobs."""
+    made: list[Worker] = []
+    options = RunOptions.build(
+        dequeue_timeout=3600.0,
+        batch_size=10,
+        retry_timer=RETRY,
+        workers=1,
+        buffer_size=10,
+        shutdown_timeout=None,
+        mode="continuous",
+        heartbeat_interval=None,
+    )
+
+    def make() -> Worker:
+        worker = Worker(
+            driver=cqm.driver,
+            settings=cqm.settings,
+            clock=cqm.clock,
+            registry=cqm.entrypoints,
+            options=options,
+            shutdown=threading.Event(),
+            mailbox=Mailbox(),
+        )
+        made.append(worker)
+        return worker
+
+    yield make
+    for worker in made:
+        close_worker(worker)
+
+
+def test_an_attempt_superseded_while_it_waited_in_the_buffer_never_runs(
+    cqm: QueueManager, make_worker: Callable[[], Worker]
+) -> None:
+    ran: list[int] = []
+
+    @cqm.entrypoint("e")
+    def handler(job: Job) -> None:
+        ran.append(job.attempts)
+
+    [job_id] = cqm.queries.enqueue("e", None)
+    worker = make_worker()
+    worker.prepare()
+    assert [j.attempts for j in worker.fetcher.fetch_once()] == [1]
+    # Its heartbeat lapses while attempt 1 waits in the buffer: the worker claims it again.
+    assert isinstance(cqm.clock, ManualClock)
+    cqm.clock.advance(RETRY + 1)
+    assert [j.attempts for j in worker.fetcher.fetch_once()] == [2]
+    first, second = worker.buffer.take(0), worker.buffer.take(0)
+    assert first is not None
+    assert second is not None
+    assert worker.runner.run_job(first).status is JobStatus.CANCELED
+    assert worker.runner.run_job(second).status is JobStatus.SUCCESSFUL
+    assert worker.flusher.flush() == {job_id}
+    assert ran == [2]  # the superseded attempt never ran its handler
+    assert [e.attempts for e in cqm.queries.history(job_ids=[job_id])] == [2]
+
+
+def test_a_running_attempt_superseded_by_the_workers_own_reclaim_is_told_to_stop(
+    cqm: QueueManager, make_worker: Callable[[], Worker]
+) -> None:
+    started = threading.Event()
+    stopped = threading.Event()
+
+    @cqm.entrypoint("e")
+    def handler(job: Job, ctx: Context) -> None:
+        if job.attempts == 1:
+            started.set()
+            if ctx.cancelled.wait(10):
+                stopped.set()
+
+    [job_id] = cqm.queries.enqueue("e", None)
+    worker = make_worker()
+    worker.prepare()
+    [job] = worker.fetcher.fetch_once()
+    assert worker.buffer.take(0) == job
+    first = threading.Thread(target=worker.runner.run_job, args=(job,))
+    first.start()
+    try:
+        assert started.wait(10)
+        assert isinstance(cqm.clock, ManualClock)
+        cqm.clock.advance(RETRY + 1)  # the handler outlived retry_timer without a heartbeat
+        [again] = worker.fetcher.fetch_once()
+        assert again.attempts == 2
+        # The older attempt's handler hears that it is superseded (its outcome would be
+        # fenced out anyway): it may stop instead of running on beside the new attempt.
+        assert stopped.wait(10)
+    finally:
+        first.join(30)
+    assert worker.buffer.take(0) == again
+    assert worker.runner.run_job(again).status is JobStatus.SUCCESSFUL
+    assert worker.flusher.flush() == {job_id}
+    assert [e.attempts for e in cqm.queries.history(job_ids=[job_id])] == [2]

@@ -146,9 +146,13 @@ def test_a_row_the_database_refuses_is_split_out_and_recorded_as_an_exception(
     runner: Start,
     refuse_log: Callable[..., None],
 ) -> None:
+    runs: Counter[int] = Counter()
+    lock = threading.Lock()
+
     @qm.entrypoint("good")
     def good(job: Job) -> None:
-        pass
+        with lock:
+            runs[job.id] += 1
 
     ids = qm.queries.enqueue(["good"] * 30, [None] * 30)
     victim = ids[7]
@@ -162,6 +166,8 @@ def test_a_row_the_database_refuses_is_split_out_and_recorded_as_an_exception(
     logged = Counter(e.job_id for e in qm.queries.history(limit=100))
     assert set(logged.values()) == {1}
     assert picked(conn, settings) == 0
+    # The refused row's batch mates were written on the split, not run again later.
+    assert runs == Counter(ids)
 
 
 def heartbeat_of(conn: psycopg.Connection[Any], settings: Settings, job_id: int) -> Any:

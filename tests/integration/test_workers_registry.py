@@ -66,6 +66,9 @@ def test_a_running_worker_is_a_row_until_it_stops(qm: QueueManager, runner: Star
         assert (worker.entrypoints, worker.threads) == (("other", "work"), 3)
         assert (worker.jobs_done, worker.jobs_failed, worker.lost) == (3, 0, False)
         assert worker.heartbeat_at >= worker.started_at
+        # Each heartbeat refreshes the row: its heartbeat moves on.
+        beat = worker.heartbeat_at
+        assert eventually(lambda: [w.heartbeat_at > beat for w in qm.queries.workers()] == [True])
         assert worker.options is not None
         assert worker.options["retry_timer"] == 2.0
     finally:

@@ -1,8 +1,8 @@
 """A curated mutation run: small deliberate bugs in the product, each of which the tests must
 catch.
 
-    python -m tests.mutation                      # every mutant; report in docs/testing.md
-    python -m tests.mutation --only dml.dequeue   # the mutants whose name contains this
+    python -m tests.mutation --jobs 2             # every mutant; report in docs/testing.md
+    python -m tests.mutation --only engine-sql.dequeue  # the mutants whose name contains this
     python -m tests.mutation --list               # what each mutant changes
     python -m tests.mutation --tests-rev REV      # the same mutants against an older suite
 
