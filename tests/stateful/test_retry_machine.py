@@ -56,8 +56,7 @@ class RetryMachine(PgMachine):
         self.fail_next = False
         self.handler_ran = False
         # Losses (max_lost) are not this machine's subject (test_lost_workers.py has them):
-        # the model does not count them, and a stepped worker would wait for itself to
-        # write one job counted as lost before it runs the next (it runs them alone).
+        # the model does not count them.
         self.db.qm.entrypoint(
             "e",
             max_lost=None,
