@@ -283,7 +283,10 @@ def test_pgq_sync_run_with_processes_adds_up_the_children(
 ) -> None:
     env = {**app_env, "TESTS_APP_JOB_SECONDS": "0.1"}
     before = set(Path(tempfile.gettempdir()).glob("pgq-metrics-*"))
-    with run_app(env, tmp_path / "run.log", "--processes", "2", "--workers", "2") as (proc, url):
+    # One claim per child at a time, and little held: a child holds at most 3 of the 23 jobs
+    # (0.1 s each), so the other, woken by the NOTIFY, gets some whatever the timing.
+    args = ("--processes", "2", "--workers", "2", "--batch-size", "1", "--buffer-size", "1")
+    with run_app(env, tmp_path / "run.log", *args) as (proc, url):
         assert set(Path(tempfile.gettempdir()).glob("pgq-metrics-*")) - before
         # Both children are up (each registers itself) before the jobs come.
         assert eventually(lambda: sum(not w.lost for w in queries.workers()) == 2, timeout=60)
