@@ -63,7 +63,16 @@ CASES = {
 
 def _run(name: str, args: list[str], dsn: str, out: Path) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, "-m", f"benchmarks.{_module(name)}", "--dsn", dsn, "--json", str(out), *args],
+        [
+            sys.executable,
+            "-m",
+            f"benchmarks.{_module(name)}",
+            "--dsn",
+            dsn,
+            "--json",
+            str(out),
+            *args,
+        ],
         cwd=ROOT,
         env={**os.environ, "PGQUEUE_BENCH_PEER_PYTHON": "/nonexistent"},
         capture_output=True,
