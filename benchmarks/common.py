@@ -20,6 +20,7 @@ import psycopg
 from pgqueue_sync import PsycopgDriver, Queries, Settings
 
 DEFAULT_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ENTRYPOINT = "noop"
 

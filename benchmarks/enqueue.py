@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--peer", choices=["pgqueuer"], default=None)
     args = parser.parse_args()
-    peer_python = peer.python() if args.peer else None
+    peer_python = peer.require(args.peer)
     rows: list[dict[str, Any]] = []
     for size in [int(s) for s in args.list_sizes.split(",") if s]:
         ours: list[float] = []

@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--peer", choices=["pgqueuer"], default=None)
     args = parser.parse_args()
     result: dict[str, Any] = {"bench": "latency", "ours": measure(args.dsn, args.samples, args.gap)}
-    peer_python = peer.python() if args.peer else None
+    peer_python = peer.require(args.peer)
     if peer_python is not None:
         result["pgqueuer"] = peer.latency(peer_python, args.dsn, args.samples)
     emit(result, args.json)

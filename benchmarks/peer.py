@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,22 @@ def python() -> str | None:
         [candidate, "-c", "import pgqueuer, asyncpg"], capture_output=True, check=False
     )
     return candidate if probe.returncode == 0 else None
+
+
+def require(name: str | None) -> str | None:
+    """The peer's interpreter when ``--peer NAME`` was given; if it is missing, say how to
+    create it (on stderr) and return None: the benchmark then prints our numbers alone."""
+    if name is None:
+        return None
+    interpreter = python()
+    if interpreter is None:
+        print(
+            f"the peer ({name}) is not installed: run `bash benchmarks/setup_peer.sh` (a "
+            "virtualenv in .venv-peer) or set PGQUEUE_BENCH_PEER_PYTHON; printing "
+            "pgqueue-sync's numbers only",
+            file=sys.stderr,
+        )
+    return interpreter
 
 
 def version(interpreter: str) -> str:
@@ -50,9 +67,20 @@ def _call(interpreter: str, *args: str) -> dict[str, Any]:
     return result
 
 
-def drain(interpreter: str, dsn: str, jobs: int, batch_size: int) -> dict[str, Any]:
+def drain(
+    interpreter: str, dsn: str, jobs: int, batch_size: int, way: str = "lab"
+) -> dict[str, Any]:
     return _call(
-        interpreter, "drain", "--dsn", dsn, "--jobs", str(jobs), "--batch-size", str(batch_size)
+        interpreter,
+        "drain",
+        "--dsn",
+        dsn,
+        "--jobs",
+        str(jobs),
+        "--batch-size",
+        str(batch_size),
+        "--way",
+        way,
     )
 
 
@@ -64,3 +92,33 @@ def enqueue(interpreter: str, dsn: str, jobs: int, list_size: int) -> dict[str, 
 
 def latency(interpreter: str, dsn: str, samples: int) -> dict[str, Any]:
     return _call(interpreter, "latency", "--dsn", dsn, "--samples", str(samples))
+
+
+def startup(interpreter: str, dsn: str, samples: int, jobs: int) -> dict[str, Any]:
+    return _call(
+        interpreter, "startup", "--dsn", dsn, "--samples", str(samples), "--jobs", str(jobs)
+    )
+
+
+def latency_load(
+    interpreter: str, dsn: str, seconds: float, rate: float | None, batch_size: int
+) -> dict[str, Any]:
+    args = ["--seconds", str(seconds), "--batch-size", str(batch_size)]
+    if rate is not None:
+        args += ["--rate", str(rate)]
+    return _call(interpreter, "latency-load", "--dsn", dsn, *args)
+
+
+def processes(interpreter: str, dsn: str, jobs: int, count: int, batch_size: int) -> dict[str, Any]:
+    return _call(
+        interpreter,
+        "processes",
+        "--dsn",
+        dsn,
+        "--jobs",
+        str(jobs),
+        "--processes",
+        str(count),
+        "--batch-size",
+        str(batch_size),
+    )

@@ -1,12 +1,19 @@
 """Drain throughput: one worker process, no-op handler, a backlog claimed at batch sizes.
 
     python -m benchmarks.throughput [--jobs 20000] [--batch-sizes 10,100] [--runs 3]
-                                    [--workers 4] [--peer pgqueuer] [--json PATH]
+                                    [--workers 4] [--way lab|user] [--peer pgqueuer]
+                                    [--json PATH]
 
-Each run installs the queue in a fresh schema, loads ``--jobs`` jobs (COPY), runs VACUUM
-ANALYZE (the steady state autovacuum keeps a busy queue table in), then times
-``qm.run(mode="drain")`` from the call to its return. With ``--peer pgqueuer`` the peer
-drains the same backlog in its own process, alternating with ours run by run.
+Each run installs the queue in a fresh schema, loads ``--jobs`` jobs (COPY), then times
+``qm.run(mode="drain")`` from the call to its return (its start-up included). Two ways:
+
+- ``lab`` (the default): VACUUM ANALYZE after loading (the steady state autovacuum keeps a
+  busy queue table in) and ``--workers`` handler threads;
+- ``user``: the way a user measures it: the backlog is drained right after it is enqueued
+  (no VACUUM), with ``run()``'s defaults except ``batch_size`` (``--workers`` is ignored).
+
+With ``--peer pgqueuer`` the peer drains the same backlog the same way in its own process,
+alternating with ours run by run.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from .common import (
 )
 
 DEFAULT_WORKERS = 4
+WAYS = ("lab", "user")
 
 
 def drain_once(
@@ -39,11 +47,13 @@ def drain_once(
     batch_size: int,
     workers: int = DEFAULT_WORKERS,
     buffer_size: int | None = None,
+    way: str = "lab",
 ) -> dict[str, Any]:
     """Drain ``jobs`` no-op jobs at ``batch_size``; the jobs/s and the seconds it took."""
     with installed_queue(dsn, "tput") as (settings, queries):
         load_jobs(queries, jobs)
-        vacuum_analyze(dsn, settings)
+        if way == "lab":
+            vacuum_analyze(dsn, settings)
         with psycopg.connect(dsn, autocommit=True) as conn:
             qm = QueueManager(PsycopgDriver(conn), settings=settings)
             done = 0
@@ -56,13 +66,16 @@ def drain_once(
                     done += 1
 
             started = time.perf_counter()
-            qm.run(
-                dequeue_timeout=1.0,
-                batch_size=batch_size,
-                workers=workers,
-                buffer_size=buffer_size,
-                mode="drain",
-            )
+            if way == "lab":
+                qm.run(
+                    dequeue_timeout=1.0,
+                    batch_size=batch_size,
+                    workers=workers,
+                    buffer_size=buffer_size,
+                    mode="drain",
+                )
+            else:
+                qm.run(batch_size=batch_size, mode="drain")
             seconds = time.perf_counter() - started
     if done != jobs:
         raise RuntimeError(f"drained {done} of {jobs} jobs")
@@ -76,20 +89,25 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
     parser.add_argument("--buffer-size", type=int, default=None)
+    parser.add_argument("--way", choices=WAYS, default="lab")
     parser.add_argument("--peer", choices=["pgqueuer"], default=None)
     args = parser.parse_args()
     sizes = [int(s) for s in args.batch_sizes.split(",") if s]
-    peer_python = peer.python() if args.peer else None
+    peer_python = peer.require(args.peer)
     rows: list[dict[str, Any]] = []
     for size in sizes:
         ours: list[float] = []
         theirs: list[float] = []
         for _ in range(args.runs):
             ours.append(
-                drain_once(args.dsn, args.jobs, size, args.workers, args.buffer_size)["jobs_per_s"]
+                drain_once(args.dsn, args.jobs, size, args.workers, args.buffer_size, args.way)[
+                    "jobs_per_s"
+                ]
             )
             if peer_python is not None:
-                theirs.append(peer.drain(peer_python, args.dsn, args.jobs, size)["jobs_per_s"])
+                theirs.append(
+                    peer.drain(peer_python, args.dsn, args.jobs, size, way=args.way)["jobs_per_s"]
+                )
         row: dict[str, Any] = {"batch_size": size, "ours": ours, "ours_median": median(ours)}
         if peer_python is not None:
             row.update(pgqueuer=theirs, pgqueuer_median=median(theirs))
@@ -98,7 +116,8 @@ def main() -> None:
         {
             "bench": "throughput",
             "jobs": args.jobs,
-            "workers": args.workers,
+            "workers": args.workers if args.way == "lab" else None,
+            "way": args.way,
             "peer": None if peer_python is None else args.peer,
             "rows": rows,
         },

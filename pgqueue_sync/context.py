@@ -9,6 +9,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from typing import ClassVar
 
 from .errors import NoContextError, PgQueueError
 from .models import Job
@@ -17,9 +18,11 @@ __all__ = ["Context", "JobCancelled", "current_context", "running"]
 
 logger = logging.getLogger(__name__)
 
-_current: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
+# The running handler's Context; the engine sets it around each handler (as `running` does).
+CURRENT: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
     "pgqueue_sync_context", default=None
 )
+_current = CURRENT
 
 
 def current_context() -> Context:
@@ -64,8 +67,10 @@ class Context:
     # asks for it (a threading.Event costs more to create than the rest of the Context).
     _cancelled: bool = dataclasses.field(default=False, repr=False)
     _event: threading.Event | None = dataclasses.field(default=None, repr=False)
-    _callbacks: list[Callable[[], object]] = dataclasses.field(default_factory=list, repr=False)
-    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+    _callbacks: list[Callable[[], object]] | None = dataclasses.field(default=None, repr=False)
+    # One lock for every Context (cancellations are rare; a lock and a list per claimed job
+    # doubled the cost of making one).
+    _lock: ClassVar[threading.Lock] = threading.Lock()
 
     @property
     def attempt(self) -> int:
@@ -100,7 +105,7 @@ class Context:
             self._cancelled = True
             if self._event is not None:
                 self._event.set()
-            callbacks, self._callbacks = self._callbacks, []
+            callbacks, self._callbacks = self._callbacks or [], None
         for callback in callbacks:
             try:
                 callback()
@@ -112,11 +117,14 @@ class Context:
         already is. Returns a function that unregisters it."""
         with self._lock:
             if not self._cancelled:
+                if self._callbacks is None:
+                    self._callbacks = []
                 self._callbacks.append(callback)
 
                 def remove() -> None:
                     with self._lock, contextlib.suppress(ValueError):
-                        self._callbacks.remove(callback)
+                        if self._callbacks is not None:
+                            self._callbacks.remove(callback)
 
                 return remove
         callback()

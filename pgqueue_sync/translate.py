@@ -144,6 +144,9 @@ def translate_errors(*, schema: str | None = None, prefix: str = "") -> Iterator
     except (
         psycopg.errors.InvalidSqlStatementName,
         psycopg.errors.DuplicatePreparedStatement,
+        # "bind message supplies 10 parameters, but prepared statement "_pg3_0" requires
+        # 6": the name was prepared for another statement on that server connection.
+        psycopg.errors.ProtocolViolation,
     ) as exc:
         if not _AUTOMATIC_STATEMENT.search(str(exc)):
             raise DatabaseError(describe(exc)) from exc

@@ -63,21 +63,26 @@ class JobBuffer(queue.Queue[Job]):
             self.unfinished_tasks += len(items)
             self.not_empty.notify(len(items))
 
+    def put(self, item: Job, block: bool = True, timeout: float | None = None) -> None:
+        """Add one claimed job, as :meth:`put_many` does: never blocks, refuses a job that
+        does not fit (so no taker ever has a blocked put to wake)."""
+        self.put_many([item])
+
     def take(self, timeout: float | None = None) -> Job | None:
         """The next job; None after ``timeout`` seconds; BufferClosed once closed and empty."""
         with self.not_empty:
-            if not self._qsize():
+            jobs = self.queue
+            if not jobs:
                 deadline = Deadline(timeout)  # only when there is something to wait for
-                while not self._qsize():
+                while not jobs:
                     if self._closed:
                         raise BufferClosed("the job buffer is closed")
                     remaining = deadline.remaining()
                     if remaining is not None and remaining <= 0:
                         return None
                     self.not_empty.wait(remaining)
-            job = self._get()
-            self.not_full.notify()
-            room = self.maxsize - self._qsize()
+            job: Job = jobs.popleft()
+            room = self.maxsize - len(jobs)
         if room == self.watermark and self._on_room is not None:
             self._on_room()
         return job
@@ -132,11 +137,13 @@ class CompletionBuffer:
         self._cond = threading.Condition()
         self._items: list[Outcome] = []
         self._closed = False
+        self._waiting = 0  # takers waiting in take_all: only they need a notify
 
     def add(self, outcome: Outcome) -> None:
         with self._cond:
             self._items.append(outcome)
-            self._cond.notify()
+            if self._waiting:
+                self._cond.notify()
 
     def poke(self) -> None:
         """Wake a waiting taker without adding anything (it has a new deadline to watch)."""
@@ -152,7 +159,11 @@ class CompletionBuffer:
         """Everything pending, waiting up to ``timeout`` seconds for the first one."""
         with self._cond:
             if not self._items and not self._closed and timeout > 0:
-                self._cond.wait(timeout)
+                self._waiting += 1
+                try:
+                    self._cond.wait(timeout)
+                finally:
+                    self._waiting -= 1
             items, self._items = self._items, []
             return items
 

@@ -8,10 +8,9 @@ import logging
 import re
 import traceback
 from datetime import datetime
-from typing import Any
 
 from pgqueue_sync.clock import Clock
-from pgqueue_sync.context import Context, JobCancelled, running
+from pgqueue_sync.context import CURRENT, Context, JobCancelled
 from pgqueue_sync.errors import UnknownEntrypointError, UnstorableResultError
 from pgqueue_sync.models import Job, JobStatus, Outcome
 from pgqueue_sync.registry import Entrypoint
@@ -90,30 +89,44 @@ def execute(
     attempt; with a retry policy the job is retried after its backoff, or ends ``failed``.
     """
     started = clock.monotonic()
-
-    def outcome(status: JobStatus, **extra: Any) -> Outcome:
-        duration = max(0.0, clock.monotonic() - started)
-        return Outcome(job.id, job.attempts, status, duration, **extra)
-
     if ctx.is_cancelled:
-        return outcome(JobStatus.CANCELED)
+        return _outcome(job, started, clock, JobStatus.CANCELED)
     try:
         if entry is None:
             raise UnknownEntrypointError(f"no handler for entrypoint {job.entrypoint!r}")
-        with running(ctx):
+        # What `with running(ctx)` does, without a generator-based context manager per job.
+        token = CURRENT.set(ctx)
+        try:
             value = entry.func(job, ctx) if entry.takes_context else entry.func(job)
+        finally:
+            CURRENT.reset(token)
     except JobCancelled:
-        return outcome(JobStatus.CANCELED, traceback=traceback.format_exc())
+        return _outcome(job, started, clock, JobStatus.CANCELED, traceback.format_exc())
     except BaseException as exc:  # SystemExit and KeyboardInterrupt fail the job, not the worker
         duration = max(0.0, clock.monotonic() - started)
         return failure(entry, job, exc, traceback.format_exc(), duration, clock)
+    if value is None:
+        return _outcome(job, started, clock, JobStatus.SUCCESSFUL)
     try:
         result, value_json = encode_result(value, max_result_bytes)
     except UnstorableResultError as exc:
         logger.warning("job %d (%s): %s", job.id, job.entrypoint, exc)
         text = f"UnstorableResultError: job {job.id} finished but {exc}\n"
-        return outcome(JobStatus.EXCEPTION, traceback=text)
-    return outcome(JobStatus.SUCCESSFUL, result=result, value_json=value_json)
+        return _outcome(job, started, clock, JobStatus.EXCEPTION, text)
+    return _outcome(job, started, clock, JobStatus.SUCCESSFUL, None, result, value_json)
+
+
+def _outcome(
+    job: Job,
+    started: float,
+    clock: Clock,
+    status: JobStatus,
+    traceback: str | None = None,
+    result: bytes | None = None,
+    value_json: str | None = None,
+) -> Outcome:
+    duration = max(0.0, clock.monotonic() - started)
+    return Outcome(job.id, job.attempts, status, duration, traceback, result, value_json)
 
 
 def failure(

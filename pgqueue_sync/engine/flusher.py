@@ -316,9 +316,15 @@ class Flusher:
             if self._cancel_checks or any(chore.pending for chore in self._chores):
                 wait = 0.0
             pending += self._completions.take_all(wait)
-            if 0 < len(pending) < GATHER_BELOW and not self._completions.closed and not failures:
+            if (
+                0 < len(pending) < GATHER_BELOW
+                and not self._completions.closed
+                and not failures
+                and self._ledger.held_count() > len(pending)
+            ):
                 # Group commit: a few outcomes wait a moment for more, so one statement and
                 # one commit serve more jobs and the server has more CPU left for claims.
+                # Not when no other held job could finish meanwhile (a drain's last jobs).
                 self._hard_stop.wait(GATHER_SECONDS)
                 pending += self._completions.take_all(0)
             if pending and self._clock.monotonic() >= retry_at:

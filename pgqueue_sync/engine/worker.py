@@ -80,6 +80,8 @@ class Worker:
         self.hooks = hooks if hooks is not None else HookList()
         # The error that ended this run early (the queue's tables are gone, or changed).
         self.fatal: PgQueueError | None = None
+        # Whether prepare() analyzed the queue table (None: not known yet).
+        self._statistics_checked: bool | None = None
         # Through a transaction pooler the fetch session's settings are not sent (see the
         # fetch_session statement).
         pooled = driver.transaction_pooling
@@ -294,8 +296,18 @@ class Worker:
         """Check the queue before the first claim: the schema is installed and of this
         version, the statistics exist, the limits rows of limited entrypoints are there, the
         outcome connection opens. ``run()`` calls it; so does a worker driven by hand."""
-        self.fetch_store.verify()
-        if self.fetch_store.ensure_statistics():
+        # The outcome and listen connections open, and the statistics are looked at (over
+        # the outcome connection), while the fetch connection checks the schema: three
+        # connection set-ups and their round trips overlap instead of following one another.
+        side = threading.Thread(target=self._prepare_side, name="pgqueue-sync-prepare")
+        side.start()
+        try:
+            self.fetch_store.verify()
+        finally:
+            side.join()
+        if self._statistics_checked is None:  # it failed there: again here, errors raised
+            self._statistics_checked = self.fetch_store.ensure_statistics()
+        if self._statistics_checked:
             logger.info("analyzed the queue table: it held jobs but had no statistics yet")
         self.connections["complete"].raw()  # open it now: a bad DSN fails here, not mid-run
         limited = self.fetcher.globally_limited
@@ -311,6 +323,16 @@ class Worker:
                 self.id,
                 self.options.dequeue_timeout,
             )
+
+    def _prepare_side(self) -> None:
+        """:meth:`prepare`'s work off the fetch connection; errors are left for it to raise."""
+        self._statistics_checked = None
+        try:
+            self._statistics_checked = self.store.ensure_statistics()
+            if self.listening:
+                self.connections["listen"].raw()
+        except Exception as exc:  # raised again by prepare() or Listener.start, in the caller
+            logger.debug("preparing the worker's connections: %s", exc)
 
     def _stop_seen(self) -> bool:
         """Whether to stop fetching; tells the hooks the first time it is so."""
@@ -348,7 +370,10 @@ class Worker:
                 for attempt in retrying:
                     with attempt:
                         jobs = self.fetcher.fetch_once()
-                        idle_for = self.fetcher.idle_timeout() if not jobs else 0.0
+                        # Not when a drain ends here (nothing held: nothing can be held
+                        # again but by this thread): the sleep it sizes will not happen.
+                        ending = self.options.mode == "drain" and not self.ledger.any_held()
+                        idle_for = self.fetcher.idle_timeout() if not jobs and not ending else 0.0
             except CONNECTION_ERRORS:
                 if self._stop_seen():
                     return

@@ -20,6 +20,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 CASES = {
     "throughput": ["--jobs", "200", "--batch-sizes", "10", "--runs", "1"],
+    "throughput_user": ["--jobs", "200", "--batch-sizes", "10", "--runs", "1", "--way", "user"],
+    "startup": ["--samples", "1", "--jobs", "50"],
+    "latency_load": ["--seconds", "0.3", "--rate", "100"],
+    "processes": ["--jobs", "200", "--processes", "1,2"],
+    "io_bound": ["--threads", "4", "--sleep", "0.01", "--jobs", "20"],
+    "log_growth": ["--log-rows", "0,2000", "--claims", "5", "--backlog", "100"],
     "enqueue": ["--jobs", "600", "--list-sizes", "300", "--runs", "1"],
     "latency": ["--samples", "5", "--gap", "0.005"],
     "backlog": ["--backlogs", "100,1000", "--claims", "5"],
@@ -58,7 +64,16 @@ CASES = {
 
 def _run(name: str, args: list[str], dsn: str, out: Path) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, "-m", f"benchmarks.{name}", "--dsn", dsn, "--json", str(out), *args],
+        [
+            sys.executable,
+            "-m",
+            f"benchmarks.{_module(name)}",
+            "--dsn",
+            dsn,
+            "--json",
+            str(out),
+            *args,
+        ],
         cwd=ROOT,
         env={**os.environ, "PGQUEUE_BENCH_PEER_PYTHON": "/nonexistent"},
         capture_output=True,
@@ -74,12 +89,17 @@ def _run(name: str, args: list[str], dsn: str, out: Path) -> dict[str, Any]:
     return written
 
 
+def _module(case: str) -> str:
+    """The benchmark a case runs (``throughput_user``: throughput, the user's way)."""
+    return "throughput" if case == "throughput_user" else case
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_benchmark_writes_json(name: str, dsn: str, tmp_path: Path) -> None:
     if name == "pgbouncer" and pgbouncer_binary() is None:
         pytest.skip("pgbouncer is not installed (apt-get install pgbouncer; .ci/run does)")
     result = _run(name, CASES[name], dsn, tmp_path / f"{name}.json")
-    assert result["bench"] == name
+    assert result["bench"] == _module(name)
 
 
 def test_report_and_plots(dsn: str, tmp_path: Path) -> None:
@@ -87,7 +107,15 @@ def test_report_and_plots(dsn: str, tmp_path: Path) -> None:
     assert {t["target"] for t in report["targets"]} >= {
         "pick-up latency p50 (ms)",
         "claim cost 1M / 1k queued",
+        "drain batch 10 vs pgqueuer (the user's way)",
+        "start-up: ready to claim (ms)",
+        "pick-up latency p99 under load (ms)",
+        "I/O-bound, 64 threads x 50 ms, share of 1,280/s",
+        "claim/complete cost, 1M log rows / none",
+        "worker CPU per job, batch 100 (us)",
     }
+    assert [row["batch_size"] for row in report["drain_user"]] == [10, 100]
+    assert [row["processes"] for row in report["processes"]["rows"]] == [1, 2]
     for path in plot.draw(report, tmp_path / "img"):
         root = ElementTree.fromstring(path.read_text())  # noqa: S314 - our own output
         assert root.tag == "{http://www.w3.org/2000/svg}svg"

@@ -994,7 +994,8 @@ MUTANTS: list[Mutant] = [
         "execution.cancelled-buffered-runs",
         "a cancelled job that is buffered still runs its handler (behaviour 4)",
         EXECUTION,
-        "    if ctx.is_cancelled:\n        return outcome(JobStatus.CANCELED)\n",
+        "    if ctx.is_cancelled:\n"
+        "        return _outcome(job, started, clock, JobStatus.CANCELED)\n",
         "",
         LIFECYCLE,
     ),
@@ -1002,8 +1003,10 @@ MUTANTS: list[Mutant] = [
         "execution.cancel-is-exception",
         "a handler that stops on cancellation ends 'exception'",
         EXECUTION,
-        "    except JobCancelled:\n        return outcome(JobStatus.CANCELED,",
-        "    except JobCancelled:\n        return outcome(JobStatus.EXCEPTION,",
+        "    except JobCancelled:\n"
+        "        return _outcome(job, started, clock, JobStatus.CANCELED,",
+        "    except JobCancelled:\n"
+        "        return _outcome(job, started, clock, JobStatus.EXCEPTION,",
         LIFECYCLE,
     ),
     mutant(
