@@ -13,6 +13,7 @@ import pytest
 from psycopg import sql
 from psycopg.types.json import Jsonb
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -26,6 +27,9 @@ from .support import chrome, missing_browser, served
 pytestmark = pytest.mark.skipif(missing_browser() is not None, reason=str(missing_browser()))
 
 WAIT = 20  # seconds: a bound on what the page does by itself (load its JSON, draw)
+# While a page is replaced (a form posted, a redirect followed), an element found on the old
+# one goes stale: the wait reads it again.
+PAGE_CHANGING = (NoSuchElementException, StaleElementReferenceException)
 TOKEN = "browser-token-0123456789-abcdef"
 
 
@@ -37,7 +41,7 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 def loaded(browser: webdriver.Chrome) -> None:
     """Wait until the overview's script has read its JSON and drawn (a bounded wait)."""
-    WebDriverWait(browser, WAIT).until(
+    WebDriverWait(browser, WAIT, ignored_exceptions=PAGE_CHANGING).until(
         lambda d: d.find_element(By.ID, "live").get_attribute("data-loaded")
     )
 
@@ -97,7 +101,7 @@ def test_overview_then_requeue_a_failed_job_and_see_it_run(
         assert '"order": 42' in browser.find_element(By.ID, "payload").text
 
         browser.find_element(By.XPATH, "//button[text()='Requeue']").click()
-        WebDriverWait(browser, WAIT).until(
+        WebDriverWait(browser, WAIT, ignored_exceptions=PAGE_CHANGING).until(
             lambda d: f"job {shop.flaky} requeued" in d.find_element(By.TAG_NAME, "main").text
         )
         assert browser.find_element(By.CSS_SELECTOR, "h1 .badge").text == "queued"
