@@ -137,33 +137,23 @@ class Queries(SchemaQueries, AdminQueries, ScheduleQueries):
                 its ``dedupe_keys`` lists them.
             SchemaNotInstalledError: the queue's tables are not installed.
         """
-        if self.enqueue_hooks:
-            names = [entrypoint] if isinstance(entrypoint, str) else entrypoint
-            with contextlib.ExitStack() as stack:
+        with contextlib.ExitStack() as stack:
+            if self.enqueue_hooks:
+                names = [entrypoint] if isinstance(entrypoint, str) else entrypoint
                 for hook in self.enqueue_hooks:
                     extra = stack.enter_context(hook.enqueuing(names))
                     if extra:
                         headers = with_headers(headers, extra)
-                return self._enqueue(
-                    entrypoint,
-                    payload,
-                    priority,
-                    execute_after,
-                    dedupe_key,
-                    on_conflict,
-                    headers,
-                    connection,
-                )
-        return self._enqueue(
-            entrypoint,
-            payload,
-            priority,
-            execute_after,
-            dedupe_key,
-            on_conflict,
-            headers,
-            connection,
-        )
+            return self._enqueue(
+                entrypoint,
+                payload,
+                priority,
+                execute_after,
+                dedupe_key,
+                on_conflict,
+                headers,
+                connection,
+            )
 
     def add_enqueue_hooks(self, hooks: EnqueueHooks) -> None:
         """Have `hooks` observe every `enqueue` from now on (an `EnqueueHooks` of

@@ -21,10 +21,8 @@ from pgqueue_sync import (
     Settings,
 )
 from pgqueue_sync.engine import Worker
-from pgqueue_sync.engine.buffer import Mailbox
-from pgqueue_sync.options import RunOptions
 from tests.conftest import Runner, eventually
-from tests.stateful.harness import close_worker
+from tests.integration.stepping import stepped_workers
 
 Start = Callable[..., Runner]
 RETRY = 30.0
@@ -85,34 +83,8 @@ def cqm(driver: PsycopgDriver, settings: Settings) -> QueueManager:
 def make_worker(cqm: QueueManager) -> Iterator[Callable[[], Worker]]:
     """Workers built as run() builds them, driven by hand: no heartbeat unless a test beats,
     so moving the clock past retry_timer lets a worker re-claim its own jobs."""
-    made: list[Worker] = []
-    options = RunOptions.build(
-        dequeue_timeout=3600.0,
-        batch_size=10,
-        retry_timer=RETRY,
-        workers=1,
-        buffer_size=10,
-        shutdown_timeout=None,
-        mode="continuous",
-        heartbeat_interval=None,
-    )
-
-    def make() -> Worker:
-        worker = Worker(
-            driver=cqm.driver,
-            settings=cqm.settings,
-            clock=cqm.clock,
-            registry=cqm.entrypoints,
-            options=options,
-            shutdown=threading.Event(),
-            mailbox=Mailbox(),
-        )
-        made.append(worker)
-        return worker
-
-    yield make
-    for worker in made:
-        close_worker(worker)
+    with stepped_workers(cqm, RETRY) as make:
+        yield make
 
 
 def test_an_attempt_superseded_while_it_waited_in_the_buffer_never_runs(

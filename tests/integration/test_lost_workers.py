@@ -23,12 +23,10 @@ from pgqueue_sync import (
     Settings,
 )
 from pgqueue_sync.engine import Worker
-from pgqueue_sync.engine.buffer import Mailbox
 from pgqueue_sync.engine.stepper import Stepper
 from pgqueue_sync.models import Outcome
-from pgqueue_sync.options import RunOptions
 from tests.conftest import SqlQueries, engine
-from tests.stateful.harness import close_worker
+from tests.integration.stepping import stepped_workers
 
 RETRY = timedelta(seconds=30)
 
@@ -118,34 +116,8 @@ def cqm(driver: PsycopgDriver, settings: Settings, clock: ManualClock) -> QueueM
 @pytest.fixture
 def make_worker(cqm: QueueManager) -> Iterator[Callable[[], Worker]]:
     """Workers built as run() builds them, driven one step at a time."""
-    made: list[Worker] = []
-    options = RunOptions.build(
-        dequeue_timeout=3600.0,
-        batch_size=10,
-        retry_timer=RETRY,
-        workers=1,
-        buffer_size=10,
-        shutdown_timeout=None,
-        mode="continuous",
-        heartbeat_interval=None,
-    )
-
-    def make() -> Worker:
-        worker = Worker(
-            driver=cqm.driver,
-            settings=cqm.settings,
-            clock=cqm.clock,
-            registry=cqm.entrypoints,
-            options=options,
-            shutdown=threading.Event(),
-            mailbox=Mailbox(),
-        )
-        made.append(worker)
-        return worker
-
-    yield make
-    for worker in made:
-        close_worker(worker)
+    with stepped_workers(cqm, RETRY) as make:
+        yield make
 
 
 def test_only_the_batch_mate_that_had_started_is_charged_when_its_worker_is_lost(
