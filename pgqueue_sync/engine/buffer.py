@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
 
 from pgqueue_sync.clock import Deadline
@@ -11,6 +13,15 @@ from pgqueue_sync.errors import ConfigurationError, PgQueueError
 from pgqueue_sync.models import Job, Outcome
 
 __all__ = ["BufferClosed", "CompletionBuffer", "JobBuffer", "Mailbox"]
+
+# Jobs whose handlers take less than this on average (seconds) are left to the threads
+# already awake: a sleeping thread costs a wake-up (a futex, and on a virtual machine an
+# interrupt to another core) and then competes for the GIL, while the thread that is awake
+# is back for the next job sooner than that.
+SHORT_JOB = 0.0002
+# How long buffered jobs may wait with no thread taking any (a handler that usually returns
+# at once is running long) before every thread they need is woken: see JobBuffer.nudge.
+STALL = 0.005
 
 
 class BufferClosed(PgQueueError):
@@ -24,6 +35,12 @@ class JobBuffer(queue.Queue[Job]):
     claims as many jobs as there is room for (``put_many`` refuses more), and ``on_room`` is
     called when a take makes the free room reach ``watermark``, so the fetcher can sleep
     while the buffer is full instead of polling it.
+
+    How many sleeping threads a put wakes follows the handlers' recent durations
+    (:meth:`ran`): one thread per job while they are long or unknown; while they are short,
+    a single one, the threads already awake taking the rest. A short handler that runs long
+    cannot hold the others back: :meth:`nudge`, called by the fetcher, wakes every thread
+    the buffered jobs need once they have waited ``STALL`` seconds with no take.
     """
 
     def __init__(
@@ -39,6 +56,37 @@ class JobBuffer(queue.Queue[Job]):
         self.watermark = min(maxsize, watermark if watermark is not None else 1)
         self._on_room = on_room
         self._closed = False
+        self._sleeping = 0  # takers waiting for a job
+        self._progress = time.monotonic()  # the last take, or the put into an empty buffer
+        self._typical: float | None = None  # recent handler durations, averaged (seconds)
+
+    def ran(self, seconds: float) -> None:
+        """A handler ran for ``seconds``: the average that decides how many threads a put
+        wakes (an exponential moving average; a race between threads only loses a sample)."""
+        typical = self._typical
+        self._typical = seconds if typical is None else typical + (seconds - typical) / 4
+
+    def short_jobs(self) -> bool:
+        """Whether handlers have lately returned in less than ``SHORT_JOB`` on average."""
+        typical = self._typical
+        return typical is not None and typical < SHORT_JOB
+
+    def nudge(self) -> float:
+        """Wake the sleeping threads the buffered jobs need if no thread has taken one for
+        ``STALL`` seconds; the seconds until it should be called again (inf: no need)."""
+        with self.mutex:
+            if not self.queue or not self._sleeping:
+                return math.inf
+            waited = time.monotonic() - self._progress
+            if waited < STALL:
+                return STALL - waited
+            self.not_empty.notify(len(self.queue))
+            return math.inf
+
+    def wake_all(self) -> None:
+        """Wake a sleeping thread for every buffered job (at shutdown: they must finish)."""
+        with self.mutex:
+            self.not_empty.notify(len(self.queue))
 
     def room(self) -> int:
         """Free slots."""
@@ -58,10 +106,12 @@ class JobBuffer(queue.Queue[Job]):
                     f"{len(items)} jobs do not fit in the buffer "
                     f"({self.maxsize - self._qsize()} free of {self.maxsize})"
                 )
+            if not self.queue:
+                self._progress = time.monotonic()
             for job in items:
                 self._put(job)
             self.unfinished_tasks += len(items)
-            self.not_empty.notify(len(items))
+            self.not_empty.notify(1 if self.short_jobs() else len(items))
 
     def put(self, item: Job, block: bool = True, timeout: float | None = None) -> None:
         """Add one claimed job, as :meth:`put_many` does: never blocks, refuses a job that
@@ -80,8 +130,13 @@ class JobBuffer(queue.Queue[Job]):
                     remaining = deadline.remaining()
                     if remaining is not None and remaining <= 0:
                         return None
-                    self.not_empty.wait(remaining)
+                    self._sleeping += 1
+                    try:
+                        self.not_empty.wait(remaining)
+                    finally:
+                        self._sleeping -= 1
             job: Job = jobs.popleft()
+            self._progress = time.monotonic()
             room = self.maxsize - len(jobs)
         if room == self.watermark and self._on_room is not None:
             self._on_room()

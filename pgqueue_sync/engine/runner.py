@@ -242,7 +242,7 @@ class Runner:
                 except BufferClosed:
                     return
                 if job is not None:
-                    self.run_job(job)
+                    self._buffer.ran(self.run_job(job).duration)
                     if self._retired and self._is_retired(me):
                         return
         finally:

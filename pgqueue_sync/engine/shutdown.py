@@ -67,7 +67,8 @@ class Shutdown:
         def remaining() -> float | None:
             return None if deadline is None else deadline - self._clock.monotonic()
 
-        # Running and buffered jobs finish (the handler threads keep going) ...
+        # Running and buffered jobs finish (the handler threads keep going, all awake) ...
+        self._buffer.wake_all()
         while self._fatal() is None and self._ledger.held():
             left = remaining()
             if left is not None and left <= 0:

@@ -355,9 +355,12 @@ class Worker:
         rechecked = False
         while not self._stop_seen():
             tick_in = self.scheduler.tick()  # enqueue the schedules' due ticks
+            # Buffered jobs waiting while threads sleep (the awake ones run handlers that
+            # usually return at once): wakes them after a while, and says when to look again.
+            nudge_in = self.buffer.nudge()
             if self.buffer.room() < want or not self.runner.can_start():
                 # Full, or every handler thread is stuck: nothing more can start here.
-                self.mailbox.wait(min(self.options.dequeue_timeout, tick_in))
+                self.mailbox.wait(min(self.options.dequeue_timeout, tick_in, nudge_in))
                 continue
             self.mailbox.drain()
             # A job held during the claim may have gone back to the queue (a retry) after
@@ -391,7 +394,7 @@ class Worker:
                     continue
                 logger.info("drain mode: no job is due and none is held; stopping")
                 return
-            self.mailbox.wait(idle_for)
+            self.mailbox.wait(min(idle_for, nudge_in))
 
     def shutdown(self) -> None:
         """Stop: held jobs finish (until ``shutdown_timeout``), what is left goes back to the

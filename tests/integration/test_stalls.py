@@ -22,9 +22,22 @@ from pgqueue_sync import (
     SchemaNotInstalledError,
     Settings,
 )
+from pgqueue_sync.engine import Worker
+from pgqueue_sync.engine.hooks import WorkerHooks
+from pgqueue_sync.engine.runner import TAKE_TIMEOUT
 from tests.conftest import Runner, eventually
 
 Start = Callable[..., Runner]
+
+
+class SeenWorker(WorkerHooks):
+    """The worker of the last run started (``qm.add_hooks(seen)``)."""
+
+    def __init__(self) -> None:
+        self.worker: Worker | None = None
+
+    def worker_started(self, worker: Worker) -> None:
+        self.worker = worker
 
 
 def statuses(conn: psycopg.Connection[Any], settings: Settings) -> dict[int, str]:
@@ -109,6 +122,44 @@ def test_a_worker_whose_threads_are_all_stuck_holds_no_job_it_cannot_start(
         assert time.monotonic() - stopped < 2.0
     finally:
         gate.set()
+
+
+def test_jobs_behind_a_short_handler_that_runs_long_are_not_held_back(
+    qm: QueueManager, runner: Start
+) -> None:
+    """While handlers return at once, a claim wakes a single thread (the awake ones take the
+    rest); when one of them runs long instead, the jobs behind it wake the other threads
+    within a few milliseconds, not when it returns nor when an idle thread looks again."""
+    seen = SeenWorker()
+    qm.add_hooks(seen)
+    gate = threading.Event()
+    quick_done = threading.Semaphore(0)
+
+    @qm.entrypoint("quick")
+    def quick(job: Job) -> None:
+        quick_done.release()
+
+    @qm.entrypoint("long")
+    def long(job: Job) -> None:
+        gate.wait(60)
+
+    r = runner(qm, workers=4)
+    try:
+        warmup = qm.queries.enqueue(["quick"] * 30, [None] * 30)
+        qm.queries.wait_for(warmup, timeout=20)
+        for _ in warmup:
+            assert quick_done.acquire(timeout=5)
+        assert seen.worker is not None
+        assert seen.worker.buffer.short_jobs()
+        # One claim: the long job first (higher priority), three quick ones behind it.
+        qm.queries.enqueue(["long", "quick", "quick", "quick"], [None] * 4, [10, 0, 0, 0])
+        # Half the idle threads' own timeout (TAKE_TIMEOUT), after which they would look at
+        # the buffer anyway: the quick jobs start long before.
+        for _ in range(3):
+            assert quick_done.acquire(timeout=TAKE_TIMEOUT / 2)
+    finally:
+        gate.set()
+    r.stop()
 
 
 # -- forged NOTIFY ---------------------------------------------------------------------------

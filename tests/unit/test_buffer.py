@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import math
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 import pytest
 
-from pgqueue_sync.engine.buffer import BufferClosed, CompletionBuffer, JobBuffer, Mailbox
+from pgqueue_sync.engine.buffer import STALL, BufferClosed, CompletionBuffer, JobBuffer, Mailbox
 from pgqueue_sync.models import Job, JobStatus, Outcome
 
 NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
@@ -95,3 +98,116 @@ def test_mailbox_collects_messages() -> None:
     box.post(Mailbox.STOP)
     assert box.wait(1) == {Mailbox.WAKE, Mailbox.STOP}
     assert box.drain() == set()
+
+
+# -- how many sleeping threads a put wakes ---------------------------------------------------
+
+
+def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+class Takers:
+    """Threads that each take one job and then hold it (a handler that runs on)."""
+
+    def __init__(self, buf: JobBuffer, count: int) -> None:
+        self.buf = buf
+        self.taken: list[Job] = []
+        self.lock = threading.Lock()
+        self.release = threading.Event()
+        self.threads = [threading.Thread(target=self._take, daemon=True) for _ in range(count)]
+        for thread in self.threads:
+            thread.start()
+        assert eventually(lambda: buf._sleeping == count)
+
+    def _take(self) -> None:
+        try:
+            got = self.buf.take()
+        except BufferClosed:
+            return
+        if got is not None:
+            with self.lock:
+                self.taken.append(got)
+        self.release.wait(10)
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.taken)
+
+    def stop(self) -> None:
+        self.release.set()
+        self.buf.close()
+        for thread in self.threads:
+            thread.join(5)
+
+
+@pytest.mark.parametrize("durations", [[], [0.01] * 5, [0.00001] * 5 + [0.5]])
+def test_a_put_wakes_a_thread_per_job_unless_handlers_are_short(durations: list[float]) -> None:
+    buf = JobBuffer(8)
+    for seconds in durations:  # none yet, long ones, or a long one after short ones
+        buf.ran(seconds)
+    assert not buf.short_jobs()
+    takers = Takers(buf, 3)
+    try:
+        buf.put_many([job(1), job(2), job(3)])
+        assert eventually(lambda: takers.count() == 3)
+    finally:
+        takers.stop()
+
+
+def test_short_handlers_leave_jobs_to_the_awake_thread_until_they_wait_too_long() -> None:
+    buf = JobBuffer(8)
+    for _ in range(5):
+        buf.ran(0.00001)
+    assert buf.short_jobs()
+    takers = Takers(buf, 3)
+    try:
+        buf.put_many([job(1), job(2), job(3)])
+        assert eventually(lambda: takers.count() == 1)
+        # One thread was woken; it holds its job (a short handler running long) and the
+        # other two jobs wait, their threads asleep.
+        assert buf._sleeping == 2
+        assert buf.qsize() == 2
+        waited_for = buf.nudge()
+        assert 0 < waited_for <= STALL  # not yet: the fetcher is told when to look again
+        assert buf._sleeping == 2
+        buf._progress -= STALL  # as if STALL seconds passed with no take
+        assert buf.nudge() == math.inf
+        assert eventually(lambda: takers.count() == 3)
+        assert buf.nudge() == math.inf  # nothing buffered: nothing to watch
+    finally:
+        takers.stop()
+
+
+def test_a_put_into_an_empty_buffer_restarts_the_stall_clock() -> None:
+    buf = JobBuffer(8)
+    for _ in range(5):
+        buf.ran(0.00001)
+    takers = Takers(buf, 2)
+    try:
+        buf._progress -= 60  # idle for a minute: no take, nothing buffered
+        buf.put_many([job(1), job(2)])
+        assert eventually(lambda: takers.count() == 1)
+        assert 0 < buf.nudge() <= STALL  # the jobs have only just arrived
+        assert buf.qsize() == 1
+    finally:
+        takers.stop()
+
+
+def test_wake_all_wakes_a_thread_per_buffered_job() -> None:
+    buf = JobBuffer(8)
+    for _ in range(5):
+        buf.ran(0.00001)
+    takers = Takers(buf, 3)
+    try:
+        buf.put_many([job(1), job(2), job(3)])
+        assert eventually(lambda: takers.count() == 1)
+        buf.wake_all()
+        assert eventually(lambda: takers.count() == 3)
+    finally:
+        takers.stop()
