@@ -76,7 +76,9 @@ class Job:
     Attributes:
         id: the job's id, as ``enqueue`` returned it.
         priority: higher runs first; among equal priorities, the oldest first.
-        created: when the job was enqueued (an aware datetime, as are all of them).
+        created: when the job was enqueued (an aware datetime, as are all of them; a
+            handler's job has them in UTC, unless its worker goes through a transaction
+            pooler, where they are in the server's TimeZone).
         updated: when its row last changed (claimed, retried, requeued).
         heartbeat: when its worker last said it still holds it; a ``picked`` job whose
             heartbeat is older than ``retry_timer`` is claimed again.
@@ -137,6 +139,22 @@ class Job:
         return job
 
     @classmethod
+    def from_claim(cls, row: Sequence[Any], worker_id: uuid.UUID) -> Job:
+        """A Job from a claim's columns (CLAIM_COLUMNS order): the columns the claim has
+        just set to known values (status, heartbeat, worker, started) are not read back."""
+        job = object.__new__(cls)
+        fields = job.__dict__
+        fields.update(zip(CLAIM_COLUMNS, row, strict=True))
+        payload = fields["payload"]
+        if payload is not None and type(payload) is not bytes:
+            fields["payload"] = bytes(payload)
+        fields["status"] = JobStatus.PICKED
+        fields["heartbeat"] = fields["updated"]  # both set to the claim's now()
+        fields["worker_id"] = worker_id
+        fields["started"] = None
+        return job
+
+    @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
         """A Job from a row read by name (every column of JOB_COLUMN_TYPES)."""
         return cls.from_tuple([row[name] for name in _JOB_FIELDS])
@@ -172,6 +190,10 @@ JOB_COLUMN_TYPES: dict[str, str] = {
     "rescued": "int4",
     "started": "timestamptz",
 }
+# What a claim reads back: the others it has just set to known values (Job.from_claim).
+CLAIM_COLUMNS = tuple(
+    name for name in JOB_COLUMN_TYPES if name not in ("status", "heartbeat", "worker_id", "started")
+)
 # What enqueue writes with COPY, in this order (the rest takes the table's defaults).
 ENQUEUE_COLUMNS = (
     "id",

@@ -81,7 +81,7 @@ class Store(SchemaQueries):
                     retry_timer=retry_timer,
                 ),
             )
-            jobs = [Job.from_tuple(row) for row in cur.fetchall()]
+            jobs = [Job.from_claim(row, worker_id) for row in cur.fetchall()]
         jobs.sort(key=lambda j: (-j.priority, j.execute_after, j.id))
         return jobs
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from importlib import resources
 
 from psycopg import sql
 
 from pgqueue_sync import events
 from pgqueue_sync.errors import SchemaVersionError
-from pgqueue_sync.models import ENQUEUE_COLUMNS, JOB_COLUMN_TYPES
+from pgqueue_sync.models import CLAIM_COLUMNS, ENQUEUE_COLUMNS, JOB_COLUMN_TYPES
 from pgqueue_sync.settings import Settings
 
 __all__ = [
@@ -89,12 +90,14 @@ SCHEMA_VERSION = max(MIGRATIONS, default=1)
 _NOW = "COALESCE(%(now)s::timestamptz, now())"
 
 
-def _job_columns() -> sql.Composable:
-    """The claim's select list: Job's fields in order, each read as the type Job expects
-    (the status enum as text, which reads the same in text and binary results)."""
+def _job_columns(names: Iterable[str] = JOB_COLUMN_TYPES) -> sql.Composable:
+    """A select list of Job's fields (all of them, or ``names``) in order, each read as the
+    type Job expects (the status enum as text, which reads the same in text and binary)."""
     columns: list[sql.Composable] = [
-        sql.SQL("j.{}::{} AS {}").format(sql.Identifier(name), sql.SQL(kind), sql.Identifier(name))
-        for name, kind in JOB_COLUMN_TYPES.items()
+        sql.SQL("j.{}::{} AS {}").format(
+            sql.Identifier(name), sql.SQL(JOB_COLUMN_TYPES[name]), sql.Identifier(name)
+        )
+        for name in names
     ]
     return sql.SQL(", ").join(columns)
 
@@ -140,6 +143,7 @@ class Statements:
             "jobs_regclass": sql.Literal(s.ident("jobs").as_string(None)),
             "now": sql.SQL(_NOW),
             "job_columns": _job_columns(),
+            "claim_columns": _job_columns(CLAIM_COLUMNS),
             "enqueue_columns": sql.SQL(", ").join([sql.Identifier(c) for c in ENQUEUE_COLUMNS]),
         }
         # Scripts (for other migration tools) fill their literals in when written.

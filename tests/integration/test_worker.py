@@ -5,7 +5,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import timedelta, timezone
 from typing import Any
 
 import psycopg
@@ -270,3 +270,32 @@ def test_drain_runs_every_job_of_an_entrypoint_at_its_concurrency_limit(
         ids = qm.queries.enqueue(["one_at_a_time"] * 3, [None] * 3)
         qm.run(mode="drain", dequeue_timeout=1.0, workers=4)
         assert ran[-3:] == ids
+
+
+def test_a_handler_receives_its_row_as_the_claim_left_it(
+    qm: QueueManager, runner: Start, conn: psycopg.Connection[Any]
+) -> None:
+    """The claim reads back only what it did not set itself (Job.from_claim fills in the
+    status, heartbeat, worker and started): the job a handler gets is its row all the same."""
+    seen: list[tuple[Job, Job]] = []
+    gate = threading.Event()
+
+    @qm.entrypoint("look")
+    def look(job: Job) -> None:
+        (row,) = qm.queries.get_jobs([job.id])  # read while the handler runs: still picked
+        seen.append((job, row))
+        gate.set()
+
+    (job_id,) = qm.queries.enqueue(
+        "look", b"\x00payload", priority=3, dedupe_key="k-1", headers={"tenant": "t"}
+    )
+    runner(qm)
+    assert gate.wait(10)
+    ((job, row),) = seen
+    assert job.id == job_id
+    assert job.status is JobStatus.PICKED
+    assert job.worker_id is not None
+    assert job.heartbeat == job.updated
+    assert job == row  # every field, the datetimes as instants
+    # In UTC whatever the server's TimeZone (datetime.timezone.utc: psycopg's fast decode).
+    assert job.created.tzinfo is timezone.utc

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import pytest
 
 from pgqueue_sync.context import Context, JobCancelled
-from pgqueue_sync.models import ENQUEUE_COLUMNS, JOB_COLUMN_TYPES, Job, JobStatus
+from pgqueue_sync.models import CLAIM_COLUMNS, ENQUEUE_COLUMNS, JOB_COLUMN_TYPES, Job, JobStatus
 from pgqueue_sync.settings import Settings
 from pgqueue_sync.sql import statements, templates
 
@@ -72,7 +72,10 @@ def test_the_claim_reads_the_declared_columns_in_order() -> None:
     claim = statements(Settings()).dequeue.decode()
     returning = claim[claim.index("RETURNING") + len("RETURNING") :]
     read = [part.split(" AS ")[1].strip().strip('"') for part in returning.split(",")]
-    assert read == list(JOB_COLUMN_TYPES)
+    assert read == list(CLAIM_COLUMNS)
+    # In Job's order, less what the claim has just set (Job.from_claim fills those in).
+    assert [name for name in JOB_COLUMN_TYPES if name in read] == read
+    assert set(JOB_COLUMN_TYPES) - set(read) == {"status", "heartbeat", "worker_id", "started"}
 
 
 def test_every_statement_is_named_once() -> None:
