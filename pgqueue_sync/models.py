@@ -141,17 +141,54 @@ class Job:
     @classmethod
     def from_claim(cls, row: Sequence[Any], worker_id: uuid.UUID) -> Job:
         """A Job from a claim's columns (CLAIM_COLUMNS order): the columns the claim has
-        just set to known values (status, heartbeat, worker, started) are not read back."""
-        job = object.__new__(cls)
-        fields = job.__dict__
-        fields.update(zip(CLAIM_COLUMNS, row, strict=True))
-        payload = fields["payload"]
+        just set to known values (status, heartbeat, worker, started) are not read back.
+
+        The hottest constructor (every claimed job): its fields written out as one dict,
+        which costs two thirds of filling them in from the column names.
+        """
+        (
+            job_id,
+            priority,
+            created,
+            updated,
+            execute_after,
+            entrypoint,
+            payload,
+            attempts,
+            dedupe_key,
+            headers,
+            last_error,
+            cancel_requested,
+            lost,
+            rescued,
+        ) = row
         if payload is not None and type(payload) is not bytes:
-            fields["payload"] = bytes(payload)
-        fields["status"] = JobStatus.PICKED
-        fields["heartbeat"] = fields["updated"]  # both set to the claim's now()
-        fields["worker_id"] = worker_id
-        fields["started"] = None
+            payload = bytes(payload)
+        job = object.__new__(cls)
+        object.__setattr__(
+            job,
+            "__dict__",
+            {
+                "id": job_id,
+                "priority": priority,
+                "created": created,
+                "updated": updated,
+                "heartbeat": updated,  # both set to the claim's now()
+                "execute_after": execute_after,
+                "status": JobStatus.PICKED,
+                "entrypoint": entrypoint,
+                "payload": payload,
+                "attempts": attempts,
+                "worker_id": worker_id,
+                "dedupe_key": dedupe_key,
+                "headers": headers,
+                "last_error": last_error,
+                "cancel_requested": cancel_requested,
+                "lost": lost,
+                "rescued": rescued,
+                "started": None,
+            },
+        )
         return job
 
     @classmethod

@@ -14,6 +14,7 @@ from pgqueue_sync.settings import Settings
 from pgqueue_sync.sql import statements, templates
 
 NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
+LATER = datetime(2030, 1, 2, tzinfo=timezone.utc)
 WORKER = uuid.uuid4()
 
 
@@ -28,6 +29,19 @@ def test_from_tuple_builds_the_same_frozen_job_as_the_constructor() -> None:
     assert type(job.payload) is bytes
     assert job.status is JobStatus.PICKED
     assert job.cancel_requested is False
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.id = 8  # type: ignore[misc]
+
+
+def test_from_claim_builds_the_same_frozen_job_from_the_claimed_columns() -> None:
+    full = Job(7, 1, NOW, LATER, LATER, NOW, JobStatus.PICKED, "e", b"p", 2, WORKER, "k",
+               {"a": 1}, "tb", True, 3, 4, None)  # fmt: skip
+    row = [getattr(full, name) for name in CLAIM_COLUMNS]
+    row[CLAIM_COLUMNS.index("payload")] = memoryview(b"p")
+    job = Job.from_claim(row, WORKER)
+    assert job == full
+    assert dataclasses.asdict(job) == dataclasses.asdict(full)
+    assert type(job.payload) is bytes
     with pytest.raises(dataclasses.FrozenInstanceError):
         job.id = 8  # type: ignore[misc]
 
