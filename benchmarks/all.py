@@ -184,10 +184,15 @@ def table(report: dict[str, Any]) -> str:
             f"{_fmt(_ratio(ours, theirs), 2)} | | |"
         )
     lat = report["latency"]
-    for q in ("p50", "p99"):
+    for q in ("p50", "p99", "enqueue_p50"):
         theirs_lat = lat.get("pgqueuer", {}).get(f"{q}_ms")
+        label = (
+            "the producer's enqueue call in it, p50"
+            if q == "enqueue_p50"
+            else f"pick-up latency {q}"
+        )
         lines.append(
-            f"| pick-up latency {q} (ms) | {_fmt(lat['ours'][f'{q}_ms'], 2)} | "
+            f"| {label} (ms) | {_fmt(lat['ours'].get(f'{q}_ms'), 2)} | "
             f"{_fmt(theirs_lat, 2)} | | | |"
         )
     for row in report["backlog"]["rows"]:
@@ -281,6 +286,8 @@ def main() -> None:
     }
     lat_ours: list[float] = []
     lat_theirs: list[float] = []
+    enq_ours: list[float] = []  # the producer's enqueue call in each latency sample
+    enq_theirs: list[float] = []
     for r in range(args.rounds):
         for size in BATCH_SIZES:
             ours, theirs = _pair(
@@ -328,9 +335,13 @@ def main() -> None:
             print(
                 f"round {r + 1}: enqueue lists of {size}: ours {ours:,.0f}, pgqueuer {_num(theirs)}"
             )
-        lat_ours += latency.measure(dsn, samples)["latencies_ms"]
+        sampled = latency.measure(dsn, samples)
+        lat_ours += sampled["latencies_ms"]
+        enq_ours += sampled["enqueue_ms"]
         if peer_python is not None:
-            lat_theirs += peer.latency(peer_python, dsn, samples)["latencies_ms"]
+            sampled = peer.latency(peer_python, dsn, samples)
+            lat_theirs += sampled["latencies_ms"]
+            enq_theirs += sampled.get("enqueue_ms", [])
 
     report: dict[str, Any] = {
         "bench": "all",
@@ -367,10 +378,10 @@ def main() -> None:
             }
             for size, runs in enqueue_runs.items()
         ],
-        "latency": {"ours": latency.summarize(lat_ours)},
+        "latency": {"ours": latency.summarize(lat_ours, enq_ours)},
     }
     if lat_theirs:
-        report["latency"]["pgqueuer"] = latency.summarize(lat_theirs)
+        report["latency"]["pgqueuer"] = latency.summarize(lat_theirs, enq_theirs)
     backlogs = (100, 2_000) if quick else (1_000, 1_000_000)
     rows = [backlog.claim_cost(dsn, b, 20 if quick else 300, 10) for b in backlogs]
     report["backlog"] = {"rows": rows, "ratio": rows[-1]["per_job_us"] / rows[0]["per_job_us"]}

@@ -148,6 +148,7 @@ async def latency(dsn: str, samples: int) -> dict[str, Any]:
         producer = Queries(AsyncpgDriver(producer_conn))
         starts: dict[int, float] = {}
         delays: list[float] = []
+        calls: list[float] = []
         arrived = asyncio.Event()
 
         @qm.entrypoint(ENTRYPOINT)
@@ -161,6 +162,7 @@ async def latency(dsn: str, samples: int) -> dict[str, Any]:
             arrived.clear()
             t0 = time.perf_counter()
             (job_id,) = await producer.enqueue(ENTRYPOINT, None)
+            calls.append(time.perf_counter() - t0)
             await asyncio.wait_for(arrived.wait(), 10)
             delays.append(starts.pop(int(job_id)) - t0)
             await asyncio.sleep(0.02)  # the worker goes idle again
@@ -170,12 +172,15 @@ async def latency(dsn: str, samples: int) -> dict[str, Any]:
         await worker_conn.close()
         await producer_conn.close()
     ms = sorted(d * 1000 for d in delays[5:])
+    enqueue_ms = sorted(c * 1000 for c in calls[5:])
     return {
         "samples": len(ms),
         "p50_ms": statistics.median(ms),
         "p99_ms": ms[min(len(ms) - 1, round(0.99 * len(ms)))],
         "max_ms": ms[-1],
         "latencies_ms": ms,
+        "enqueue_p50_ms": statistics.median(enqueue_ms),
+        "enqueue_ms": enqueue_ms,
     }
 
 

@@ -103,6 +103,18 @@ class Rows:
         columns = (getattr(self, field.name) for field in dataclasses.fields(self))
         return Rows(*([column[i] for i in indices] for column in columns))
 
+    def params_of_one(self) -> dict[str, Any]:
+        """The parameters of ``enqueue_one`` (a single row's values, not arrays)."""
+        return {
+            "entrypoint": self.entrypoints[0],
+            "payload": self.payloads[0],
+            "priority": self.priorities[0],
+            "at": self.ats[0],
+            "delay": self.delays[0],
+            "dedupe_key": self.dedupe_keys[0],
+            "headers": self.headers[0],
+        }
+
     def params(self) -> dict[str, Any]:
         return {
             "entrypoints": self.entrypoints,

@@ -42,6 +42,17 @@ WITH ins AS (
 )
 SELECT id FROM ins ORDER BY id
 
+-- name: enqueue_one
+-- One job, the most common call (a web request enqueues its job): the same row as
+-- _enqueue_rows makes, from scalar parameters.
+INSERT INTO {jobs} (priority, entrypoint, payload, execute_after, dedupe_key, headers)
+VALUES (
+    %(priority)s::integer, %(entrypoint)s::text, %(payload)s::bytea,
+    COALESCE(%(at)s::timestamptz, {now} + COALESCE(%(delay)s::interval, interval '0')),
+    %(dedupe_key)s::text, %(headers)s::jsonb
+)
+RETURNING id
+
 -- name: enqueue_skip_duplicates
 -- Rows whose dedupe_key is taken are skipped; the caller looks up the existing jobs.
 WITH ins AS (

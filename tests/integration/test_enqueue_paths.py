@@ -1,10 +1,11 @@
 """INSERT and COPY enqueue the same jobs: a property over generated inputs.
 
-``enqueue`` writes short lists with one ``INSERT ... SELECT FROM unnest(...)`` and long ones
-with COPY (ids reserved first). Each property a user relies on (ids in the order given, each
+``enqueue`` writes a single job with a one-row ``INSERT ... VALUES``, short lists with one
+``INSERT ... SELECT FROM unnest(...)`` and long ones with COPY (ids reserved first). Each property a user relies on (ids in the order given, each
 the id of its own input; priorities, delays and times, dedupe keys, headers, payloads) must
 hold on both paths. The same generated inputs go through a queue whose COPY threshold is
-lowered, so lists of a few jobs cross it, and through one that never uses COPY; the two
+lowered, so lists of a few jobs cross it (and single jobs take the one-row INSERT), and
+through one that never uses COPY nor the one-row INSERT (unnest for every list); the two
 schemas must end up holding the same rows, and ``ids`` must match position by position
 (relative to the first id: each schema has its own sequence). A ManualClock fixes ``now``,
 so due times are exact.
@@ -98,9 +99,10 @@ def inputs(draw: st.DrawFn) -> Inputs:
 
 
 class Path:
-    """One queue (its own schema) on a ManualClock, with its COPY threshold."""
+    """One queue (its own schema) on a ManualClock, with its COPY threshold and whether a
+    single job takes the one-row INSERT."""
 
-    def __init__(self, dsn: str, copy_threshold: int) -> None:
+    def __init__(self, dsn: str, copy_threshold: int, single_row: bool) -> None:
         self.schema = f"p_{uuid.uuid4().hex[:12]}"
         self.conn: psycopg.Connection[Any] = psycopg.connect(dsn, autocommit=True)
         self.clock = ManualClock(START)
@@ -108,6 +110,7 @@ class Path:
             PsycopgDriver(self.conn), Settings(schema=self.schema), clock=self.clock
         )
         self.queries.copy_threshold = copy_threshold
+        self.queries.single_row = single_row
         self.queries.install()
         self.table = Settings(schema=self.schema).ident("jobs").as_string(self.conn)
 
@@ -156,7 +159,7 @@ class Path:
 
 @pytest.fixture
 def paths(dsn: str) -> Iterator[tuple[Path, Path]]:
-    copy, insert = Path(dsn, THRESHOLD), Path(dsn, 10**9)
+    copy, insert = Path(dsn, THRESHOLD, single_row=True), Path(dsn, 10**9, single_row=False)
     try:
         yield copy, insert
     finally:
