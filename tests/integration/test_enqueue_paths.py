@@ -1,14 +1,14 @@
 """INSERT and COPY enqueue the same jobs: a property over generated inputs.
 
 ``enqueue`` writes a single job with a one-row ``INSERT ... VALUES``, short lists with one
-``INSERT ... SELECT FROM unnest(...)`` and long ones with COPY (ids reserved first). Each property a user relies on (ids in the order given, each
-the id of its own input; priorities, delays and times, dedupe keys, headers, payloads) must
-hold on both paths. The same generated inputs go through a queue whose COPY threshold is
-lowered, so lists of a few jobs cross it (and single jobs take the one-row INSERT), and
-through one that never uses COPY nor the one-row INSERT (unnest for every list); the two
-schemas must end up holding the same rows, and ``ids`` must match position by position
-(relative to the first id: each schema has its own sequence). A ManualClock fixes ``now``,
-so due times are exact.
+``INSERT ... SELECT FROM unnest(...)`` and long ones with COPY (ids reserved first). Each
+property a user relies on (ids in the order given, each the id of its own input;
+priorities, delays and times, dedupe keys, headers, payloads) must hold on every path. The
+same generated inputs go through a queue whose COPY threshold is lowered, so lists of a few
+jobs cross it (and single jobs take the one-row INSERT), and through one that never uses
+COPY nor the one-row INSERT (unnest for every list); the two schemas must end up holding
+the same rows, and ``ids`` must match position by position (relative to the first id: each
+schema has its own sequence). A ManualClock fixes ``now``, so due times are exact.
 """
 
 from __future__ import annotations
