@@ -1060,6 +1060,42 @@ MUTANTS: list[Mutant] = [
         UNIT,
         WORKER,
     ),
+    mutant(
+        "buffer.put-wakes-one-always",
+        "a claim wakes a single handler thread even while handlers are slow: jobs that could "
+        "run side by side wait for the one awake thread (or for the stall nudge)",
+        BUFFER,
+        "            self.not_empty.notify(1 if self.short_jobs() else len(items))",
+        "            self.not_empty.notify(1)",
+        UNIT,
+    ),
+    mutant(
+        "buffer.nudge-never-wakes",
+        "jobs stuck behind a short handler that runs long wait until it returns (or until an "
+        "idle thread's own timeout)",
+        BUFFER,
+        "                return STALL - waited\n            self.not_empty.notify(len(self.queue))",
+        "                return STALL - waited",
+        UNIT,
+        STALLS,
+    ),
+    mutant(
+        "worker.fetch-loop-no-nudge",
+        "the fetch loop never nudges the buffer: the same stall, however the buffer behaves",
+        WORKER_PY,
+        "            nudge_in = self.buffer.nudge()",
+        '            nudge_in = float("inf")',
+        STALLS,
+    ),
+    mutant(
+        "models.from-claim-heartbeat",
+        "a claimed job's heartbeat is not the one its claim wrote",
+        "pgqueue_sync/models.py",
+        '                "heartbeat": updated,  # both set to the claim\'s now()',
+        '                "heartbeat": created,',
+        UNIT,
+        WORKER,
+    ),
     # -- the stages added by the engine's layout ----------------------------------------------
     mutant(
         "ledger.hold.lost-claim-runs-twice",
