@@ -40,7 +40,8 @@ class JobBuffer(queue.Queue[Job]):
     (:meth:`ran`): one thread per job while they are long or unknown; while they are short,
     a single one, the threads already awake taking the rest. A short handler that runs long
     cannot hold the others back: :meth:`nudge`, called by the fetcher, wakes every thread
-    the buffered jobs need once they have waited ``STALL`` seconds with no take.
+    the buffered jobs need once they have waited ``STALL`` seconds with no take, as
+    ``monotonic`` (real time unless a test passes its own) tells.
     """
 
     def __init__(
@@ -49,6 +50,7 @@ class JobBuffer(queue.Queue[Job]):
         *,
         watermark: int | None = None,
         on_room: Callable[[], None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if maxsize <= 0:
             raise ConfigurationError("a job buffer needs a positive bound")
@@ -56,8 +58,9 @@ class JobBuffer(queue.Queue[Job]):
         self.watermark = min(maxsize, watermark if watermark is not None else 1)
         self._on_room = on_room
         self._closed = False
+        self._monotonic = monotonic
         self._sleeping = 0  # takers waiting for a job
-        self._progress = time.monotonic()  # the last take, or the put into an empty buffer
+        self._progress = monotonic()  # the last take, or the put into an empty buffer
         self._typical: float | None = None  # recent handler durations, averaged (seconds)
 
     def ran(self, seconds: float) -> None:
@@ -77,7 +80,7 @@ class JobBuffer(queue.Queue[Job]):
         with self.mutex:
             if not self.queue or not self._sleeping:
                 return math.inf
-            waited = time.monotonic() - self._progress
+            waited = self._monotonic() - self._progress
             if waited < STALL:
                 return STALL - waited
             self.not_empty.notify(len(self.queue))
@@ -107,7 +110,7 @@ class JobBuffer(queue.Queue[Job]):
                     f"({self.maxsize - self._qsize()} free of {self.maxsize})"
                 )
             if not self.queue:
-                self._progress = time.monotonic()
+                self._progress = self._monotonic()
             for job in items:
                 self._put(job)
             self.unfinished_tasks += len(items)
@@ -136,7 +139,7 @@ class JobBuffer(queue.Queue[Job]):
                     finally:
                         self._sleeping -= 1
             job: Job = jobs.popleft()
-            self._progress = time.monotonic()
+            self._progress = self._monotonic()
             room = self.maxsize - len(jobs)
         if room == self.watermark and self._on_room is not None:
             self._on_room()

@@ -1,16 +1,17 @@
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
-import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 
 import pytest
 
 from pgqueue_sync.engine.buffer import STALL, BufferClosed, CompletionBuffer, JobBuffer, Mailbox
 from pgqueue_sync.models import Job, JobStatus, Outcome
+from tests.conftest import eventually
 
 NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
 WORKER = uuid.uuid4()
@@ -103,15 +104,6 @@ def test_mailbox_collects_messages() -> None:
 # -- how many sleeping threads a put wakes ---------------------------------------------------
 
 
-def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.001)
-    return True
-
-
 class Takers:
     """Threads that each take one job and then hold it (a handler that runs on)."""
 
@@ -146,68 +138,79 @@ class Takers:
             thread.join(5)
 
 
-@pytest.mark.parametrize("durations", [[], [0.01] * 5, [0.00001] * 5 + [0.5]])
-def test_a_put_wakes_a_thread_per_job_unless_handlers_are_short(durations: list[float]) -> None:
-    buf = JobBuffer(8)
-    for seconds in durations:  # none yet, long ones, or a long one after short ones
+SHORT = [0.00001] * 5  # handlers that return at once
+
+
+class Clock:
+    """The buffer's monotonic clock, moved by hand: the stall rule is tested, not timed."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@contextlib.contextmanager
+def taking(
+    count: int, durations: Sequence[float] = SHORT
+) -> Iterator[tuple[JobBuffer, Takers, Clock]]:
+    """A buffer whose handlers ran for ``durations``, ``count`` threads asleep in take, and
+    the buffer's clock."""
+    clock = Clock()
+    buf = JobBuffer(8, monotonic=clock)
+    for seconds in durations:
         buf.ran(seconds)
-    assert not buf.short_jobs()
-    takers = Takers(buf, 3)
+    takers = Takers(buf, count)
     try:
-        buf.put_many([job(1), job(2), job(3)])
-        assert eventually(lambda: takers.count() == 3)
+        yield buf, takers, clock
     finally:
         takers.stop()
 
 
+@pytest.mark.parametrize("durations", [[], [0.01] * 5, [*SHORT, 0.5]])
+def test_a_put_wakes_a_thread_per_job_unless_handlers_are_short(durations: list[float]) -> None:
+    # No duration yet, long ones, or a long one after short ones.
+    with taking(3, durations) as (buf, takers, _):
+        assert not buf.short_jobs()
+        buf.put_many([job(1), job(2), job(3)])
+        assert eventually(lambda: takers.count() == 3)
+
+
 def test_short_handlers_leave_jobs_to_the_awake_thread_until_they_wait_too_long() -> None:
-    buf = JobBuffer(8)
-    for _ in range(5):
-        buf.ran(0.00001)
-    assert buf.short_jobs()
-    takers = Takers(buf, 3)
-    try:
+    with taking(3) as (buf, takers, clock):
+        assert buf.short_jobs()
         buf.put_many([job(1), job(2), job(3)])
         assert eventually(lambda: takers.count() == 1)
         # One thread was woken; it holds its job (a short handler running long) and the
         # other two jobs wait, their threads asleep.
         assert buf._sleeping == 2
         assert buf.qsize() == 2
-        waited_for = buf.nudge()
-        assert 0 < waited_for <= STALL  # not yet: the fetcher is told when to look again
+        clock.now += STALL / 5
+        # Not yet: the fetcher is told when to look again.
+        assert buf.nudge() == pytest.approx(STALL * 4 / 5)
         assert buf._sleeping == 2
-        buf._progress -= STALL  # as if STALL seconds passed with no take
+        clock.now += STALL  # STALL seconds with no take
         assert buf.nudge() == math.inf
         assert eventually(lambda: takers.count() == 3)
         assert buf.nudge() == math.inf  # nothing buffered: nothing to watch
-    finally:
-        takers.stop()
 
 
 def test_a_put_into_an_empty_buffer_restarts_the_stall_clock() -> None:
-    buf = JobBuffer(8)
-    for _ in range(5):
-        buf.ran(0.00001)
-    takers = Takers(buf, 2)
-    try:
-        buf._progress -= 60  # idle for a minute: no take, nothing buffered
+    with taking(2) as (buf, takers, clock):
+        clock.now += 60  # idle for a minute: no take, nothing buffered
         buf.put_many([job(1), job(2)])
+        # At once, as the fetch loop does (the woken thread may not have taken its job
+        # yet): the jobs have only just arrived, nothing is woken.
+        assert buf.nudge() == pytest.approx(STALL)
         assert eventually(lambda: takers.count() == 1)
-        assert 0 < buf.nudge() <= STALL  # the jobs have only just arrived
+        assert buf._sleeping == 1
         assert buf.qsize() == 1
-    finally:
-        takers.stop()
 
 
 def test_wake_all_wakes_a_thread_per_buffered_job() -> None:
-    buf = JobBuffer(8)
-    for _ in range(5):
-        buf.ran(0.00001)
-    takers = Takers(buf, 3)
-    try:
+    with taking(3) as (buf, takers, _):
         buf.put_many([job(1), job(2), job(3)])
         assert eventually(lambda: takers.count() == 1)
         buf.wake_all()
         assert eventually(lambda: takers.count() == 3)
-    finally:
-        takers.stop()
