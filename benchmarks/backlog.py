@@ -13,22 +13,11 @@ depend on how many jobs wait behind it.
 
 from __future__ import annotations
 
-import time
-import uuid
-from datetime import timedelta
 from typing import Any
 
-import psycopg
-
-from pgqueue_sync import JobStatus, PsycopgDriver
-from pgqueue_sync.connection import ManagedConnection
-from pgqueue_sync.engine.store import Store
-from pgqueue_sync.models import Outcome
-from pgqueue_sync.sql import statements
-
 from .common import (
-    ENTRYPOINT,
     base_parser,
+    claim_cycles,
     emit,
     installed_queue,
     load_jobs,
@@ -36,42 +25,17 @@ from .common import (
     vacuum_analyze,
 )
 
-RETRY_TIMER = timedelta(minutes=1)
-
 
 def claim_cost(dsn: str, backlog: int, claims: int, batch_size: int) -> dict[str, Any]:
     with installed_queue(dsn, "backlog") as (settings, queries):
         load_jobs(queries, backlog, chunk=50_000)
         vacuum_analyze(dsn, settings)
-        worker = uuid.uuid4()
-        # The claim runs in a session set up as a worker's fetch connection is.
-        session = (statements(settings).fetch_session,)
-        fetch_conn = ManagedConnection(PsycopgDriver(dsn), "bench-fetch", setup=session)
-        with psycopg.connect(dsn, autocommit=True) as complete_conn:
-            fetch = Store(fetch_conn, settings)
-            complete = Store(PsycopgDriver(complete_conn), settings)
-            per_job: list[float] = []
-            claimed = 0
-            for _ in range(claims):
-                started = time.perf_counter()
-                jobs = fetch.dequeue(batch_size, [ENTRYPOINT], worker, RETRY_TIMER)
-                took = time.perf_counter() - started
-                if not jobs:
-                    break
-                claimed += len(jobs)
-                per_job.append(took / len(jobs))
-                complete.complete(
-                    worker,
-                    [Outcome(j.id, j.attempts, JobStatus.SUCCESSFUL, 0.0) for j in jobs],
-                )
-                # Top the backlog up again, so every claim sees the same number queued.
-                queries.enqueue([ENTRYPOINT] * len(jobs), [None] * len(jobs))
-            fetch_conn.close()
+        cycles = list(claim_cycles(dsn, settings, queries, claims, batch_size))
     return {
         "backlog": backlog,
-        "claimed": claimed,
+        "claimed": sum(n for n, _, _ in cycles),
         "batch_size": batch_size,
-        "per_job_us": median(per_job) * 1e6,
+        "per_job_us": median([claim / n for n, claim, _ in cycles]) * 1e6,
     }
 
 

@@ -9,20 +9,28 @@ import os
 import platform
 import statistics
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from pgqueue_sync import PsycopgDriver, Queries, Settings
+from pgqueue_sync import Job, JobStatus, PsycopgDriver, Queries, QueueManager, Settings
+from pgqueue_sync.connection import ManagedConnection
+from pgqueue_sync.engine.store import Store
+from pgqueue_sync.models import Outcome
+from pgqueue_sync.sql import statements
 
 DEFAULT_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ENTRYPOINT = "noop"
+# The claims' retry_timer in the claim-cycle benchmarks (no job is ever stale there).
+RETRY_TIMER = timedelta(minutes=1)
 
 
 def dsn_from_env() -> str:
@@ -66,13 +74,71 @@ def installed_queue(dsn: str, tag: str) -> Iterator[tuple[Settings, Queries]]:
         yield settings, queries
 
 
-def load_jobs(queries: Queries, count: int, chunk: int = 10_000) -> None:
-    """Enqueue ``count`` no-op jobs (COPY, ``chunk`` per statement)."""
+def load_jobs(
+    queries: Queries,
+    count: int,
+    chunk: int = 10_000,
+    headers: dict[str, Any] | None = None,
+) -> None:
+    """Enqueue ``count`` no-op jobs (COPY, ``chunk`` per statement), each with ``headers``."""
     left = count
     while left > 0:
         n = min(chunk, left)
-        queries.enqueue([ENTRYPOINT] * n, [None] * n)
+        queries.enqueue([ENTRYPOINT] * n, [None] * n, headers=headers)
         left -= n
+
+
+def timed_drain(qm: QueueManager, jobs: int, **run_options: Any) -> float:
+    """Seconds ``qm.run(mode="drain", **run_options)`` takes to run ``jobs`` no-op jobs
+    (a handler that counts them; RuntimeError if any is missing)."""
+    done = 0
+    lock = threading.Lock()
+
+    @qm.entrypoint(ENTRYPOINT)
+    def noop(job: Job) -> None:
+        nonlocal done
+        with lock:
+            done += 1
+
+    started = time.perf_counter()
+    qm.run(mode="drain", **run_options)
+    seconds = time.perf_counter() - started
+    if done != jobs:
+        raise RuntimeError(f"drained {done} of {jobs} jobs")
+    return seconds
+
+
+def claim_cycles(
+    dsn: str, settings: Settings, queries: Queries, claims: int, batch_size: int
+) -> Iterator[tuple[int, float, float]]:
+    """Up to ``claims`` claims of ``batch_size`` jobs with the worker's statement, in a
+    session set up as a worker's fetch connection, each followed by the completion of its
+    jobs (the worker's statement, on a connection of its own) and, untimed, as many jobs
+    enqueued again, so that every claim sees the same backlog. Per claim: the jobs claimed,
+    the claim's seconds and the completion's; it stops early at an empty claim."""
+    worker = uuid.uuid4()
+    session = (statements(settings).fetch_session,)
+    fetch_conn = ManagedConnection(PsycopgDriver(dsn), "bench-fetch", setup=session)
+    try:
+        with psycopg.connect(dsn, autocommit=True) as complete_conn:
+            fetch = Store(fetch_conn, settings)
+            complete = Store(PsycopgDriver(complete_conn), settings)
+            for _ in range(claims):
+                started = time.perf_counter()
+                jobs = fetch.dequeue(batch_size, [ENTRYPOINT], worker, RETRY_TIMER)
+                claimed = time.perf_counter()
+                if not jobs:
+                    return
+                done = complete.complete(
+                    worker, [Outcome(j.id, j.attempts, JobStatus.SUCCESSFUL, 0.0) for j in jobs]
+                )
+                completed = time.perf_counter()
+                if len(done.finished) != len(jobs):
+                    raise RuntimeError("a completion was refused")
+                yield len(jobs), claimed - started, completed - claimed
+                queries.enqueue([ENTRYPOINT] * len(jobs), [None] * len(jobs))
+    finally:
+        fetch_conn.close()
 
 
 def vacuum_analyze(dsn: str, settings: Settings) -> None:

@@ -14,31 +14,22 @@ size say whether a large log slows either down.
 
 from __future__ import annotations
 
-import time
-import uuid
-from datetime import timedelta
 from typing import Any
 
 import psycopg
 
-from pgqueue_sync import JobStatus, PsycopgDriver
-from pgqueue_sync.connection import ManagedConnection
-from pgqueue_sync.engine.store import Store
-from pgqueue_sync.models import Outcome
 from pgqueue_sync.settings import Settings
-from pgqueue_sync.sql import statements
 
 from .common import (
     ENTRYPOINT,
     base_parser,
+    claim_cycles,
     emit,
     installed_queue,
     load_jobs,
     median,
     vacuum_analyze,
 )
-
-RETRY_TIMER = timedelta(minutes=1)
 
 
 def fill_log(dsn: str, settings: Settings, rows: int) -> None:
@@ -65,36 +56,13 @@ def cost(dsn: str, log_rows: int, claims: int, batch_size: int, backlog: int) ->
         load_jobs(queries, backlog)
         fill_log(dsn, settings, log_rows)
         vacuum_analyze(dsn, settings)
-        worker = uuid.uuid4()
-        session = (statements(settings).fetch_session,)
-        fetch_conn = ManagedConnection(PsycopgDriver(dsn), "bench-fetch", setup=session)
-        with psycopg.connect(dsn, autocommit=True) as complete_conn:
-            fetch = Store(fetch_conn, settings)
-            complete = Store(PsycopgDriver(complete_conn), settings)
-            claim_us: list[float] = []
-            complete_us: list[float] = []
-            for _ in range(claims):
-                started = time.perf_counter()
-                jobs = fetch.dequeue(batch_size, [ENTRYPOINT], worker, RETRY_TIMER)
-                claimed = time.perf_counter()
-                if not jobs:
-                    break
-                done = complete.complete(
-                    worker, [Outcome(j.id, j.attempts, JobStatus.SUCCESSFUL, 0.0) for j in jobs]
-                )
-                completed = time.perf_counter()
-                if len(done.finished) != len(jobs):
-                    raise RuntimeError("a completion was refused")
-                claim_us.append(1e6 * (claimed - started) / len(jobs))
-                complete_us.append(1e6 * (completed - claimed) / len(jobs))
-                queries.enqueue([ENTRYPOINT] * len(jobs), [None] * len(jobs))
-            fetch_conn.close()
+        cycles = list(claim_cycles(dsn, settings, queries, claims, batch_size))
     return {
         "log_rows": log_rows,
-        "claims": len(claim_us),
+        "claims": len(cycles),
         "batch_size": batch_size,
-        "claim_us": median(claim_us),
-        "complete_us": median(complete_us),
+        "claim_us": median([1e6 * claim / n for n, claim, _ in cycles]),
+        "complete_us": median([1e6 * done / n for n, _, done in cycles]),
     }
 
 

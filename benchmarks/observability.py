@@ -17,8 +17,6 @@ Prints a table of medians and each variant against ``off``, then the JSON line.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,11 +25,19 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from prometheus_client import CollectorRegistry
 
-from pgqueue_sync import Job, PsycopgDriver, QueueManager
+from pgqueue_sync import PsycopgDriver, QueueManager
 from pgqueue_sync.metrics import WorkerMetrics
 from pgqueue_sync.tracing import instrument
 
-from .common import ENTRYPOINT, base_parser, emit, installed_queue, median, vacuum_analyze
+from .common import (
+    base_parser,
+    emit,
+    installed_queue,
+    load_jobs,
+    median,
+    timed_drain,
+    vacuum_analyze,
+)
 
 VARIANTS = ("off", "metrics", "metrics+tracing")
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -65,30 +71,15 @@ def drain_once(
     """Drain ``jobs`` no-op jobs with ``variant``'s observers; jobs/s."""
     setup, cleanup = _setup(variant)
     with installed_queue(dsn, "obs") as (settings, queries):
-        left = jobs
-        while left > 0:
-            n = min(10_000, left)
-            queries.enqueue([ENTRYPOINT] * n, [None] * n, headers={"traceparent": TRACEPARENT})
-            left -= n
+        load_jobs(queries, jobs, headers={"traceparent": TRACEPARENT})
         vacuum_analyze(dsn, settings)
         with psycopg.connect(dsn, autocommit=True) as conn:
             qm = QueueManager(PsycopgDriver(conn), settings=settings)
-            done = 0
-            lock = threading.Lock()
-
-            @qm.entrypoint(ENTRYPOINT)
-            def noop(job: Job) -> None:
-                nonlocal done
-                with lock:
-                    done += 1
-
             setup(qm)
-            started = time.perf_counter()
-            qm.run(dequeue_timeout=1.0, batch_size=batch_size, workers=workers, mode="drain")
-            seconds = time.perf_counter() - started
+            seconds = timed_drain(
+                qm, jobs, dequeue_timeout=1.0, batch_size=batch_size, workers=workers
+            )
     cleanup()
-    if done != jobs:
-        raise RuntimeError(f"drained {done} of {jobs} jobs")
     return {"variant": variant, "seconds": seconds, "jobs_per_s": jobs / seconds}
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shlex
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -135,7 +137,10 @@ async def enqueue(dsn: str, jobs: int, list_size: int) -> dict[str, Any]:
     return {"jobs": jobs, "list_size": list_size, "seconds": seconds, "jobs_per_s": jobs / seconds}
 
 
-async def latency(dsn: str, samples: int) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def worker_and_producer(dsn: str) -> AsyncIterator[tuple[QueueManager, Queries]]:
+    """The queue installed; a QueueManager and a producer's Queries, each on a connection
+    of its own (closed afterwards)."""
     setup = await connect(dsn)
     try:
         await Queries(AsyncpgDriver(setup)).install()
@@ -144,8 +149,17 @@ async def latency(dsn: str, samples: int) -> dict[str, Any]:
     worker_conn = await connect(dsn)
     producer_conn = await connect(dsn)
     try:
-        qm = QueueManager(Queries(AsyncpgDriver(worker_conn)))
-        producer = Queries(AsyncpgDriver(producer_conn))
+        yield (
+            QueueManager(Queries(AsyncpgDriver(worker_conn))),
+            Queries(AsyncpgDriver(producer_conn)),
+        )
+    finally:
+        await worker_conn.close()
+        await producer_conn.close()
+
+
+async def latency(dsn: str, samples: int) -> dict[str, Any]:
+    async with worker_and_producer(dsn) as (qm, producer):
         starts: dict[int, float] = {}
         delays: list[float] = []
         calls: list[float] = []
@@ -168,9 +182,6 @@ async def latency(dsn: str, samples: int) -> dict[str, Any]:
             await asyncio.sleep(0.02)  # the worker goes idle again
         qm.shutdown.set()
         await asyncio.wait_for(runner, 30)
-    finally:
-        await worker_conn.close()
-        await producer_conn.close()
     ms = sorted(d * 1000 for d in delays[5:])
     enqueue_ms = sorted(c * 1000 for c in calls[5:])
     return {
@@ -237,16 +248,7 @@ async def latency_load(
     if rate is None:
         rate = (await drain(dsn, 5000, batch_size, way="user"))["jobs_per_s"] / 2
         await drop_schema(dsn)
-    setup = await connect(dsn)
-    try:
-        await Queries(AsyncpgDriver(setup)).install()
-    finally:
-        await setup.close()
-    worker_conn = await connect(dsn)
-    producer_conn = await connect(dsn)
-    try:
-        qm = QueueManager(Queries(AsyncpgDriver(worker_conn)))
-        producer = Queries(AsyncpgDriver(producer_conn))
+    async with worker_and_producer(dsn) as (qm, producer):
         starts: dict[int, float] = {}
 
         @qm.entrypoint(ENTRYPOINT)
@@ -272,9 +274,6 @@ async def latency_load(
             await asyncio.sleep(0.01)
         qm.shutdown.set()
         await asyncio.wait_for(runner, 30)
-    finally:
-        await worker_conn.close()
-        await producer_conn.close()
     ms = [(starts[i] - t0) * 1000 for i, t0 in sent.items() if i in starts]
     return {
         "rate": rate,

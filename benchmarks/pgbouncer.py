@@ -43,6 +43,7 @@ from .common import (
     installed_queue,
     load_jobs,
     median,
+    timed_drain,
     vacuum_analyze,
 )
 from .latency import WARMUP, summarize
@@ -111,21 +112,8 @@ def drain(dsn: str, driver: PsycopgDriver, jobs: int, batch_size: int) -> float:
         load_jobs(queries, jobs)
         vacuum_analyze(dsn, settings)
         qm = QueueManager(driver, settings=settings)
-        done = 0
-        lock = threading.Lock()
-
-        @qm.entrypoint(ENTRYPOINT)
-        def noop(job: Job) -> None:
-            nonlocal done
-            with lock:
-                done += 1
-
-        began = time.perf_counter()
-        qm.run(dequeue_timeout=1.0, batch_size=batch_size, workers=4, mode="drain")
-        seconds = time.perf_counter() - began
+        seconds = timed_drain(qm, jobs, dequeue_timeout=1.0, batch_size=batch_size, workers=4)
         driver.close()
-    if done != jobs:
-        raise RuntimeError(f"drained {done} of {jobs} jobs")
     return jobs / seconds
 
 

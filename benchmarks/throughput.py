@@ -18,22 +18,20 @@ alternating with ours run by run.
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
 import psycopg
 
-from pgqueue_sync import Job, PsycopgDriver, QueueManager
+from pgqueue_sync import PsycopgDriver, QueueManager
 
 from . import peer
 from .common import (
-    ENTRYPOINT,
     base_parser,
     emit,
     installed_queue,
     load_jobs,
     median,
+    timed_drain,
     vacuum_analyze,
 )
 
@@ -56,29 +54,15 @@ def drain_once(
             vacuum_analyze(dsn, settings)
         with psycopg.connect(dsn, autocommit=True) as conn:
             qm = QueueManager(PsycopgDriver(conn), settings=settings)
-            done = 0
-            lock = threading.Lock()
-
-            @qm.entrypoint(ENTRYPOINT)
-            def noop(job: Job) -> None:
-                nonlocal done
-                with lock:
-                    done += 1
-
-            started = time.perf_counter()
             if way == "lab":
-                qm.run(
-                    dequeue_timeout=1.0,
-                    batch_size=batch_size,
-                    workers=workers,
-                    buffer_size=buffer_size,
-                    mode="drain",
-                )
+                options: dict[str, Any] = {
+                    "dequeue_timeout": 1.0,
+                    "workers": workers,
+                    "buffer_size": buffer_size,
+                }
             else:
-                qm.run(batch_size=batch_size, mode="drain")
-            seconds = time.perf_counter() - started
-    if done != jobs:
-        raise RuntimeError(f"drained {done} of {jobs} jobs")
+                options = {}
+            seconds = timed_drain(qm, jobs, batch_size=batch_size, **options)
     return {"jobs": jobs, "seconds": seconds, "jobs_per_s": jobs / seconds}
 
 

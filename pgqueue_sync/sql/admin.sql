@@ -7,18 +7,22 @@
 -- Each listing reads one index in order and stops after a page (keyset pagination), so a
 -- page costs the same at the first row as at the millionth.
 
+-- name: _live_counts
+-- Live jobs of one entrypoint by state, and its oldest due job (an aggregate select list
+-- over the queue table grouped by entrypoint: status and queue_metrics).
+count(*) FILTER (WHERE status = 'queued' AND execute_after <= {now}) AS queued,
+count(*) FILTER (WHERE status = 'queued' AND execute_after > {now}) AS deferred,
+count(*) FILTER (WHERE status = 'picked') AS picked,
+count(*) FILTER (WHERE status = 'failed') AS failed,
+min(execute_after) FILTER (WHERE status = 'queued' AND execute_after <= {now}) AS oldest_due
+
 -- name: status
 -- Per entrypoint: live jobs by state (one pass over the queue table), outcomes and arrivals
 -- of the last minute (the log's index on created), paused or not. Entrypoints served by a
 -- live worker are listed even with no job.
 WITH live AS (
     SELECT entrypoint,
-           count(*) FILTER (WHERE status = 'queued' AND execute_after <= {now}) AS queued,
-           count(*) FILTER (WHERE status = 'queued' AND execute_after > {now}) AS deferred,
-           count(*) FILTER (WHERE status = 'picked') AS picked,
-           count(*) FILTER (WHERE status = 'failed') AS failed,
-           min(execute_after) FILTER (WHERE status = 'queued' AND execute_after <= {now})
-               AS oldest_due,
+           {_live_counts},
            count(*) FILTER (WHERE created >= {now} - interval '1 minute') AS arrived
     FROM {jobs} GROUP BY entrypoint
 ), recent AS (
@@ -63,12 +67,7 @@ ORDER BY n.entrypoint
 -- row, and alone (entrypoint NULL) when the queue is empty.
 WITH live AS (
     SELECT entrypoint,
-           count(*) FILTER (WHERE status = 'queued' AND execute_after <= {now}) AS queued,
-           count(*) FILTER (WHERE status = 'queued' AND execute_after > {now}) AS deferred,
-           count(*) FILTER (WHERE status = 'picked') AS picked,
-           count(*) FILTER (WHERE status = 'failed') AS failed,
-           min(execute_after) FILTER (WHERE status = 'queued' AND execute_after <= {now})
-               AS oldest_due
+           {_live_counts}
     FROM {jobs} GROUP BY entrypoint
 ), registry AS (
     SELECT count(*) FILTER (WHERE heartbeat >= {now} - lost_after) AS workers_live,
