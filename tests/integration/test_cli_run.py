@@ -12,32 +12,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
 
-import psycopg
 import pytest
 from psycopg import sql
 
-from pgqueue_sync import JobStatus, PsycopgDriver, Queries, Settings
+from pgqueue_sync import JobStatus, Queries
 from tests.conftest import eventually
-from tests.tests_app import LEDGER, ledger_table
+from tests.tests_app import ledger_table
 
 TESTS = Path(__file__).resolve().parents[1]
 PGQ = str(Path(sys.executable).with_name("pgq-sync"))
 JOB_SECONDS = 0.05
-
-
-@pytest.fixture
-def queries(dsn: str, schema: str) -> Iterator[Queries]:
-    settings = Settings(schema=schema)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        q = Queries(PsycopgDriver(conn), settings)
-        q.install()
-        conn.execute(sql.SQL(LEDGER).format(ledger=ledger_table(settings)))
-        yield q
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from pgqueue_sync import (
 )
 from pgqueue_sync.engine import Worker
 from pgqueue_sync.engine.stepper import Stepper
-from pgqueue_sync.models import Outcome
+from pgqueue_sync.models import JobId, Outcome
 from tests.conftest import SqlQueries, engine
 from tests.integration.stepping import stepped_workers
 
@@ -230,17 +230,26 @@ def test_max_lost_must_be_a_positive_int_or_none(cqm: QueueManager, value: objec
     assert [cqm.entrypoints[name].max_lost for name in ("e1", "e2", "e3")] == [1, None, 3]
 
 
-def two_suspects(
+def two_lost_while_running(
     cqm: QueueManager, clock: ManualClock, make_worker: Callable[[], Worker]
-) -> tuple[Worker, list[Job]]:
-    """Two jobs that were running when a worker was lost (counted once), claimed together
-    by a new worker."""
+) -> list[JobId]:
+    """Two jobs rescued once, whose handlers had then started when their worker was lost
+    (counted on their next rescue); their ids."""
     ids = cqm.queries.enqueue(["e", "e"], [None, None])
     make_worker().fetcher.fetch_once()
     clock.advance(RETRY * 2)
     worker = make_worker()
     for job in worker.fetcher.fetch_once():  # both start, then this worker dies
         assert engine(cqm).mark_started(worker.id, job.id, job.attempts)
+    return ids
+
+
+def two_suspects(
+    cqm: QueueManager, clock: ManualClock, make_worker: Callable[[], Worker]
+) -> tuple[Worker, list[Job]]:
+    """Two jobs that were running when a worker was lost (counted once), claimed together
+    by a new worker."""
+    ids = two_lost_while_running(cqm, clock, make_worker)
     clock.advance(RETRY * 2)
     worker = make_worker()
     jobs = worker.fetcher.fetch_once()
@@ -319,12 +328,7 @@ def test_a_stepped_worker_runs_jobs_counted_as_lost_one_after_the_other(
     def handler(job: Job) -> None:
         ran.append(job.id)
 
-    ids = cqm.queries.enqueue(["e", "e"], [None, None])
-    make_worker().fetcher.fetch_once()
-    clock.advance(RETRY * 2)
-    worker = make_worker()
-    for job in worker.fetcher.fetch_once():  # both start, then this worker dies
-        assert engine(cqm).mark_started(worker.id, job.id, job.attempts)
+    ids = two_lost_while_running(cqm, clock, make_worker)
     clock.advance(timedelta(minutes=5))  # stale for the stepper's retry_timer too
 
     steps: list[list[tuple[Job, Outcome]]] = []

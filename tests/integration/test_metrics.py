@@ -30,24 +30,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from pgqueue_sync import Job, PsycopgDriver, Queries, QueueManager, RetryPolicy, Settings
+from pgqueue_sync import Job, Queries, QueueManager, RetryPolicy
 from pgqueue_sync.engine import Worker
 from pgqueue_sync.engine.hooks import WorkerHooks
 from pgqueue_sync.metrics import QueueCollector, WorkerMetrics, serve
 from tests.conftest import Runner, eventually
 from tests.integration.test_cli_run import PGQ, TESTS, ledger
-from tests.tests_app import LEDGER, ledger_table
-
-
-@pytest.fixture
-def queries(dsn: str, schema: str) -> Iterator[Queries]:
-    """The queue of tests_app, with its ledger table."""
-    settings = Settings(schema=schema)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        q = Queries(PsycopgDriver(conn), settings)
-        q.install()
-        conn.execute(sql.SQL(LEDGER).format(ledger=ledger_table(settings)))
-        yield q
 
 
 @pytest.fixture
