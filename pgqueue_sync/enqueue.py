@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 
 from psycopg.types.json import Jsonb
 
+from . import binary
 from .errors import (
     ConfigurationError,
     InvalidPayloadError,
@@ -116,15 +117,24 @@ class Rows:
         }
 
     def params(self) -> dict[str, Any]:
+        """The parameters of the INSERT from arrays, packed in binary where a column allows
+        it (pgqueue_sync/binary.py: one step per array, not one per element); a cursor that
+        sends them needs ``binary.register``."""
+        n = len(self)
         return {
-            "entrypoints": self.entrypoints,
-            "payloads": self.payloads,
-            "priorities": self.priorities,
-            "ats": self.ats,
-            "delays": self.delays,
-            "dedupe_keys": self.dedupe_keys,
-            "headers": self.headers,
+            "entrypoints": binary.pack_text(self.entrypoints),
+            "payloads": binary.pack_bytea(self.payloads),
+            "priorities": binary.pack_int4(self.priorities),
+            "ats": _packed_if_null(self.ats, binary.TimestamptzArray, n),
+            "delays": _packed_if_null(self.delays, binary.IntervalArray, n),
+            "dedupe_keys": binary.pack_text(self.dedupe_keys),
+            "headers": _packed_if_null(self.headers, binary.JsonbArray, n),
         }
+
+
+def _packed_if_null(column: list[Any], cls: type[binary.PackedArray], n: int) -> Any:
+    # Times, intervals and JSON go as psycopg dumps them, unless all NULL (the usual case).
+    return binary.nulls(cls, n) if column.count(None) == n else column
 
 
 def _as_list(value: Any, n: int, what: str) -> list[Any]:
