@@ -150,3 +150,10 @@ class Settings:
     def channel(self) -> str:
         """The LISTEN/NOTIFY channel (at most 63 bytes, PostgreSQL's identifier limit)."""
         return f"pgq.{self.schema}.{self.prefix}"
+
+    @property
+    def done_channel(self) -> str:
+        """The channel of ``done`` events alone (outcomes written: one per completion),
+        heard by ``wait_for`` and by workers with a ``concurrency_limit``; the others need
+        not wake for them. As long as ``channel``."""
+        return f"pgd.{self.schema}.{self.prefix}"

@@ -60,7 +60,7 @@ def wait_for(
         scope.connection = conn
         try:
             if listening:
-                conn.execute(sql.listen)
+                conn.execute(sql.listen_done)
             found = {row[0] for row in conn.execute(sql.known_ids, {"ids": ids})}
             if len(found) < len(ids):
                 missing = sorted(set(ids) - found)

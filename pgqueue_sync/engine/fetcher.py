@@ -65,6 +65,12 @@ class Fetcher:
         return [e.name for e in self._limited if e.globally_limited]
 
     @property
+    def hears_done(self) -> bool:
+        """Whether ``done`` events concern this fetcher: only an entrypoint with a
+        ``concurrency_limit`` is blocked until another worker's job ends (a ``done``)."""
+        return any(e.concurrency_limit is not None for e in self._limited)
+
+    @property
     def blocked(self) -> dict[str, tuple[float, str]]:
         """Entrypoints skipped by claims: until when, and why ("slots" or "rate")."""
         return dict(self._blocked)

@@ -34,6 +34,10 @@ class Listener:
     TCP has not noticed yet): it drops the connection and listens anew. ``watch`` is called
     on every turn of its loop (a few times a second), for the worker's other checks.
 
+    ``hear_done``: also LISTEN on the channel of ``done`` events (a worker with a
+    ``concurrency_limit`` learns from them that another worker freed a slot; the others
+    would only decode one event per completion for nothing).
+
     ``listening=False`` (LISTEN cannot work: a transaction pooler and no ``listen_dsn``): it
     opens no connection and hears nothing; its thread only calls ``watch``.
     """
@@ -51,8 +55,10 @@ class Listener:
         watch: Callable[[], None] | None = None,
         poll_interval: float = 0.25,
         listening: bool = True,
+        hear_done: bool = False,
     ) -> None:
         self.listening = listening
+        self._hear_done = hear_done
         self._conn = connection
         self._sql = statements
         self._on_event = on_event
@@ -96,6 +102,8 @@ class Listener:
         if self.listening:
             with translate_errors(), self._conn.connection() as conn:
                 conn.execute(self._sql.listen)
+                if self._hear_done:
+                    conn.execute(self._sql.listen_done)
         self._listening = True
         self._last_probe = self._clock.monotonic()
 

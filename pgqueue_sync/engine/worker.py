@@ -261,6 +261,7 @@ class Worker:
             probe_interval=self.options.heartbeat_interval,
             watch=self._watch_connections,
             listening=self.listening,
+            hear_done=self.fetcher.hears_done,
         )
         try:
             self.prepare()

@@ -139,6 +139,8 @@ class Statements:
             },
             "channel": sql.Literal(s.channel),
             "channel_ident": sql.Identifier(s.channel),
+            "done_channel": sql.Literal(s.done_channel),
+            "done_channel_ident": sql.Identifier(s.done_channel),
             **{key: sql.Literal(value) for key, value in events.SQL_LITERALS.items()},
             "jobs_regclass": sql.Literal(s.ident("jobs").as_string(None)),
             "now": sql.SQL(_NOW),

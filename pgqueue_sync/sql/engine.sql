@@ -119,7 +119,8 @@ UPDATE {limits} SET tokens = %(tokens)s, refilled = {now} WHERE entrypoint = %(e
 -- Outcomes, fenced: only the worker holding the current attempt may record one. Rows are
 -- locked in id order, so concurrent completions cannot deadlock. Finished jobs leave the
 -- table for the log; failed ones (retries exhausted) stay, for inspection and requeue;
--- retried ones go back to queued after their backoff. One NOTIFY tells waiters what finished.
+-- retried ones go back to queued after their backoff. One NOTIFY tells waiters what finished
+-- (on the done channel: a worker without concurrency limits does not listen to it).
 -- Each step joins the jobs table to ``owned`` by primary key and carries the outcome along
 -- in RETURNING: no step joins two CTEs (whose row counts the planner cannot know), so the
 -- cost stays linear in the number of outcomes however many a flush writes.
@@ -165,7 +166,7 @@ WITH done AS (
 SELECT
     (SELECT array_agg(job_id) FROM logged) AS finished,
     (SELECT array_agg(id) FROM retried) AS retried,
-    (SELECT pg_notify({channel}, json_build_object(
+    (SELECT pg_notify({done_channel}, json_build_object(
                 'type', {done_type},
                 'ids', CASE WHEN count(*) <= 100 THEN array_agg(job_id) END,
                 'entrypoints', CASE WHEN count(DISTINCT entrypoint) <= 20

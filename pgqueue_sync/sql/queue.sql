@@ -12,6 +12,10 @@ l.duration, l.traceback, l.result, l.result_json, l.headers, l.enqueued, l.creat
 -- name: listen
 LISTEN {channel_ident}
 
+-- name: listen_done
+-- done events have their own channel (Settings.done_channel).
+LISTEN {done_channel_ident}
+
 -- name: notify
 -- The cast fails (relation does not exist) once the jobs table is dropped: a worker's
 -- periodic probe notices a dropped queue this way.
@@ -119,7 +123,7 @@ SELECT
     (SELECT array_agg(id) FROM untargeted WHERE NOT finished) AS unknown,
     (SELECT pg_notify({channel}, json_build_object('type', {cancel_type}, 'ids', array_agg(id))::text)
      FROM flagged HAVING count(*) > 0) AS notified_cancel,
-    (SELECT pg_notify({channel}, json_build_object('type', {done_type}, 'ids', array_agg(job_id))::text)
+    (SELECT pg_notify({done_channel}, json_build_object('type', {done_type}, 'ids', array_agg(job_id))::text)
      FROM logged HAVING count(*) > 0) AS notified_done
 
 -- name: requeue
