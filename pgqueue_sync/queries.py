@@ -210,10 +210,14 @@ class Queries(SchemaQueries, AdminQueries, ScheduleQueries):
         with conn.cursor(row_factory=tuple_row) as cur:
             if len(rows) == 1 and self.single_row:
                 cur.execute(self._sql.enqueue_one, self._params(**rows.params_of_one()))
-            else:
-                binary.register(cur)
-                cur.execute(self._sql.enqueue, self._params(**rows.params()))
-            return [row[0] for row in cur.fetchall()]
+                return [row[0] for row in cur.fetchall()]
+        with conn.cursor(row_factory=tuple_row, binary=True) as cur:
+            binary.register(cur)
+            cur.execute(self._sql.enqueue, self._params(**rows.params()))
+            row = cur.fetchone()
+            assert row is not None
+            ids: list[JobId] = row[0]
+            return ids
 
     def _enqueue_unique(self, conn: Connection, rows: Rows) -> list[JobId]:
         try:

@@ -44,7 +44,8 @@ WITH ins AS (
 
     RETURNING j.id
 )
-SELECT id FROM ins ORDER BY id
+-- One array (read in binary) rather than a row per job.
+SELECT COALESCE(array_agg(id ORDER BY id), '{{}}') FROM ins
 
 -- name: enqueue_one
 -- One job, the most common call (a web request enqueues its job): the same row as
