@@ -53,7 +53,8 @@ class Fetcher:
         self._clock = clock
         self._can_start = can_start
         self._next_tick = next_tick
-        self._hooks = hooks
+        # None without hooks: a falsy check per job without HookList.__bool__'s call.
+        self._hooks = hooks if hooks else None
         # Limited entrypoints whose last claim was held back: until when (clock seconds)
         # they are not tried again, and whether a finished job may free them ("slots") or
         # only time ("rate"). Read and written from several threads: never iterated live.

@@ -107,7 +107,8 @@ class Flusher:
         hooks: HookList,
         chores: Sequence[Chore] = (),
     ) -> None:
-        self._hooks = hooks
+        # None without hooks: a falsy check per job without HookList.__bool__'s call.
+        self._hooks = hooks if hooks else None
         self._chores = list(chores)
         self.worker_id = worker_id
         self._store = store

@@ -59,7 +59,8 @@ class Runner:
         release: Callable[[set[JobId], set[JobId]], set[JobId]],
         hooks: HookList,
     ) -> None:
-        self._hooks = hooks
+        # None without hooks: a falsy check per job without HookList.__bool__'s call.
+        self._hooks = hooks if hooks else None
         self._registry = dict(registry)
         self._ledger = ledger
         self._buffer = buffer
