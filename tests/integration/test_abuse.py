@@ -121,10 +121,20 @@ def test_a_stuck_thread_whose_handler_returns_at_last_takes_no_more_jobs(
         gate.wait(60)
         returned.set()
 
+    first = threading.Event()
+    second = threading.Event()
+
     @qm.entrypoint("ok")
     def ok(job: Job) -> None:
         with lock:
             threads.add(threading.get_ident())
+        if not first.is_set():
+            # The first job holds its thread a while: were a second thread serving, it would
+            # take the next job meanwhile (and end this wait early).
+            first.set()
+            second.wait(1.0)
+        else:
+            second.set()
 
     [hung] = qm.queries.enqueue("hang", None)
     r = runner(qm, workers=1)
