@@ -101,7 +101,7 @@ class JobBuffer(queue.Queue[Job]):
         items = list(jobs)
         if not items:
             return
-        with self.not_full:
+        with self.mutex:  # the Conditions' lock, taken without their Python-level __enter__
             if self._closed:
                 raise BufferClosed("the job buffer is closed")
             if len(items) > self.maxsize - self._qsize():
@@ -123,7 +123,7 @@ class JobBuffer(queue.Queue[Job]):
 
     def take(self, timeout: float | None = None) -> Job | None:
         """The next job; None after ``timeout`` seconds; BufferClosed once closed and empty."""
-        with self.not_empty:
+        with self.mutex:  # the Conditions' lock (not_empty.wait needs it held)
             jobs = self.queue
             if not jobs:
                 deadline = Deadline(timeout)  # only when there is something to wait for

@@ -112,7 +112,12 @@ class Ledger:
         """The outcomes whose attempt this worker still holds (one released at a shutdown
         deadline, or superseded, is no longer its to write)."""
         with self._lock:
-            return [o for o in outcomes if self._holds(o.job_id, o.attempt)]
+            held = self._held
+            return [
+                o
+                for o in outcomes
+                if (job := held.get(o.job_id)) is not None and job.attempts == o.attempt
+            ]
 
     def attempts_of(self, job_ids: Iterable[JobId]) -> list[Attempt]:
         """The attempts held of these jobs (those still held)."""
@@ -186,9 +191,11 @@ class Ledger:
     def forget(self, attempts: Iterable[Attempt]) -> bool:
         """Stop holding these attempts (written, or released); True if none is held now."""
         with self._lock:
+            held = self._held
             for job_id, attempt in attempts:
-                if self._holds(job_id, attempt):
-                    job = self._held.pop(job_id)
+                job = held.get(job_id)
+                if job is not None and job.attempts == attempt:
+                    del held[job_id]
                     self._by_entrypoint[job.entrypoint] -= 1
                     self._contexts.pop(job_id, None)
             return not self._held
@@ -209,7 +216,8 @@ class Ledger:
         longer held (superseded while it waited in the buffer)."""
         key = (job.id, job.attempts)
         with self._lock:
-            if not self._holds(*key):
+            held = self._held.get(job.id)
+            if held is None or held.attempts != job.attempts:
                 return None
             self._running[key] = Running(now, thread)
             return self._contexts.get(job.id) or Context(job=job, worker_id=self.worker_id)

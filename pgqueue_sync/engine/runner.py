@@ -55,7 +55,7 @@ class Runner:
         options: RunOptions,
         clock: Clock,
         max_result_bytes: int,
-        on_done: Callable[[Job], None],
+        on_done: Callable[[Job], None] | None,
         release: Callable[[set[JobId], set[JobId]], set[JobId]],
         hooks: HookList,
     ) -> None:
@@ -137,7 +137,8 @@ class Runner:
         self._completions.add(result)
         if self._hooks:
             self._hooks.job_finished(job, result)
-        self._on_done(job)
+        if self._on_done is not None:
+            self._on_done(job)
         return result
 
     def check_timeouts(self) -> float | None:

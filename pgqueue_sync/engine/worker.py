@@ -137,7 +137,8 @@ class Worker:
             options=options,
             clock=clock,
             max_result_bytes=settings.max_payload_bytes,
-            on_done=self._job_done,
+            # Only a limited entrypoint's blocked claim waits for a job to end here.
+            on_done=self._job_done if any(e.limited for e in registry.values()) else None,
             release=self.release,
             hooks=self.hooks,
         )

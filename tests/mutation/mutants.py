@@ -818,7 +818,7 @@ MUTANTS: list[Mutant] = [
         "ledger.start.superseded-runs",
         "an attempt superseded while it waited in the buffer still runs",
         LEDGER,
-        "            if not self._holds(*key):\n",
+        "            if held is None or held.attempts != job.attempts:\n",
         "            if False:\n",
         LOST_CLAIM,
         RETRY_MACHINE,
