@@ -192,13 +192,14 @@ class CompletionBuffer:
     completions batch themselves under load (group commit) and go out at once when idle."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._items: list[Outcome] = []
         self._closed = False
         self._waiting = 0  # takers waiting in take_all: only they need a notify
 
     def add(self, outcome: Outcome) -> None:
-        with self._cond:
+        with self._lock:  # the Condition's lock, without its Python-level __enter__
             self._items.append(outcome)
             if self._waiting:
                 self._cond.notify()

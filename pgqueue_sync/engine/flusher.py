@@ -204,13 +204,19 @@ class Flusher:
         if not batch:
             return set()
         recorded = self._complete(batch)
-        missing = [o for o in batch if o.job_id not in recorded]
+        missing = (
+            [] if len(recorded) == len(batch) else [o for o in batch if o.job_id not in recorded]
+        )
         if uncertain and missing:
             # The first try may have committed before its connection died.
             recorded |= self._store.recorded(self.worker_id, missing)
             # A retry leaves no log row; either way the job is no longer this worker's.
             recorded |= {o.job_id for o in missing if o.status is JobStatus.QUEUED}
-        fenced = [o.job_id for o in batch if o.job_id not in recorded]
+        fenced = (
+            []
+            if len(recorded) == len(batch)
+            else [o.job_id for o in batch if o.job_id not in recorded]
+        )
         for job_id in fenced:
             logger.warning(
                 "job %d: outcome discarded, the job was re-picked by another worker after "

@@ -195,6 +195,9 @@ class Store(SchemaQueries):
         if not outcomes:
             return Completed(set(), set())
         ordered = sorted(outcomes, key=_JOB_ID)
+        tracebacks = [o.traceback for o in ordered]
+        if tracebacks.count(None) != len(tracebacks):  # most outcomes have none
+            tracebacks = [storable_text(text) for text in tracebacks]
         # The arrays travel in binary, each packed in one step (pgqueue_sync/binary.py): psycopg
         # writes a list element by element, half of a flush's CPU.
         params = self._params(
@@ -203,7 +206,7 @@ class Store(SchemaQueries):
             attempts=binary.pack_int4([o.attempt for o in ordered]),
             statuses=binary.pack_text([o.status for o in ordered]),  # a str enum: its value
             durations=binary.pack_float8([float(o.duration) for o in ordered]),
-            tracebacks=binary.pack_text([storable_text(o.traceback) for o in ordered]),
+            tracebacks=binary.pack_text(tracebacks),
             results=binary.pack_bytea([o.result for o in ordered]),
             values=binary.pack_jsonb([o.value_json for o in ordered]),
             delays=binary.pack_float8([float(o.delay) for o in ordered]),

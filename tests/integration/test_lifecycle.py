@@ -7,7 +7,7 @@ import sys
 import textwrap
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -30,6 +30,9 @@ from pgqueue_sync import (
     WaitTimeoutError,
 )
 from pgqueue_sync.engine import Worker
+from pgqueue_sync.engine.hooks import WorkerHooks
+from pgqueue_sync.engine.store import Store
+from pgqueue_sync.models import JobId
 from tests.conftest import Runner, engine, eventually, wait_promptly
 from tests.stateful.harness import Hooks, observed
 
@@ -667,3 +670,45 @@ def test_the_worker_prunes_the_log_when_retention_is_set(
     r = runner(cqm, log_retention=timedelta(days=7), heartbeat_interval=0.05, retry_timer=1.0)
     assert eventually(lambda: cqm.queries.history() == [])
     r.stop()
+
+
+def test_an_outcome_fenced_out_by_a_repick_is_counted_and_reported_not_recorded(
+    cqm: QueueManager, clock: ManualClock, runner: Start
+) -> None:
+    """The worker's heartbeat lapses while its handler runs and another worker re-picks the
+    job: the handler's outcome is refused by the database (fenced), counted as such in the
+    run's stats and reported to hooks as fenced, not as recorded."""
+    running = threading.Event()
+    finish = threading.Event()
+    written: list[tuple[list[int], list[int]]] = []
+
+    class Watch(WorkerHooks):
+        def outcomes_written(self, recorded: Sequence[JobId], fenced: Sequence[JobId]) -> None:
+            written.append((list(recorded), list(fenced)))
+
+    cqm.add_hooks(Watch())
+
+    @cqm.entrypoint("slow")
+    def slow(job: Job) -> None:
+        running.set()
+        finish.wait(30)
+
+    [job_id] = cqm.queries.enqueue("slow", None)
+    r = runner(cqm, workers=1, retry_timer=3600, heartbeat_interval=600)
+    assert running.wait(30)
+    # Another worker, whose clock is three hours ahead (this worker's does not move, so it
+    # sends no heartbeat): the claim is stale to it.
+    later = ManualClock(start=clock.now() + timedelta(hours=3))
+    other = uuid.uuid4()
+    [repicked] = Store(cqm.driver, cqm.settings, clock=later).dequeue(
+        1, ["slow"], other, timedelta(hours=1)
+    )
+    assert (repicked.id, repicked.attempts) == (job_id, 2)
+    finish.set()
+    assert eventually(lambda: any(fenced for _, fenced in written))
+    r.stop()
+    assert written == [([], [job_id])]
+    assert cqm.last_stats is not None
+    assert cqm.last_stats.fenced == 1
+    [held] = cqm.queries.get_jobs([job_id])  # still the other worker's, at its attempt
+    assert (held.status, held.worker_id, held.attempts) == (JobStatus.PICKED, other, 2)

@@ -836,6 +836,14 @@ MUTANTS: list[Mutant] = [
         "run's fenced count differ",
     ),
     mutant(
+        "flusher.write.fenced-never-counted",
+        "outcomes the database fenced out are taken for recorded",
+        FLUSHER,
+        "            if len(recorded) == len(batch)\n            else [o.job_id",
+        "            if True\n            else [o.job_id",
+        LIFECYCLE,
+    ),
+    mutant(
         "flusher.write.no-idle",
         "the fetcher is not told when the worker holds nothing any more",
         FLUSHER,
@@ -1293,8 +1301,8 @@ MUTANTS: list[Mutant] = [
         "store.storable-text-skipped",
         "a traceback holding NUL or a lone surrogate is sent as it is (the database refuses it)",
         STORE,
-        "tracebacks=binary.pack_text([storable_text(o.traceback) for o in ordered]),",
-        "tracebacks=binary.pack_text([o.traceback for o in ordered]),",
+        "tracebacks = [storable_text(text) for text in tracebacks]",
+        "tracebacks = [text for text in tracebacks]",
         POISON,
     ),
     mutant(
