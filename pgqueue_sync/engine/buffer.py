@@ -111,8 +111,7 @@ class JobBuffer(queue.Queue[Job]):
                 )
             if not self.queue:
                 self._progress = self._monotonic()
-            for job in items:
-                self._put(job)
+            self.queue.extend(items)  # what _put does, one job at a time
             self.unfinished_tasks += len(items)
             self.not_empty.notify(1 if self.short_jobs() else len(items))
 
