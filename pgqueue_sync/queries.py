@@ -296,7 +296,7 @@ class Queries(SchemaQueries, AdminQueries, ScheduleQueries):
                     "execute_after: a delay puts a job past the times it can be due at"
                 ) from None
             dump_json = cur.adapters.get_dumper(Jsonb, PyFormat.BINARY)(Jsonb, cur).dump
-            data = binary.copy_jobs(
+            chunks = binary.copy_jobs(
                 ids,
                 rows.priorities,
                 rows.entrypoints,
@@ -307,7 +307,8 @@ class Queries(SchemaQueries, AdminQueries, ScheduleQueries):
                 dump_json,  # type: ignore[arg-type]
             )
             with cur.copy(self._sql.copy_jobs) as copy:
-                copy.write(data)
+                for chunk in chunks:
+                    copy.write(chunk)
         return ids
 
     def _jobs_sequence(self, conn: Connection) -> str:
