@@ -248,6 +248,11 @@ async def latency_load(
     if rate is None:
         rate = (await drain(dsn, 5000, batch_size, way="user"))["jobs_per_s"] / 2
         await drop_schema(dsn)
+    admin = await connect(dsn)
+    try:
+        await admin.execute("CHECKPOINT")  # as benchmarks/latency_load.py does for ours
+    finally:
+        await admin.close()
     async with worker_and_producer(dsn) as (qm, producer):
         starts: dict[int, float] = {}
 
