@@ -65,40 +65,49 @@ _JSONB_VERSION = b"\x01"  # jsonb_send's format version, before the text
 
 
 class PackedArray(bytes):
-    """An array already in PostgreSQL's binary format; subclasses name the array type."""
+    """An array already in PostgreSQL's binary format; each subclass names its element
+    type (``class Int8Array(PackedArray, element="int8")``) and gets its OIDs."""
 
     element_oid: ClassVar[int]
     array_oid: ClassVar[int]
 
-
-class Int8Array(PackedArray):
-    element_oid = types["int8"].oid
-    array_oid = types["int8"].array_oid
-
-
-class Int4Array(PackedArray):
-    element_oid = types["int4"].oid
-    array_oid = types["int4"].array_oid
+    def __init_subclass__(cls, *, element: str, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        info = types[element]
+        cls.element_oid = info.oid
+        cls.array_oid = info.array_oid
 
 
-class Float8Array(PackedArray):
-    element_oid = types["float8"].oid
-    array_oid = types["float8"].array_oid
+class Int8Array(PackedArray, element="int8"):
+    pass
 
 
-class TextArray(PackedArray):
-    element_oid = types["text"].oid
-    array_oid = types["text"].array_oid
+class Int4Array(PackedArray, element="int4"):
+    pass
 
 
-class ByteaArray(PackedArray):
-    element_oid = types["bytea"].oid
-    array_oid = types["bytea"].array_oid
+class Float8Array(PackedArray, element="float8"):
+    pass
 
 
-class JsonbArray(PackedArray):
-    element_oid = types["jsonb"].oid
-    array_oid = types["jsonb"].array_oid
+class TextArray(PackedArray, element="text"):
+    pass
+
+
+class ByteaArray(PackedArray, element="bytea"):
+    pass
+
+
+class JsonbArray(PackedArray, element="jsonb"):
+    pass
+
+
+class TimestamptzArray(PackedArray, element="timestamptz"):
+    pass
+
+
+class IntervalArray(PackedArray, element="interval"):
+    pass
 
 
 def _header(cls: type[PackedArray], length: int, has_nulls: bool) -> bytes:
@@ -204,16 +213,6 @@ def nulls(cls: type[P], length: int) -> P:
     return cls(_header(cls, length, length > 0) + _NULL * length)
 
 
-class TimestamptzArray(PackedArray):
-    element_oid = types["timestamptz"].oid
-    array_oid = types["timestamptz"].array_oid
-
-
-class IntervalArray(PackedArray):
-    element_oid = types["interval"].oid
-    array_oid = types["interval"].array_oid
-
-
 class _PackedDumper(Dumper):
     format = pq.Format.BINARY
 
@@ -250,16 +249,6 @@ def register(cursor: psycopg.Cursor[Any]) -> None:
 
 # -- COPY rows ---------------------------------------------------------------------------
 
-# The columns copy_jobs writes, in order (the COPY statement names ENQUEUE_COLUMNS).
-COPY_JOBS_COLUMNS = (
-    "id",
-    "priority",
-    "entrypoint",
-    "payload",
-    "execute_after",
-    "dedupe_key",
-    "headers",
-)
 # Rows per chunk of COPY data (about 60 KB for jobs without payload).
 COPY_CHUNK_ROWS = 1000
 _COPY_START = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)  # signature, flags, extension
@@ -289,7 +278,8 @@ def copy_jobs(
     dump_json: Callable[[object], bytes],
 ) -> Iterator[bytes]:
     """The binary COPY data of these jobs: ``id, priority, entrypoint, payload,
-    execute_after, dedupe_key, headers`` (ENQUEUE_COLUMNS), one row per index, in chunks of
+    execute_after, dedupe_key, headers`` (``models.ENQUEUE_COLUMNS``, which the COPY
+    statement names), one row per index, in chunks of
     COPY_CHUNK_ROWS rows (a long list is never one large buffer: glibc keeps such buffers
     out of mmap once one was freed, and the heap they leave behind stays resident). ``ats``
     are aware datetimes; ``dump_json`` gives a header's jsonb element body (psycopg's)."""
