@@ -18,6 +18,8 @@ def test_defaults_and_names() -> None:
 def test_channel_fits_postgres_identifier_limit() -> None:
     s = Settings(schema="s" * 40, prefix="p" * 18)
     assert len(s.channel.encode()) <= 63
+    assert len(s.done_channel.encode()) <= 63
+    assert s.done_channel != s.channel
 
 
 @pytest.mark.parametrize(
