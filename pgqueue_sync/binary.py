@@ -4,19 +4,20 @@ of enqueue's COPY.
 **Arrays.**
 A completion sends eight arrays with an element per outcome. psycopg's binary list dumper
 writes them element by element in Python (a ``struct.pack`` and a few list operations per
-element: about half of a flush's CPU). Here an array of numbers is a single
-``struct.pack``; an array of text, bytea or jsonb is a single join, and one of NULLs only
-(most outcomes have no traceback, result or delay) a repeated constant.
+element: about half of a flush's CPU). Here an array of numbers is one ``array``
+conversion and a dozen strided copies; an array of text, bytea or jsonb is a single join,
+and one of NULLs only (most outcomes have no traceback, result or delay) a repeated
+constant.
 
-Each packer returns a :class:`PackedArray` subclass that carries its type: register
-:data:`DUMPERS` on a cursor and pass the arrays as parameters. The format is
+Each packer returns a :class:`PackedArray` subclass that carries its type: call
+:func:`register` on a cursor and pass the arrays as parameters. The format is
 ``array_send``'s: the number of dimensions, a has-nulls flag, the element type's OID, then
 per dimension its length and lower bound (1), then per element its byte length (-1 for
 NULL) and its bytes.
 
 **COPY rows.** :func:`copy_jobs` writes the rows of enqueue's ``COPY ... (FORMAT BINARY)``
-in one buffer, each repeated value (an entrypoint, a due time, NULL) packed once per call:
-psycopg's ``write_row`` costs about 1.3 us of Python per row.
+in chunks of :data:`COPY_CHUNK_ROWS`, each repeated value (an entrypoint, a due time, NULL)
+packed once per call: psycopg's ``write_row`` costs about 1.3 us of Python per row.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from psycopg.adapt import Dumper
 from psycopg.postgres import types
 
 __all__ = [
+    "COPY_CHUNK_ROWS",
     "DUMPERS",
     "ByteaArray",
     "Float8Array",
@@ -44,6 +46,7 @@ __all__ = [
     "PackedArray",
     "TextArray",
     "TimestamptzArray",
+    "copy_jobs",
     "nulls",
     "pack_bytea",
     "pack_float8",
@@ -116,6 +119,10 @@ def _header(cls: type[PackedArray], length: int, has_nulls: bool) -> bytes:
     return _HEADER.pack(1, int(has_nulls), cls.element_oid, length, 1)
 
 
+def _all_null(cls: type[PackedArray], length: int) -> bytes:
+    return _header(cls, length, length > 0) + _NULL * length
+
+
 def _pack_numbers(cls: type[PackedArray], code: str, size: int, values: Sequence[float]) -> bytes:
     # Each element is its byte length (4 bytes, big-endian: 0 0 0 size), then the number
     # big-endian. The numbers go through an array in one step, then the elements are woven
@@ -149,23 +156,18 @@ def pack_float8(values: Sequence[float]) -> Float8Array:
     return Float8Array(_pack_numbers(Float8Array, "d", 8, values))
 
 
-def _pack_bytes(
-    cls: type[PackedArray], values: Sequence[bytes | None], prefix: bytes = b""
-) -> bytes:
+def _pack_bytes(cls: type[PackedArray], values: Sequence[bytes | None]) -> bytes:
     n = len(values)
     nulls = values.count(None)
     if nulls == n:
-        return _header(cls, n, n > 0) + _NULL * n
+        return _all_null(cls, n)
     parts = [_header(cls, n, nulls > 0)]
     append = parts.append
-    extra = len(prefix)
     for value in values:
         if value is None:
             append(_NULL)
         else:
-            append(_LENGTH.pack(extra + len(value)))
-            if prefix:
-                append(prefix)
+            append(_LENGTH.pack(len(value)))
             append(value)
     return b"".join(parts)
 
@@ -189,7 +191,7 @@ def _pack_strings(cls: type[PackedArray], values: Sequence[str | None], prefix: 
     n = len(values)
     nulls = values.count(None)
     if nulls == n:
-        return _header(cls, n, n > 0) + _NULL * n
+        return _all_null(cls, n)
     return _header(cls, n, nulls > 0) + b"".join(map(_Elements(prefix).__getitem__, values))
 
 
@@ -210,7 +212,7 @@ def pack_jsonb(values: Sequence[str | None]) -> JsonbArray:
 
 def nulls(cls: type[P], length: int) -> P:
     """An array of ``length`` NULLs of ``cls``'s type."""
-    return cls(_header(cls, length, length > 0) + _NULL * length)
+    return cls(_all_null(cls, length))
 
 
 class _PackedDumper(Dumper):
@@ -225,19 +227,9 @@ def _dumper(cls: type[PackedArray]) -> type[Dumper]:
     return type(f"{cls.__name__}Dumper", (_PackedDumper,), {"oid": cls.array_oid})
 
 
-# Register each on a cursor (``cur.adapters.register_dumper(cls, dumper)``).
+# A dumper per array type (``register`` puts them on a cursor).
 DUMPERS: tuple[tuple[type[PackedArray], type[Dumper]], ...] = tuple(
-    (cls, _dumper(cls))
-    for cls in (
-        Int8Array,
-        Int4Array,
-        Float8Array,
-        TextArray,
-        ByteaArray,
-        JsonbArray,
-        TimestamptzArray,
-        IntervalArray,
-    )
+    (cls, _dumper(cls)) for cls in PackedArray.__subclasses__()
 )
 
 

@@ -204,8 +204,8 @@ class Queries(SchemaQueries, AdminQueries, ScheduleQueries):
             return self._enqueue_insert(conn, rows)
 
     def _enqueue_insert(self, conn: Connection, rows: Rows) -> list[JobId]:
-        with conn.cursor(row_factory=tuple_row) as cur:
-            if len(rows) == 1 and self.single_row:
+        if len(rows) == 1 and self.single_row:
+            with conn.cursor(row_factory=tuple_row) as cur:
                 cur.execute(self._sql.enqueue_one, self._params(**rows.params_of_one()))
                 return [row[0] for row in cur.fetchall()]
         with conn.cursor(row_factory=tuple_row, binary=True) as cur:
