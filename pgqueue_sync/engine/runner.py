@@ -35,6 +35,8 @@ __all__ = ["Runner"]
 
 logger = logging.getLogger(__name__)
 
+_SUCCESSFUL = JobStatus.SUCCESSFUL
+
 # How long an idle handler thread waits for a job before it looks again.
 TAKE_TIMEOUT = 5.0
 
@@ -125,7 +127,7 @@ class Runner:
         except BaseException:
             self._ledger.finish(job, succeeded=False)
             raise
-        if not self._ledger.finish(job, succeeded=result.status is JobStatus.SUCCESSFUL):
+        if not self._ledger.finish(job, result.status is _SUCCESSFUL):
             logger.warning(
                 "job %d: its handler returned %.1f s after its timeout; the outcome it "
                 "reports (%s) is dropped",
