@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import platform
 import statistics
@@ -159,15 +160,53 @@ def percentile(values: Sequence[float], q: float) -> float:
     return float(ordered[rank])
 
 
+def _python_loop_ms() -> float:
+    """Milliseconds for a fixed loop of interpreted additions (best of three): how fast this
+    machine runs Python, to compare runs made on different machines."""
+    best = math.inf
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return 1000 * best
+
+
 def machine() -> dict[str, Any]:
+    """What the numbers were measured on, with three calibrations: a Python loop
+    (``python_loop_ms``), a ``SELECT 1`` round trip (``round_trip_us``, median of 200) and
+    a one-row INSERT committed, its WAL flushed (``commit_ms``, median of 50). A queue's
+    absolute numbers follow them; its ratios to a peer measured in the same run much less."""
     info: dict[str, Any] = {
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "python_loop_ms": _python_loop_ms(),
     }
-    with contextlib.suppress(psycopg.Error), psycopg.connect(dsn_from_env()) as conn:
+    with (
+        contextlib.suppress(psycopg.Error),
+        psycopg.connect(dsn_from_env(), autocommit=True) as conn,
+    ):
         row = conn.execute("SHOW server_version").fetchone()
         info["postgresql"] = row[0] if row else None
+        trips = []
+        for _ in range(200):
+            started = time.perf_counter()
+            conn.execute("SELECT 1", prepare=True)
+            trips.append(time.perf_counter() - started)
+        info["round_trip_us"] = 1e6 * statistics.median(trips)
+        table = f"bench_calibration_{uuid.uuid4().hex[:8]}"
+        conn.execute(f"CREATE TABLE {table} (x integer)")
+        try:
+            commits = []
+            for _ in range(50):
+                started = time.perf_counter()
+                conn.execute(f"INSERT INTO {table} VALUES (1)")  # commits, flushing the WAL
+                commits.append(time.perf_counter() - started)
+            info["commit_ms"] = 1e3 * statistics.median(commits)
+        finally:
+            conn.execute(f"DROP TABLE {table}")
     return info
 
 
