@@ -116,6 +116,24 @@ class Rows:
             "headers": self.headers[0],
         }
 
+    def plain(self) -> bool:
+        """Whether no job has a due time, a dedupe key or headers (``enqueue_plain``)."""
+        n = len(self)
+        return (
+            self.ats.count(None) == n
+            and self.delays.count(None) == n
+            and self.dedupe_keys.count(None) == n
+            and self.headers.count(None) == n
+        )
+
+    def params_plain(self) -> dict[str, Any]:
+        """The parameters of ``enqueue_plain``: the three columns a plain list has."""
+        return {
+            "entrypoints": binary.pack_text(self.entrypoints),
+            "payloads": binary.pack_bytea(self.payloads),
+            "priorities": binary.pack_int4(self.priorities),
+        }
+
     def params(self) -> dict[str, Any]:
         """The parameters of the INSERT from arrays, packed in binary where a column allows
         it (pgqueue_sync/binary.py: one step per array, not one per element); a cursor that

@@ -210,7 +210,10 @@ class Queries(SchemaQueries, AdminQueries, ScheduleQueries):
                 return [row[0] for row in cur.fetchall()]
         with conn.cursor(row_factory=tuple_row, binary=True) as cur:
             binary.register(cur)
-            cur.execute(self._sql.enqueue, self._params(**rows.params()))
+            if rows.plain():
+                cur.execute(self._sql.enqueue_plain, self._params(**rows.params_plain()))
+            else:
+                cur.execute(self._sql.enqueue, self._params(**rows.params()))
             row = cur.fetchone()
             assert row is not None
             ids: list[JobId] = row[0]

@@ -47,6 +47,20 @@ WITH ins AS (
 -- One array (read in binary) rather than a row per job.
 SELECT COALESCE(array_agg(id ORDER BY id), '{{}}') FROM ins
 
+-- name: enqueue_plain
+-- The usual list: no due time, dedupe key or headers on any job. Three arrays rather than
+-- seven: each array unnested is a function scan whose rows the server materializes (lists
+-- of 1,000 were about 8 % slower through enqueue's seven, all but three of them NULLs).
+WITH ins AS (
+    INSERT INTO {jobs} AS j (priority, entrypoint, payload, execute_after)
+    SELECT priority, entrypoint, payload, {now} FROM unnest(
+        %(priorities)s::integer[], %(entrypoints)s::text[], %(payloads)s::bytea[]
+    ) WITH ORDINALITY AS t(priority, entrypoint, payload, n)
+    ORDER BY n
+    RETURNING j.id
+)
+SELECT COALESCE(array_agg(ins.id ORDER BY ins.id), '{{}}') FROM ins
+
 -- name: enqueue_one
 -- One job, the most common call (a web request enqueues its job): the same row as
 -- _enqueue_rows makes, from scalar parameters.

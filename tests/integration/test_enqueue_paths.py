@@ -1,7 +1,8 @@
 """INSERT and COPY enqueue the same jobs: a property over generated inputs.
 
 ``enqueue`` writes a single job with a one-row ``INSERT ... VALUES``, short lists with one
-``INSERT ... SELECT FROM unnest(...)`` and long ones with COPY (ids reserved first). Each
+``INSERT ... SELECT FROM unnest(...)`` (of three arrays for a plain list, whose jobs have
+no due time, dedupe key or headers) and long ones with COPY (ids reserved first). Each
 property a user relies on (ids in the order given, each the id of its own input;
 priorities, delays and times, dedupe keys, headers, payloads) must hold on every path. The
 same generated inputs go through a queue whose COPY threshold is lowered, so lists of a few
@@ -173,8 +174,42 @@ def paths(dsn: str) -> Iterator[tuple[Path, Path]]:
     suppress_health_check=[*settings().suppress_health_check, HealthCheck.function_scoped_fixture]
 )
 @given(given=inputs())
-# Always tried, besides the generated ones: a long list with every kind of due time, and a
-# keyed list whose skipped and new jobs interleave.
+# Always tried, besides the generated ones: a long list with every kind of due time, a
+# keyed list whose skipped and new jobs interleave, and long lists that are plain but for
+# one option (none; headers; a due time), the plain INSERT's border.
+@example(
+    given=Inputs(
+        entrypoints=["a", "b.c"] * 3,
+        payloads=[bytes([i]) if i % 3 else None for i in range(6)],
+        priority=[5, -2, 0, 7, 2**31 - 1, -(2**31)],
+        execute_after=None,
+        dedupe_key=None,
+        headers=None,
+        on_conflict="raise",
+    )
+)
+@example(
+    given=Inputs(
+        entrypoints=["a"] * 5,
+        payloads=[None] * 5,
+        priority=0,
+        execute_after=None,
+        dedupe_key=None,
+        headers=[None, {"t": 1}, None, None, None],
+        on_conflict="raise",
+    )
+)
+@example(
+    given=Inputs(
+        entrypoints=["a"] * 4,
+        payloads=[None] * 4,
+        priority=1,
+        execute_after=[None, None, timedelta(seconds=30), None],
+        dedupe_key=None,
+        headers=None,
+        on_conflict="raise",
+    )
+)
 @example(
     given=Inputs(
         entrypoints=["a"] * 6,
