@@ -139,9 +139,11 @@ class Job:
         return job
 
     @classmethod
-    def from_claim(cls, row: Sequence[Any], worker_id: uuid.UUID) -> Job:
+    def from_claim(cls, row: Sequence[Any], worker_id: uuid.UUID, claimed_at: datetime) -> Job:
         """A Job from a claim's columns (CLAIM_COLUMNS order): the columns the claim has
-        just set to known values (status, heartbeat, worker, started) are not read back.
+        just set to known values (status, heartbeat, worker, started) are not read back,
+        ``updated`` is the claim's time ``claimed_at`` (read from one row of the claim), and
+        an ``execute_after`` read as NULL is ``created`` (the claim returns it so).
 
         The hottest constructor (every claimed job): its fields written out as one dict,
         which costs two thirds of filling them in from the column names.
@@ -150,7 +152,7 @@ class Job:
             job_id,
             priority,
             created,
-            updated,
+            _,
             execute_after,
             entrypoint,
             payload,
@@ -164,6 +166,7 @@ class Job:
         ) = row
         if payload is not None and type(payload) is not bytes:
             payload = bytes(payload)
+        updated = claimed_at
         job = object.__new__(cls)
         object.__setattr__(
             job,
@@ -174,7 +177,7 @@ class Job:
                 "created": created,
                 "updated": updated,
                 "heartbeat": updated,  # both set to the claim's now()
-                "execute_after": execute_after,
+                "execute_after": created if execute_after is None else execute_after,
                 "status": JobStatus.PICKED,
                 "entrypoint": entrypoint,
                 "payload": payload,

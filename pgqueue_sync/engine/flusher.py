@@ -14,6 +14,7 @@ retried with a backoff while the heartbeats go on.
 from __future__ import annotations
 
 import logging
+import operator
 import random
 import threading
 import uuid
@@ -37,6 +38,9 @@ from .store import Store
 __all__ = ["Chore", "Flusher", "backoff", "refused"]
 
 logger = logging.getLogger(__name__)
+
+# An outcome's attempt, (job id, attempt number), as the ledger keys it.
+_ATTEMPT = operator.attrgetter("job_id", "attempt")
 
 PRUNE_INTERVAL = 60.0
 # Outcomes fewer than GATHER_BELOW wait GATHER_SECONDS for more before they are written.
@@ -223,7 +227,7 @@ class Flusher:
                 "this worker's heartbeat lapsed (retry_timer); its result there stands",
                 job_id,
             )
-        idle = self._ledger.forget([(o.job_id, o.attempt) for o in batch])
+        idle = self._ledger.forget(map(_ATTEMPT, batch))
         self._ledger.count(recorded=len(recorded), fenced=len(fenced))
         if self._hooks:
             self._hooks.outcomes_written(sorted(recorded), fenced)

@@ -23,7 +23,7 @@ from psycopg.types.json import Jsonb
 from pgqueue_sync import binary
 from pgqueue_sync.db import Connection
 from pgqueue_sync.errors import SchemaNotInstalledError
-from pgqueue_sync.models import Completed, Job, JobId, LimitedClaim, Outcome
+from pgqueue_sync.models import CLAIM_COLUMNS, Completed, Job, JobId, LimitedClaim, Outcome
 from pgqueue_sync.schema_queries import SchemaQueries
 
 __all__ = ["PRUNE_BATCH", "Store", "storable_text"]
@@ -31,6 +31,7 @@ __all__ = ["PRUNE_BATCH", "Store", "storable_text"]
 _JOB_ID = operator.attrgetter("job_id")
 _DUE_ORDER = operator.attrgetter("execute_after", "id")
 _PRIORITY = operator.attrgetter("priority")
+_UPDATED = operator.itemgetter(CLAIM_COLUMNS.index("updated"))
 # An Outcome's fields in the order of the complete statement's arrays.
 _OUTCOME_COLUMNS = operator.attrgetter(
     "job_id", "attempt", "status", "duration", "traceback", "result", "value_json", "delay"
@@ -103,7 +104,14 @@ class Store(SchemaQueries):
                     retry_timer=retry_timer,
                 ),
             )
-            jobs = [Job.from_claim(row, worker_id) for row in cur.fetchall()]
+            rows = cur.fetchall()
+            # The claim's now(), carried by one row only (sql/__init__.py: _CLAIM_EXPRESSIONS).
+            claimed_at = next(filter(None, map(_UPDATED, rows)), None)
+            if claimed_at is None:
+                if rows:
+                    raise RuntimeError("a claim returned jobs without the claim's time")
+                return []
+            jobs = [Job.from_claim(row, worker_id, claimed_at) for row in rows]
         # Priority first, then FIFO: two stable sorts on C-level keys, no lambda per job.
         jobs.sort(key=_DUE_ORDER)
         jobs.sort(key=_PRIORITY, reverse=True)

@@ -90,12 +90,30 @@ SCHEMA_VERSION = max(MIGRATIONS, default=1)
 _NOW = "COALESCE(%(now)s::timestamptz, now())"
 
 
-def _job_columns(names: Iterable[str] = JOB_COLUMN_TYPES) -> sql.Composable:
+# What a claim returns instead of two of its timestamps (Job.from_claim restores them): each
+# timestamp read costs the worker a datetime built in C, about 900 instructions a job.
+# updated is the claim's own now() on every row, so only one row carries it; execute_after
+# is NULL where it equals created (a job due when enqueued: the usual case).
+_CLAIM_EXPRESSIONS = {
+    "updated": "CASE WHEN j.id = (SELECT min(id) FROM chosen) THEN j.updated END",
+    "execute_after": "NULLIF(j.execute_after, j.created)",
+}
+
+
+def _job_columns(
+    names: Iterable[str] = JOB_COLUMN_TYPES, expressions: dict[str, str] | None = None
+) -> sql.Composable:
     """A select list of Job's fields (all of them, or ``names``) in order, each read as the
-    type Job expects (the status enum as text, which reads the same in text and binary)."""
+    type Job expects (the status enum as text, which reads the same in text and binary);
+    ``expressions`` gives some of them in other terms than their column."""
+    expressions = expressions or {}
     columns: list[sql.Composable] = [
-        sql.SQL("j.{}::{} AS {}").format(
-            sql.Identifier(name), sql.SQL(JOB_COLUMN_TYPES[name]), sql.Identifier(name)
+        sql.SQL("{}::{} AS {}").format(
+            sql.SQL(expressions[name])
+            if name in expressions
+            else sql.SQL("j.{}").format(sql.Identifier(name)),
+            sql.SQL(JOB_COLUMN_TYPES[name]),
+            sql.Identifier(name),
         )
         for name in names
     ]
@@ -145,7 +163,7 @@ class Statements:
             "jobs_regclass": sql.Literal(s.ident("jobs").as_string(None)),
             "now": sql.SQL(_NOW),
             "job_columns": _job_columns(),
-            "claim_columns": _job_columns(CLAIM_COLUMNS),
+            "claim_columns": _job_columns(CLAIM_COLUMNS, _CLAIM_EXPRESSIONS),
             "enqueue_columns": sql.SQL(", ").join([sql.Identifier(c) for c in ENQUEUE_COLUMNS]),
         }
         # Scripts (for other migration tools) fill their literals in when written.

@@ -5,7 +5,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
@@ -276,26 +276,36 @@ def test_a_handler_receives_its_row_as_the_claim_left_it(
     qm: QueueManager, runner: Start, conn: psycopg.Connection[Any]
 ) -> None:
     """The claim reads back only what it did not set itself (Job.from_claim fills in the
-    status, heartbeat, worker and started): the job a handler gets is its row all the same."""
+    status, heartbeat, worker and started), its time from one row only and a due time equal
+    to the creation as NULL: each job a handler gets is its row all the same, in a claim of
+    several jobs, due when enqueued or deferred."""
     seen: list[tuple[Job, Job]] = []
     gate = threading.Event()
+    lock = threading.Lock()
 
     @qm.entrypoint("look")
     def look(job: Job) -> None:
         (row,) = qm.queries.get_jobs([job.id])  # read while the handler runs: still picked
-        seen.append((job, row))
-        gate.set()
+        with lock:
+            seen.append((job, row))
+            if len(seen) == 3:
+                gate.set()
 
     (job_id,) = qm.queries.enqueue(
         "look", b"\x00payload", priority=3, dedupe_key="k-1", headers={"tenant": "t"}
     )
+    due = datetime.now(timezone.utc) - timedelta(minutes=5)
+    past = qm.queries.enqueue(["look"] * 2, [None, b"x"], execute_after=due)
     runner(qm)
     assert gate.wait(10)
-    ((job, row),) = seen
-    assert job.id == job_id
+    job = next(job for job, _ in seen if job.id == job_id)
     assert job.status is JobStatus.PICKED
     assert job.worker_id is not None
     assert job.heartbeat == job.updated
-    assert job == row  # every field, the datetimes as instants
+    assert job.execute_after == job.created
+    for claimed, row in seen:
+        assert claimed == row  # every field, the datetimes as instants
+    assert {job.id for job, _ in seen} == {job_id, *past}
+    assert all(job.execute_after < job.created for job, _ in seen if job.id in past)
     # In UTC whatever the server's TimeZone (datetime.timezone.utc: psycopg's fast decode).
     assert job.created.tzinfo is timezone.utc

@@ -1189,6 +1189,31 @@ MUTANTS: list[Mutant] = [
         UNIT,
         WORKER,
     ),
+    mutant(
+        "models.from-claim-due-time-null",
+        "a job due when it was enqueued reaches its handler with no execute_after",
+        "pgqueue_sync/models.py",
+        '"execute_after": created if execute_after is None else execute_after,',
+        '"execute_after": execute_after,',
+        UNIT,
+        WORKER,
+    ),
+    mutant(
+        "sql.claim.due-time-always-creation",
+        "a deferred job reaches its handler with its creation as its due time",
+        "pgqueue_sync/sql/__init__.py",
+        '"execute_after": "NULLIF(j.execute_after, j.created)",',
+        '"execute_after": "NULL",',
+        WORKER,
+    ),
+    mutant(
+        "sql.claim.time-on-no-row",
+        "no row of a claim carries the claim's time",
+        "pgqueue_sync/sql/__init__.py",
+        '"updated": "CASE WHEN j.id = (SELECT min(id) FROM chosen) THEN j.updated END",',
+        '"updated": "CASE WHEN false THEN j.updated END",',
+        WORKER,
+    ),
     # -- the stages added by the engine's layout ----------------------------------------------
     mutant(
         "ledger.hold.lost-claim-runs-twice",

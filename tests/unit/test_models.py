@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import uuid
 from datetime import datetime, timezone
 
@@ -38,8 +39,12 @@ def test_from_claim_builds_the_same_frozen_job_from_the_claimed_columns() -> Non
                {"a": 1}, "tb", True, 3, 4, None)  # fmt: skip
     row = [getattr(full, name) for name in CLAIM_COLUMNS]
     row[CLAIM_COLUMNS.index("payload")] = memoryview(b"p")
-    job = Job.from_claim(row, WORKER)
+    row[CLAIM_COLUMNS.index("updated")] = None  # the claim's time comes from one row only
+    job = Job.from_claim(row, WORKER, LATER)
     assert job == full
+    # A due time read as NULL is the creation's (the claim returns it so when they match).
+    row[CLAIM_COLUMNS.index("execute_after")] = None
+    assert Job.from_claim(row, WORKER, LATER).execute_after == NOW == full.created
     assert dataclasses.asdict(job) == dataclasses.asdict(full)
     assert type(job.payload) is bytes
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -85,7 +90,7 @@ def test_the_declared_columns_are_the_job_fields_in_order() -> None:
 def test_the_claim_reads_the_declared_columns_in_order() -> None:
     claim = statements(Settings()).dequeue.decode()
     returning = claim[claim.index("RETURNING") + len("RETURNING") :]
-    read = [part.split(" AS ")[1].strip().strip('"') for part in returning.split(",")]
+    read = re.findall(r'\bAS "?(\w+)"?\s*(?:,|$)', returning.strip())
     assert read == list(CLAIM_COLUMNS)
     # In Job's order, less what the claim has just set (Job.from_claim fills those in).
     assert [name for name in JOB_COLUMN_TYPES if name in read] == read
