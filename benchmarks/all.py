@@ -6,15 +6,19 @@ Runs are paired and alternating: each round runs ours and the peer back to back 
 goes first alternates by round) and the pgbench ceiling, for each batch size, both ways of
 measuring a drain (``lab``: vacuumed, 4 threads; ``user``: right after the enqueue, run()'s
 defaults); enqueue and latency likewise. Start-up, latency under load, the processes
-curve, I/O-bound handlers, backlog, log growth, memory, the worker's CPU per job and the
-cost of metrics and tracing (``benchmarks.observability``) run once at the end. Prints a
-table of medians and the targets, and writes the JSON report (default
-``benchmarks/results/latest.json``; ``python -m benchmarks.plot`` draws it).
+curve, I/O-bound handlers, backlog, log growth, memory, the worker's CPU per job (and,
+where valgrind is installed, its instructions per job, which do not depend on the
+machine's speed) and the cost of metrics and tracing (``benchmarks.observability``) run
+once at the end. The report also holds the machine's calibrations (``machine``: a Python
+loop, a round trip, a commit). Prints a table of medians and the targets, and writes the
+JSON report (default ``benchmarks/results/latest.json``; ``python -m benchmarks.plot``
+draws it).
 """
 
 from __future__ import annotations
 
 import functools
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -134,6 +138,14 @@ def evaluate(report: dict[str, Any]) -> list[dict[str, Any]]:
     if cpu_row is not None:
         us = cpu_row["worker_us_per_job"]
         add("worker CPU per job, batch 100 (us)", us, "<= 10", us <= 10)
+    counted = report.get("cpu_instructions")
+    if counted is not None:
+        add(
+            "worker instructions per job, batch 100 (the same on any machine)",
+            counted["instructions_per_job"],
+            "fewer",
+            None,
+        )
     io = report.get("io_bound")
     if io is not None:
         share = io["share_of_ideal"]
@@ -246,6 +258,12 @@ def table(report: dict[str, Any]) -> str:
         lines.append(
             f"| worker CPU per job, batch 100 (us) | {_fmt(cpu_row['worker_us_per_job'], 1)} "
             "| | | | |"
+        )
+    counted = report.get("cpu_instructions")
+    if counted is not None:
+        lines.append(
+            "| worker instructions per job, batch 100 | "
+            f"{_fmt(counted['instructions_per_job'])} | | | | |"
         )
     mem = report["memory"]
     lines.append(
@@ -420,6 +438,9 @@ def main() -> None:
         "complete_ratio": log_rows[-1]["complete_us"] / log_rows[0]["complete_us"],
     }
     report["cpu"] = cpu.drain_cpu(dsn, 2_000 if quick else 100_000, 100, 4)
+    if not quick and shutil.which("valgrind") is not None:
+        # CPU time per job follows the machine's speed; instructions per job do not.
+        report["cpu_instructions"] = cpu.instructions_per_job(dsn, 20_000, 100, 4)
     report["observability"] = observability.measure(dsn, drain_jobs, args.rounds)
     report["targets"] = evaluate(report)
     report["seconds"] = time.time() - started
