@@ -70,7 +70,9 @@ SET status = 'picked', worker_id = %(worker_id)s, attempts = j.attempts + 1,
 
 -- name: _claim_tail
 -- What the update has just set (status, heartbeat, worker, started) is not read back: the
--- worker knows it (Job.from_claim), and every column decoded costs it CPU per job.
+-- worker knows it (Job.from_claim), and every column decoded costs it CPU per job. For the
+-- same reason the claim's time (updated) comes on one row only and a due time equal to the
+-- creation comes as NULL (claim_columns: _CLAIM_EXPRESSIONS in sql/__init__.py).
 WHERE j.id = chosen.id
 RETURNING {claim_columns}
 
