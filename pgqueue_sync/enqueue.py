@@ -140,9 +140,7 @@ class Rows:
         sends them needs ``binary.register``."""
         n = len(self)
         return {
-            "entrypoints": binary.pack_text(self.entrypoints),
-            "payloads": binary.pack_bytea(self.payloads),
-            "priorities": binary.pack_int4(self.priorities),
+            **self.params_plain(),
             "ats": _packed_if_null(self.ats, binary.TimestamptzArray, n),
             "delays": _packed_if_null(self.delays, binary.IntervalArray, n),
             "dedupe_keys": binary.pack_text(self.dedupe_keys),

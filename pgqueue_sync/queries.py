@@ -53,8 +53,6 @@ COPY_THRESHOLD = 1500
 # holder that finished within the previous one: more than two is already rare).
 _SKIP_ROUNDS = 50
 
-# COPY's binary types, in the order of the columns it writes (declared with the models).
-
 _DUPLICATE_KEY = re.compile(r"\(dedupe_key\)=\((.*)\)")
 
 
