@@ -162,8 +162,9 @@ def worker_connections(
     fetch_setup: Sequence[bytes] = (),
     on_reconnect: Callable[[str], None] | None = None,
 ) -> dict[str, ManagedConnection]:
-    """A worker's own connections, by role: ``fetch`` (claims; ``fetch_setup`` runs on it),
-    ``complete`` (outcomes, heartbeats) and ``listen``. Each one's application_name is
+    """A worker's own connections, by role: ``fetch`` (claims), ``complete`` (outcomes,
+    heartbeats) and ``listen`` (which claims too while the fetch loop sleeps; ``fetch_setup``
+    runs on both claiming connections). Each one's application_name is
     pgqueue-sync:<role>:<tag> (the worker id's prefix), to find them in pg_stat_activity
     next to the worker's logs. ``on_reconnect(role)``: one of them replaced a lost one."""
 
@@ -178,6 +179,10 @@ def worker_connections(
         ),
         "complete": ManagedConnection(driver, f"complete:{tag}", on_reconnect=told("complete")),
         "listen": ManagedConnection(
-            driver, f"listen:{tag}", listen=True, on_reconnect=told("listen")
+            driver,
+            f"listen:{tag}",
+            setup=fetch_setup,
+            listen=True,
+            on_reconnect=told("listen"),
         ),
     }

@@ -76,8 +76,12 @@ class Fetcher:
         """Entrypoints skipped by claims: until when, and why ("slots" or "rate")."""
         return dict(self._blocked)
 
-    def fetch_once(self, limit: int | None = None) -> list[Job]:
-        """Claim as many jobs as fit (at most ``claim_size``) into the buffer; the jobs."""
+    def fetch_once(self, limit: int | None = None, *, store: Store | None = None) -> list[Job]:
+        """Claim as many jobs as fit (at most ``claim_size``) into the buffer; the jobs.
+
+        ``store``: claim over it rather than the fetch connection's (the worker's listener
+        claims on its own connection). One claim at a time: the caller serializes them."""
+        store = self._store if store is None else store
         want = min(self._options.claim_size if limit is None else limit, self._buffer.room())
         if not self._can_start():
             return []  # every handler thread is stuck: what is claimed could not start
@@ -88,9 +92,9 @@ class Fetcher:
                 break
             blocked = self._blocked.get(entry.name)
             if blocked is None or blocked[0] <= now:
-                jobs += self._claim_limited(entry, want - len(jobs), now)
+                jobs += self._claim_limited(store, entry, want - len(jobs), now)
         if want - len(jobs) > 0 and self._unlimited:
-            jobs += self._store.dequeue(
+            jobs += store.dequeue(
                 want - len(jobs), self._unlimited, self.worker_id, self._options.retry_timer
             )
         if jobs:
@@ -99,7 +103,7 @@ class Fetcher:
             self._hooks.claimed(jobs)
         return jobs
 
-    def _claim_limited(self, entry: Entrypoint, room: int, now: float) -> list[Job]:
+    def _claim_limited(self, store: Store, entry: Entrypoint, room: int, now: float) -> list[Job]:
         self._blocked.pop(entry.name, None)
         want = room
         if entry.per_worker_limit is not None:
@@ -109,8 +113,8 @@ class Fetcher:
             return []
         retry_timer = self._options.retry_timer
         if not entry.globally_limited:
-            return self._store.dequeue(want, [entry.name], self.worker_id, retry_timer)
-        claim = self._store.dequeue_limited(
+            return store.dequeue(want, [entry.name], self.worker_id, retry_timer)
+        claim = store.dequeue_limited(
             entry.name,
             want,
             self.worker_id,

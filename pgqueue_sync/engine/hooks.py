@@ -31,7 +31,8 @@ class WorkerHooks:
         """The worker's threads run and it is about to claim."""
 
     def claimed(self, jobs: Sequence[Job]) -> None:
-        """A claim returned (``jobs`` may be empty). Fetch loop thread."""
+        """A claim returned (``jobs`` may be empty). The fetch loop's thread, or the
+        listener's (it claims while the fetch loop sleeps)."""
 
     def stop_seen(self) -> None:
         """The fetch loop saw the stop request: it claims nothing more."""

@@ -40,6 +40,12 @@ class Listener:
 
     ``listening=False`` (LISTEN cannot work: a transaction pooler and no ``listen_dsn``): it
     opens no connection and hears nothing; its thread only calls ``watch``.
+
+    ``claim``: when ``on_event`` returns True for an event, the listener calls it on its own
+    thread once the events that arrived with it are handled, outside the wait for
+    notifications, so that it may run a statement on the listening connection (the worker
+    claims there while its fetch loop sleeps: see ``Worker.claim_on_listener``). A
+    connection error it raises is the listener's: it reconnects.
     """
 
     def __init__(
@@ -47,7 +53,7 @@ class Listener:
         connection: ManagedConnection,
         statements: Statements,
         *,
-        on_event: Callable[[events.Event], None],
+        on_event: Callable[[events.Event], bool],
         on_connect: Callable[[], None],
         clock: Clock,
         probe_id: str | None = None,
@@ -56,8 +62,10 @@ class Listener:
         poll_interval: float = 0.25,
         listening: bool = True,
         hear_done: bool = False,
+        claim: Callable[[], None] | None = None,
     ) -> None:
         self.listening = listening
+        self._claim = claim
         self._hear_done = hear_done
         self._conn = connection
         self._sql = statements
@@ -139,10 +147,15 @@ class Listener:
             with translate_errors():
                 while not self._stop.is_set():
                     conn = self._conn.raw()
-                    for notify in conn.notifies(timeout=self._poll_interval):
-                        self._dispatch(notify.payload)
-                        if self._stop.is_set():
-                            break
+                    # One packet of notifications at a time (stop_after=1 ends the wait
+                    # after the packet, all of its notifications yielded): a claim must run
+                    # outside the wait, which holds the connection's lock, and leaving the
+                    # wait in the middle of a packet would lose the rest of it.
+                    claim = False
+                    for notify in conn.notifies(timeout=self._poll_interval, stop_after=1):
+                        claim = self._dispatch(notify.payload) or claim
+                    if claim and self._claim is not None and not self._stop.is_set():
+                        self._claim()
                     if self._watch is not None:
                         self._watch()
                     silent = self._clock.monotonic() - self._last_probe
@@ -156,13 +169,15 @@ class Listener:
             self._conn.close()
             raise
 
-    def _dispatch(self, payload: str) -> None:
+    def _dispatch(self, payload: str) -> bool:
+        """Hand one notification to ``on_event``; whether it asks for a claim here."""
         event = events.decode(payload)
         if isinstance(event, events.Probe):
             if event.worker == self._probe_id:
                 self._last_probe = self._clock.monotonic()
-            return
+            return False
         try:
-            self._on_event(event)
+            return self._on_event(event)
         except Exception:
             logger.exception("error while handling event %r", payload)
+            return False

@@ -1,10 +1,11 @@
 """The worker: one ``QueueManager.run()``. It wires the stages and runs the fetch loop.
 
 A job's path through them: the fetcher claims it into the bounded buffer (a NOTIFY from the
-listener wakes the fetcher when jobs are enqueued); a runner thread takes it and runs its
-handler; the flusher writes its outcome, fenced, and keeps the heartbeat of every held job
-fresh meanwhile. The ledger records what the worker holds; the stages share it and nothing
-else, and call each other only through the callbacks wired here.
+listener wakes the fetch loop when jobs are enqueued, or, while the loop sleeps, the listener
+claims at once on its own connection); a runner thread takes it and runs its handler; the
+flusher writes its outcome, fenced, and keeps the heartbeat of every held job fresh
+meanwhile. The ledger records what the worker holds; the stages share it and nothing else,
+and call each other only through the callbacks wired here.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pgqueue_sync.registry import Entrypoint
 from pgqueue_sync.retry import CONNECTION_ERRORS, reconnecting
 from pgqueue_sync.settings import Settings
 from pgqueue_sync.sql import statements
+from pgqueue_sync.translate import translate_errors
 
 from .buffer import CompletionBuffer, JobBuffer, Mailbox
 from .fetcher import Fetcher
@@ -98,6 +100,16 @@ class Worker:
         self.fetch_store = Store(self.connections["fetch"], settings, clock=clock)
         self.fetch_store.async_commit_claims = pooled
         self.store = Store(self.connections["complete"], settings, clock=clock)
+        # Claims on the listening connection (claim_on_listener), with the fetch session's
+        # settings (or, through a pooler, each claim's own, as on the fetch connection).
+        self.listen_store = Store(self.connections["listen"], settings, clock=clock)
+        self.listen_store.async_commit_claims = pooled
+        # One claim at a time, by the fetch loop or by the listener.
+        self._claiming = threading.Lock()
+        # Whether the fetch loop sleeps after an empty claim (a wake-up may then claim on
+        # the listener's thread); none is made there once the run stops (close_claims).
+        self._fetch_asleep = False
+        self._claims_closed = False
         self.ledger = Ledger(self.id)
         self.buffer = JobBuffer(
             options.buffer_size,
@@ -163,7 +175,7 @@ class Worker:
             mailbox=mailbox,
             options=options,
             clock=clock,
-            watch=self.runner.check_timeouts,
+            watch=self._flusher_watch,
             # Proves to this worker's listener that its LISTEN still delivers, and fails
             # with SchemaNotInstalledError once the queue's tables are gone.
             probe=lambda: self.store.notify(probe),
@@ -187,6 +199,12 @@ class Worker:
     def snapshot(self) -> LedgerSnapshot:
         """What the worker holds now: buffered, running, finished but unwritten."""
         return self.ledger.snapshot(self.buffer.jobs)
+
+    @property
+    def fetch_loop_asleep(self) -> bool:
+        """Whether the fetch loop sleeps after an empty claim (a wake-up then claims on the
+        listener's thread)."""
+        return self._fetch_asleep
 
     def stopping(self) -> bool:
         """Whether a stop was requested (``qm.alive = False``, or a fatal error)."""
@@ -217,11 +235,14 @@ class Worker:
         self.shutdown_event.set()
         self.mailbox.post(Mailbox.STOP)
 
-    def on_event(self, event: events.Event) -> None:
+    def on_event(self, event: events.Event) -> bool:
         """A NOTIFY, as a hint: anyone who can connect can send one. A wake-up leads to a
         claim, which reads the table; a cancellation to a read of ``cancel_requested`` for
         the jobs this worker holds; a finished job of a limited entrypoint to another try;
-        a pause or resume to a read of the paused entrypoints (and a claim)."""
+        a pause or resume to a read of the paused entrypoints (and a claim).
+
+        True: the listener is to claim on its own thread (:meth:`claim_on_listener`), for
+        an insert, requeue, pause or resume while the fetch loop sleeps."""
         if isinstance(event, events.Cancel):
             self.flusher.check_cancellations(list(event.ids))
         elif isinstance(event, events.Done):
@@ -230,7 +251,59 @@ class Worker:
         else:
             if isinstance(event, (events.Pause, events.Resume)):
                 self.presence.hint()
+            known = not isinstance(event, events.Unknown)  # not another version's, or garbage
+            if known and self._fetch_asleep and self.options.mode == "continuous":
+                return True
             self.mailbox.post(Mailbox.WAKE)
+        return False
+
+    def claim_on_listener(self) -> None:
+        """Claim on the listening connection, on the listener's thread, after a wake-up
+        that came while the fetch loop sleeps: the listener's backend has just sent the
+        NOTIFY and its thread has just read it, both awake, where the fetch loop's thread
+        and backend would each have to wake first (about a third of an idle worker's
+        pick-up time; docs/benchmarks.md).
+
+        It is one claim as the fetch loop makes it (``Fetcher.fetch_once``), under the same
+        lock. The fetch loop is woken to look itself when the claim could not be made here
+        (the loop is awake, or the run stops), when it found nothing (the wake-up may be a
+        deferred job's: the loop's sleep must be sized again), when it filled a whole claim
+        (more may be due) and when it failed (a connection error is raised again: the
+        listener reconnects). Jobs it claims wake a sleeping runner thread each.
+        """
+        if not self._claiming.acquire(blocking=False):
+            self.mailbox.post(Mailbox.WAKE)  # the fetch loop claims now
+            return
+        try:
+            if self._claims_closed or not self._fetch_asleep or self.stopping():
+                self.mailbox.post(Mailbox.WAKE)
+                return
+            want = min(self.options.claim_size, self.buffer.room())
+            try:
+                with translate_errors():
+                    jobs = self.fetcher.fetch_once(store=self.listen_store)
+            except CONNECTION_ERRORS:
+                self.mailbox.post(Mailbox.WAKE)
+                raise
+            except Exception as exc:  # the fetch loop claims again and meets it itself
+                logger.debug("claim on the listener's connection failed: %s", exc)
+                self.mailbox.post(Mailbox.WAKE)
+                return
+            if jobs:
+                # Not only the one put_many wakes for short jobs: the fetch loop, which
+                # nudges sleeping threads when buffered jobs wait, sleeps on.
+                self.buffer.wake_all()
+            if not jobs or len(jobs) >= want:
+                self.mailbox.post(Mailbox.WAKE)
+        finally:
+            self._claiming.release()
+
+    def close_claims(self) -> None:
+        """No claim starts after this, on any thread; one under way has ended (before the
+        shutdown releases what the buffer holds)."""
+        with self._claiming:
+            self._fetch_asleep = False
+            self._claims_closed = True
 
     def _on_listen(self) -> None:
         # Events sent while the listener was away are lost: poll everything once, and read
@@ -238,6 +311,12 @@ class Worker:
         self.presence.hint()
         self.fetcher.unblock()
         self.mailbox.post(Mailbox.WAKE)
+
+    def _flusher_watch(self) -> float | None:
+        # The listener watches the other connections, but not its own while it claims on
+        # it: the flusher does.
+        self.connections["listen"].abort_if_stalled()
+        return self.runner.check_timeouts()
 
     def _job_done(self, job: Job) -> None:
         # A finished job of a limited entrypoint may free a slot for the next claim.
@@ -263,6 +342,7 @@ class Worker:
             watch=self._watch_connections,
             listening=self.listening,
             hear_done=self.fetcher.hears_done,
+            claim=self.claim_on_listener,
         )
         try:
             self.prepare()
@@ -281,6 +361,7 @@ class Worker:
                 self.shutdown_event.set()
                 raise
             finally:
+                self.close_claims()
                 self.shutdown()
             if self.fatal is not None:
                 raise self.fatal
@@ -373,7 +454,7 @@ class Worker:
             skipped_full = any(kind == "slots" for _, kind in self.fetcher.blocked.values())
             try:
                 for attempt in retrying:
-                    with attempt:
+                    with attempt, self._claiming:
                         jobs = self.fetcher.fetch_once()
                         # Not when a drain ends here (nothing held: nothing can be held
                         # again but by this thread): the sleep it sizes will not happen.
@@ -396,7 +477,10 @@ class Worker:
                     continue
                 logger.info("drain mode: no job is due and none is held; stopping")
                 return
+            # Asleep: a wake-up meanwhile may claim on the listener's thread.
+            self._fetch_asleep = not self._claims_closed
             self.mailbox.wait(min(idle_for, nudge_in))
+            self._fetch_asleep = False
 
     def shutdown(self) -> None:
         """Stop: held jobs finish (until ``shutdown_timeout``), what is left goes back to the

@@ -45,6 +45,7 @@ REGISTRY = "tests/integration/test_workers_registry.py"
 PERIODIC = "tests/integration/test_periodic.py"
 POISON = "tests/integration/test_poison.py"
 STALLS = "tests/integration/test_stalls.py"
+LISTENER_CLAIMS = "tests/integration/test_listener_claims.py"
 SCHEDULE_MACHINE = "tests/stateful/test_schedule_machine.py"
 # Everything but the fault suite.
 CORE = ("tests/unit", "tests/integration", "tests/aio", "tests/stateful")
@@ -975,9 +976,10 @@ MUTANTS: list[Mutant] = [
         "worker.event.insert-ignored",
         "an insert NOTIFY wakes no one",
         WORKER_PY,
-        "                self.presence.hint()\n            self.mailbox.post(Mailbox.WAKE)\n",
-        "                self.presence.hint()\n",
+        "                return True\n            self.mailbox.post(Mailbox.WAKE)\n",
+        "                pass\n",
         FAST,
+        LISTENER_CLAIMS,
     ),
     mutant(
         "worker.event.done-ignored",
@@ -1055,6 +1057,59 @@ MUTANTS: list[Mutant] = [
         LIFECYCLE,
         WORKER,
     ),
+    mutant(
+        "worker.listener-claim.never",
+        "an idle worker's wake-up goes to the sleeping fetch loop, never claimed at once on "
+        "the listener's awake thread and connection (the idle pick-up time)",
+        WORKER_PY,
+        "                return True\n            self.mailbox.post(Mailbox.WAKE)\n",
+        "                pass\n            self.mailbox.post(Mailbox.WAKE)\n",
+        LISTENER_CLAIMS,
+    ),
+    mutant(
+        "worker.listener-claim.empty-keeps-loop-asleep",
+        "a listener's claim that found nothing due leaves the fetch loop asleep: a deferred "
+        "job enqueued while the worker sleeps waits for the idle timeout",
+        WORKER_PY,
+        "            if not jobs or len(jobs) >= want:",
+        "            if jobs and len(jobs) >= want:",
+        LISTENER_CLAIMS,
+    ),
+    mutant(
+        "worker.listener-claim.full-keeps-loop-asleep",
+        "a listener's claim that filled a whole claim leaves the fetch loop asleep: the jobs "
+        "beyond it wait for the idle timeout",
+        WORKER_PY,
+        "            if not jobs or len(jobs) >= want:",
+        "            if not jobs:",
+        LISTENER_CLAIMS,
+    ),
+    mutant(
+        "worker.listener-claim.one-thread",
+        "jobs the listener claims wake one short-job thread: the rest wait behind a long one",
+        WORKER_PY,
+        "                self.buffer.wake_all()\n",
+        "                pass\n",
+        LISTENER_CLAIMS,
+    ),
+    mutant(
+        "worker.listener-claim.shutdown-does-not-wait",
+        "the shutdown begins while the listener's claim is under way: the job it claims is "
+        "left picked by a stopped worker",
+        WORKER_PY,
+        "                self.close_claims()\n",
+        "",
+        LISTENER_CLAIMS,
+    ),
+    mutant(
+        "worker.listener-claim.unwatched",
+        "a claim stalled on the listener's connection is never cut (the listener, which "
+        "watches the other connections, is the one stuck)",
+        WORKER_PY,
+        '        self.connections["listen"].abort_if_stalled()\n',
+        "",
+        LISTENER_CLAIMS,
+    ),
     # -- engine/listener.py ----------------------------------------------------------------
     mutant(
         "listener.reconnect.no-poll",
@@ -1073,6 +1128,17 @@ MUTANTS: list[Mutant] = [
         "            self.reconnects += 1",
         FAULTS_LISTENER,
         FAULTS_BLACKHOLE,
+    ),
+    mutant(
+        "listener.claim.packet-cut",
+        "the listener leaves its wait at the event that asks for a claim: the events after it "
+        "in the same packet (a cancellation) are lost",
+        LISTENER,
+        "                        claim = self._dispatch(notify.payload) or claim\n",
+        "                        if self._dispatch(notify.payload):\n"
+        "                            claim = True\n"
+        "                            break\n",
+        LISTENER_CLAIMS,
     ),
     mutant(
         "listener.deafness-unnoticed",
