@@ -196,13 +196,14 @@ def table(report: dict[str, Any]) -> str:
             f"{_fmt(_ratio(ours, theirs), 2)} | | |"
         )
     lat = report["latency"]
-    for q in ("p50", "p99", "enqueue_p50"):
+    labels = {
+        "p50": "pick-up latency p50",
+        "p99": "pick-up latency p99",
+        "enqueue_p50": "the producer's enqueue call in it, p50",
+        "after_call_p50": "from the call's return to the handler, p50",
+    }
+    for q, label in labels.items():
         theirs_lat = lat.get("pgqueuer", {}).get(f"{q}_ms")
-        label = (
-            "the producer's enqueue call in it, p50"
-            if q == "enqueue_p50"
-            else f"pick-up latency {q}"
-        )
         lines.append(
             f"| {label} (ms) | {_fmt(lat['ours'].get(f'{q}_ms'), 2)} | "
             f"{_fmt(theirs_lat, 2)} | | | |"
@@ -306,6 +307,8 @@ def main() -> None:
     lat_theirs: list[float] = []
     enq_ours: list[float] = []  # the producer's enqueue call in each latency sample
     enq_theirs: list[float] = []
+    after_ours: list[float] = []  # each sample less its enqueue call: the worker's part
+    after_theirs: list[float] = []
     for r in range(args.rounds):
         for size in BATCH_SIZES:
             ours, theirs = _pair(
@@ -356,10 +359,12 @@ def main() -> None:
         sampled = latency.measure(dsn, samples)
         lat_ours += sampled["latencies_ms"]
         enq_ours += sampled["enqueue_ms"]
+        after_ours += sampled["after_call_ms"]
         if peer_python is not None:
             sampled = peer.latency(peer_python, dsn, samples)
             lat_theirs += sampled["latencies_ms"]
             enq_theirs += sampled.get("enqueue_ms", [])
+            after_theirs += sampled.get("after_call_ms", [])
 
     report: dict[str, Any] = {
         "bench": "all",
@@ -396,10 +401,10 @@ def main() -> None:
             }
             for size, runs in enqueue_runs.items()
         ],
-        "latency": {"ours": latency.summarize(lat_ours, enq_ours)},
+        "latency": {"ours": latency.summarize(lat_ours, enq_ours, after_ours)},
     }
     if lat_theirs:
-        report["latency"]["pgqueuer"] = latency.summarize(lat_theirs, enq_theirs)
+        report["latency"]["pgqueuer"] = latency.summarize(lat_theirs, enq_theirs, after_theirs)
     backlogs = (100, 2_000) if quick else (1_000, 1_000_000)
     rows = [backlog.claim_cost(dsn, b, 20 if quick else 300, 10) for b in backlogs]
     report["backlog"] = {"rows": rows, "ratio": rows[-1]["per_job_us"] / rows[0]["per_job_us"]}

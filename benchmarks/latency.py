@@ -7,7 +7,10 @@ enqueues one job at a time, waiting for each to start and then ``--gap`` seconds
 worker is idle again. The clock starts before the enqueue call, so each sample includes
 the producer's commit round trip: an upper bound of commit-to-start. The enqueue call's
 own duration (the producer's INSERT and commit, the WAL flush included) is reported beside
-(``enqueue_p50_ms``): the part of each sample that no queue's worker can shorten.
+(``enqueue_p50_ms``): the part of each sample that no queue's worker can shorten. Each
+sample less its own call (``after_call_p50_ms``: from the call's return to the handler's
+start, negative when the handler starts first) is the worker's part, a lower bound: the
+NOTIFY leaves at the commit, before the call returns.
 """
 
 from __future__ import annotations
@@ -26,7 +29,11 @@ from .common import ENTRYPOINT, base_parser, emit, installed_queue, percentile
 WARMUP = 5
 
 
-def summarize(latencies_ms: list[float], enqueue_ms: list[float] | None = None) -> dict[str, Any]:
+def summarize(
+    latencies_ms: list[float],
+    enqueue_ms: list[float] | None = None,
+    after_call_ms: list[float] | None = None,
+) -> dict[str, Any]:
     summary = {
         "samples": len(latencies_ms),
         "p50_ms": percentile(latencies_ms, 50),
@@ -38,6 +45,9 @@ def summarize(latencies_ms: list[float], enqueue_ms: list[float] | None = None) 
     if enqueue_ms:
         summary["enqueue_p50_ms"] = percentile(enqueue_ms, 50)
         summary["enqueue_ms"] = sorted(enqueue_ms)
+    if after_call_ms:
+        summary["after_call_p50_ms"] = percentile(after_call_ms, 50)
+        summary["after_call_ms"] = sorted(after_call_ms)
     return summary
 
 
@@ -78,7 +88,12 @@ def measure(dsn: str, samples: int, gap: float = 0.02) -> dict[str, Any]:
         finally:
             qm.alive = False
             runner.join(30.0)
-    return summarize([d * 1000 for d in delays[WARMUP:]], [c * 1000 for c in calls[WARMUP:]])
+    kept = list(zip(delays[WARMUP:], calls[WARMUP:], strict=True))
+    return summarize(
+        [d * 1000 for d, _ in kept],
+        [c * 1000 for _, c in kept],
+        [(d - c) * 1000 for d, c in kept],
+    )
 
 
 def main() -> None:

@@ -184,6 +184,7 @@ async def latency(dsn: str, samples: int) -> dict[str, Any]:
         await asyncio.wait_for(runner, 30)
     ms = sorted(d * 1000 for d in delays[5:])
     enqueue_ms = sorted(c * 1000 for c in calls[5:])
+    after_call_ms = sorted((d - c) * 1000 for d, c in zip(delays[5:], calls[5:], strict=True))
     return {
         "samples": len(ms),
         "p50_ms": statistics.median(ms),
@@ -192,6 +193,8 @@ async def latency(dsn: str, samples: int) -> dict[str, Any]:
         "latencies_ms": ms,
         "enqueue_p50_ms": statistics.median(enqueue_ms),
         "enqueue_ms": enqueue_ms,
+        "after_call_p50_ms": statistics.median(after_call_ms),
+        "after_call_ms": after_call_ms,
     }
 
 
