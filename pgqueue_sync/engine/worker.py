@@ -265,20 +265,29 @@ class Worker:
         pick-up time; docs/benchmarks.md).
 
         It is one claim as the fetch loop makes it (``Fetcher.fetch_once``), under the same
-        lock. The fetch loop is woken to look itself when the claim could not be made here
-        (the loop is awake, or the run stops), when it found nothing (the wake-up may be a
-        deferred job's: the loop's sleep must be sized again), when it filled a whole claim
-        (more may be due) and when it failed (a connection error is raised again: the
-        listener reconnects). Jobs it claims wake a sleeping runner thread each.
+        lock and on the same conditions. The fetch loop is woken to look itself when the
+        claim could not be made here (the loop is awake, the run stops, or the buffer has
+        no room for a whole claim), when it claimed nothing (no thread was free to start
+        a job, or the wake-up was a deferred job's: the loop's sleep must be sized again),
+        when it filled a whole claim (more may be due) and when it failed (a connection
+        error is raised again: the listener reconnects). Jobs it claims wake a sleeping
+        handler thread each.
         """
         if not self._claiming.acquire(blocking=False):
             self.mailbox.post(Mailbox.WAKE)  # the fetch loop claims now
             return
         try:
-            if self._claims_closed or not self._fetch_asleep or self.stopping():
+            want = self.options.claim_size
+            if (
+                self._claims_closed
+                or not self._fetch_asleep
+                or self.stopping()
+                # What the fetch loop waits for before it claims: room for a whole claim
+                # (fetch_once itself claims nothing while no thread is free to start it).
+                or self.buffer.room() < want
+            ):
                 self.mailbox.post(Mailbox.WAKE)
                 return
-            want = min(self.options.claim_size, self.buffer.room())
             try:
                 with translate_errors():
                     jobs = self.fetcher.fetch_once(store=self.listen_store)
@@ -289,7 +298,7 @@ class Worker:
                 logger.debug("claim on the listener's connection failed: %s", exc)
                 self.mailbox.post(Mailbox.WAKE)
                 return
-            if jobs:
+            if len(jobs) > 1:
                 # Not only the one put_many wakes for short jobs: the fetch loop, which
                 # nudges sleeping threads when buffered jobs wait, sleeps on.
                 self.buffer.wake_all()

@@ -285,3 +285,39 @@ def test_every_event_of_a_packet_is_handled_when_one_asks_for_a_claim(
     [result] = qm.queries.wait_for([job_id], timeout=FAST)
     r.stop()
     assert result.status is JobStatus.CANCELED
+
+
+def test_the_listener_claims_only_when_a_whole_claim_fits(qm: QueueManager, runner: Start) -> None:
+    # As the fetch loop: no claim while the buffer has no room for a whole one (claims of
+    # two in a buffer of two, one thread). Job A runs and holds the thread; B, claimed by
+    # the listener alone, waits in the buffer; C must then wait in the queue, not be
+    # claimed into the last slot.
+    release = threading.Event()
+    ran: list[bytes | None] = []
+    all_ran = threading.Semaphore(0)
+
+    @qm.entrypoint("slot")
+    def slot(job: Job) -> None:
+        if job.payload == b"A":
+            release.wait(GUARD)
+        ran.append(job.payload)
+        all_ran.release()
+
+    r, claims = idle(qm, runner, workers=1, batch_size=2, buffer_size=2)
+    assert eventually(claims.asleep, FAST)
+    [a] = qm.queries.enqueue("slot", b"A")
+    assert eventually(lambda: len(claims.made) == 1, FAST)
+    [b] = qm.queries.enqueue("slot", b"B")
+    assert eventually(lambda: len(claims.made) == 2, FAST)
+    assert claims.made == [(LISTENER_THREAD, [a]), (LISTENER_THREAD, [b])]
+    [c] = qm.queries.enqueue("slot", b"C")
+    # A bounded wait for what must not happen: C claimed into the buffer's last slot (the
+    # listener hears C's NOTIFY within milliseconds).
+    assert not eventually(lambda: len(claims.made) > 2, 1.0)
+    release.set()
+    for _ in range(3):
+        assert all_ran.acquire(timeout=FAST)
+    r.stop()
+    assert ran == [b"A", b"B", b"C"]
+    assert [jobs for _, jobs in claims.made] == [[a], [b], [c]]
+    assert claims.made[2][0] != LISTENER_THREAD  # the fetch loop's, woken by the room

@@ -1102,6 +1102,15 @@ MUTANTS: list[Mutant] = [
         LISTENER_CLAIMS,
     ),
     mutant(
+        "worker.listener-claim.partial",
+        "the listener claims into the buffer's last slots, where the fetch loop waits for "
+        "room for a whole claim",
+        WORKER_PY,
+        "                or self.buffer.room() < want\n",
+        "",
+        LISTENER_CLAIMS,
+    ),
+    mutant(
         "worker.listener-claim.unwatched",
         "a claim stalled on the listener's connection is never cut (the listener, which "
         "watches the other connections, is the one stuck)",
