@@ -124,16 +124,25 @@ def test_a_worker_whose_threads_are_all_stuck_holds_no_job_it_cannot_start(
         gate.set()
 
 
+@pytest.mark.parametrize("mode", ["continuous", "drain"])
 def test_jobs_behind_a_short_handler_that_runs_long_are_not_held_back(
-    qm: QueueManager, runner: Start
+    mode: str, qm: QueueManager, runner: Start
 ) -> None:
     """While handlers return at once, a claim wakes a single thread (the awake ones take the
     rest); when one of them runs long instead, the jobs behind it wake the other threads
-    within a few milliseconds, not when it returns nor when an idle thread looks again."""
+    within a few milliseconds, not when it returns nor when an idle thread looks again.
+
+    In continuous mode the idle worker's listener makes the claim (and wakes a thread per
+    job); in drain mode the fetch loop does (and nudges the threads when the jobs wait), a
+    job held meanwhile keeping the drain going."""
     seen = SeenWorker()
     qm.add_hooks(seen)
     gate = threading.Event()
     quick_done = threading.Semaphore(0)
+
+    @qm.entrypoint("hold")
+    def hold(job: Job) -> None:
+        gate.wait(60)
 
     @qm.entrypoint("quick")
     def quick(job: Job) -> None:
@@ -143,7 +152,8 @@ def test_jobs_behind_a_short_handler_that_runs_long_are_not_held_back(
     def long(job: Job) -> None:
         gate.wait(60)
 
-    r = runner(qm, workers=4)
+    qm.queries.enqueue("hold", None)
+    r = runner(qm, workers=5, mode=mode)
     try:
         warmup = qm.queries.enqueue(["quick"] * 30, [None] * 30)
         qm.queries.wait_for(warmup, timeout=20)
