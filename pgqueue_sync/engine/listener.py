@@ -32,7 +32,9 @@ class Listener:
     every ``probe_interval`` seconds from another connection. A listener that has not heard
     its own probe for ``3 * probe_interval`` is deaf (a half-open or black-holed link that
     TCP has not noticed yet): it drops the connection and listens anew. ``watch`` is called
-    on every turn of its loop (a few times a second), for the worker's other checks.
+    on every turn of its loop (after each packet of notifications, and at least every
+    ``poll_interval``), for the worker's other checks; what it returns, if not None, is how
+    soon (seconds) it wants the next turn.
 
     ``hear_done``: also LISTEN on the channel of ``done`` events (a worker with a
     ``concurrency_limit`` learns from them that another worker freed a slot; the others
@@ -58,7 +60,7 @@ class Listener:
         clock: Clock,
         probe_id: str | None = None,
         probe_interval: float = 10.0,
-        watch: Callable[[], None] | None = None,
+        watch: Callable[[], float | None] | None = None,
         poll_interval: float = 0.25,
         listening: bool = True,
         hear_done: bool = False,
@@ -145,6 +147,7 @@ class Listener:
             self._on_connect()
         try:
             with translate_errors():
+                wait = self._poll_interval
                 while not self._stop.is_set():
                     conn = self._conn.raw()
                     # One packet of notifications at a time (stop_after=1 ends the wait
@@ -152,12 +155,15 @@ class Listener:
                     # outside the wait, which holds the connection's lock, and leaving the
                     # wait in the middle of a packet would lose the rest of it.
                     claim = False
-                    for notify in conn.notifies(timeout=self._poll_interval, stop_after=1):
+                    for notify in conn.notifies(timeout=wait, stop_after=1):
                         claim = self._dispatch(notify.payload) or claim
                     if claim and self._claim is not None and not self._stop.is_set():
                         self._claim()
+                    wait = self._poll_interval
                     if self._watch is not None:
-                        self._watch()
+                        again = self._watch()
+                        if again is not None:
+                            wait = max(0.0, min(wait, again))
                     silent = self._clock.monotonic() - self._last_probe
                     if self._probe_id is not None and silent > self._deaf_after:
                         raise ConnectionLostError(

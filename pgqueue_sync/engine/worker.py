@@ -270,8 +270,9 @@ class Worker:
         no room for a whole claim), when it claimed nothing (no thread was free to start
         a job, or the wake-up was a deferred job's: the loop's sleep must be sized again),
         when it filled a whole claim (more may be due) and when it failed (a connection
-        error is raised again: the listener reconnects). Jobs it claims wake a sleeping
-        handler thread each.
+        error is raised again: the listener reconnects). While the fetch loop sleeps, the
+        listener nudges the threads the jobs it claimed need, as the fetch loop would
+        (``_listener_watch``).
         """
         if not self._claiming.acquire(blocking=False):
             self.mailbox.post(Mailbox.WAKE)  # the fetch loop claims now
@@ -298,10 +299,6 @@ class Worker:
                 logger.debug("claim on the listener's connection failed: %s", exc)
                 self.mailbox.post(Mailbox.WAKE)
                 return
-            if len(jobs) > 1:
-                # Not only the one put_many wakes for short jobs: the fetch loop, which
-                # nudges sleeping threads when buffered jobs wait, sleeps on.
-                self.buffer.wake_all()
             if not jobs or len(jobs) >= want:
                 self.mailbox.post(Mailbox.WAKE)
         finally:
@@ -348,7 +345,7 @@ class Worker:
             clock=self.clock,
             probe_id=str(self.id),
             probe_interval=self.options.heartbeat_interval,
-            watch=self._watch_connections,
+            watch=self._listener_watch,
             listening=self.listening,
             hear_done=self.fetcher.hears_done,
             claim=self.claim_on_listener,
@@ -432,6 +429,14 @@ class Worker:
             return False
         self.hooks.stop_seen()
         return True
+
+    def _listener_watch(self) -> float | None:
+        """The listener's turn: the connections watched, and, while the fetch loop sleeps,
+        the buffered jobs nudged (``JobBuffer.nudge``: handlers that usually return at once
+        leave jobs to the awake thread, and one that runs long instead must not hold the
+        others back); the seconds until the next nudge is due."""
+        self._watch_connections()
+        return self.buffer.nudge() if self._fetch_asleep else None
 
     def _watch_connections(self) -> None:
         for conn in self.connections.values():

@@ -138,13 +138,14 @@ def test_a_full_claim_on_the_listener_leaves_the_rest_to_the_fetch_loop(
     assert sorted(i for _, claimed in claims.made for i in claimed) == ids
 
 
-def test_jobs_the_listener_claims_wake_a_thread_each(
+def test_jobs_the_listener_claims_are_not_held_back_by_a_long_one(
     qm: QueueManager, runner: Start, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Short handlers (a put then wakes a single thread: the awake ones take the rest), then
-    # two jobs in one claim, the first of which runs long: the second needs a thread of its
-    # own, and the fetch loop, which would nudge one awake, sleeps for an hour, as does an
-    # idle handler thread before it looks at the buffer again.
+    # two jobs in one claim of the listener, the first of which runs long: the second needs
+    # a thread of its own. The fetch loop, which nudges sleeping threads when buffered jobs
+    # wait, sleeps for an hour, as does an idle handler thread before it looks at the
+    # buffer again: the listener must nudge them.
     monkeypatch.setattr(runner_module, "TAKE_TIMEOUT", 3600.0)
     second_started = threading.Event()
     warm = threading.Semaphore(0)
@@ -167,7 +168,7 @@ def test_jobs_the_listener_claims_wake_a_thread_each(
     assert claims.worker is not None
     assert claims.worker.buffer.short_jobs(), "the handlers' durations are not yet short"
     ids = qm.queries.enqueue(["pair", "pair"], [b"first", b"second"])
-    assert second_started.wait(FAST), "the second job of the listener's claim got no thread"
+    assert second_started.wait(FAST), "the second job of the listener's claim was not nudged"
     r.stop()
     assert (LISTENER_THREAD, ids) in claims.made
 

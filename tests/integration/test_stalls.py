@@ -124,17 +124,17 @@ def test_a_worker_whose_threads_are_all_stuck_holds_no_job_it_cannot_start(
         gate.set()
 
 
-@pytest.mark.parametrize("mode", ["continuous", "drain"])
+@pytest.mark.parametrize("buffer_size", [100, 4])
 def test_jobs_behind_a_short_handler_that_runs_long_are_not_held_back(
-    mode: str, qm: QueueManager, runner: Start
+    buffer_size: int, qm: QueueManager, runner: Start
 ) -> None:
     """While handlers return at once, a claim wakes a single thread (the awake ones take the
     rest); when one of them runs long instead, the jobs behind it wake the other threads
     within a few milliseconds, not when it returns nor when an idle thread looks again.
 
-    In continuous mode the idle worker's listener makes the claim (and wakes a thread per
-    job); in drain mode the fetch loop does (and nudges the threads when the jobs wait), a
-    job held meanwhile keeping the drain going."""
+    With room to spare the idle worker's listener claims the jobs and, the fetch loop
+    asleep, nudges the threads itself; in a buffer that one claim fills, the fetch loop
+    waits for room and nudges them."""
     seen = SeenWorker()
     qm.add_hooks(seen)
     gate = threading.Event()
@@ -153,7 +153,7 @@ def test_jobs_behind_a_short_handler_that_runs_long_are_not_held_back(
         gate.wait(60)
 
     qm.queries.enqueue("hold", None)
-    r = runner(qm, workers=5, mode=mode)
+    r = runner(qm, workers=5, batch_size=4, buffer_size=buffer_size)
     try:
         warmup = qm.queries.enqueue(["quick"] * 30, [None] * 30)
         qm.queries.wait_for(warmup, timeout=20)

@@ -1085,11 +1085,12 @@ MUTANTS: list[Mutant] = [
         LISTENER_CLAIMS,
     ),
     mutant(
-        "worker.listener-claim.one-thread",
-        "jobs the listener claims wake one short-job thread: the rest wait behind a long one",
+        "worker.listener-claim.no-nudge",
+        "while the fetch loop sleeps, no one nudges the threads the listener's jobs need: "
+        "jobs behind a short handler that runs long wait for it",
         WORKER_PY,
-        "                self.buffer.wake_all()\n",
-        "                pass\n",
+        "        return self.buffer.nudge() if self._fetch_asleep else None\n",
+        "        return None\n",
         LISTENER_CLAIMS,
     ),
     mutant(
