@@ -466,9 +466,15 @@ class Worker:
             # Entrypoints the claim skips as full: a job finishing meanwhile may unblock them
             # before the drain check below, which must then look once more all the same.
             skipped_full = any(kind == "slots" for _, kind in self.fetcher.blocked.values())
+            filled = False
             try:
                 for attempt in retrying:
                     with attempt, self._claiming:
+                        # The listener may have claimed while this thread waited for the
+                        # lock: room for a whole claim is looked at again, under it.
+                        filled = self.buffer.room() < want
+                        if filled:
+                            break
                         jobs = self.fetcher.fetch_once()
                         # Not when a drain ends here (nothing held: nothing can be held
                         # again but by this thread): the sleep it sizes will not happen.
@@ -478,6 +484,8 @@ class Worker:
                 if self._stop_seen():
                     return
                 raise
+            if filled:
+                continue  # wait for room, at the top of the loop
             if jobs:
                 rechecked = False
                 continue
