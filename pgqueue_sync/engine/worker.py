@@ -107,9 +107,8 @@ class Worker:
         # One claim at a time, by the fetch loop or by the listener.
         self._claiming = threading.Lock()
         # Whether the fetch loop sleeps after an empty claim (a wake-up may then claim on
-        # the listener's thread); none is made there once the run stops (close_claims).
+        # the listener's thread); False for good once the run stops (close_claims).
         self._fetch_asleep = False
-        self._claims_closed = False
         self.ledger = Ledger(self.id)
         self.buffer = JobBuffer(
             options.buffer_size,
@@ -280,8 +279,7 @@ class Worker:
         try:
             want = self.options.claim_size
             if (
-                self._claims_closed
-                or not self._fetch_asleep
+                not self._fetch_asleep
                 or self.stopping()
                 # What the fetch loop waits for before it claims: room for a whole claim
                 # (fetch_once itself claims nothing while no thread is free to start it).
@@ -306,10 +304,10 @@ class Worker:
 
     def close_claims(self) -> None:
         """No claim starts after this, on any thread; one under way has ended (before the
-        shutdown releases what the buffer holds)."""
+        shutdown releases what the buffer holds). Called once the fetch loop has returned:
+        nothing sets ``_fetch_asleep`` again."""
         with self._claiming:
             self._fetch_asleep = False
-            self._claims_closed = True
 
     def _on_listen(self) -> None:
         # Events sent while the listener was away are lost: poll everything once, and read
@@ -500,7 +498,7 @@ class Worker:
                 logger.info("drain mode: no job is due and none is held; stopping")
                 return
             # Asleep: a wake-up meanwhile may claim on the listener's thread.
-            self._fetch_asleep = not self._claims_closed
+            self._fetch_asleep = True
             self.mailbox.wait(min(idle_for, nudge_in))
             self._fetch_asleep = False
 
