@@ -13,7 +13,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from benchmarks import plot
+from benchmarks import compare, plot
 from tests.pgbouncer.server import pgbouncer_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,3 +119,66 @@ def test_report_and_plots(dsn: str, tmp_path: Path) -> None:
     for path in plot.draw(report, tmp_path / "img"):
         root = ElementTree.fromstring(path.read_text())  # noqa: S314 - our own output
         assert root.tag == "{http://www.w3.org/2000/svg}svg"
+
+
+def test_compare_runs_both_revisions(dsn: str, tmp_path: Path) -> None:
+    """benchmarks.compare checks a revision out beside this tree and runs the same benchmark
+    in both, alternating; each number found in both results gets a row."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("benchmarks.compare needs a git checkout")
+    out = tmp_path / "compare.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.compare",
+            "HEAD",
+            "--pairs",
+            "2",
+            "--json",
+            str(out),
+            "--",
+            "latency",
+            "--dsn",
+            dsn,
+            "--samples",
+            "3",
+            "--gap",
+            "0.005",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert (result["bench"], result["base"], result["head"]) == ("compare", head, "working tree")
+    rows = {row["key"]: row for row in result["rows"]}
+    assert rows["ours.samples"]["base"] == rows["ours.samples"]["head"] == [3.0, 3.0]
+    assert len(rows["ours.p50_ms"]["base"]) == 2
+    assert "ours.latencies_ms" not in rows  # samples are not compared one by one
+    worktrees = subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "pgqueue-compare-" not in worktrees  # removed afterwards
+
+
+def test_compare_flattens_results() -> None:
+    result = {
+        "bench": "x",
+        "ok": True,
+        "rows": [{"batch_size": 10, "jobs_per_s": 5.5}, {"batch_size": 100, "jobs_per_s": 7}],
+        "ours": {"p50_ms": 1.5, "latencies_ms": [1.0, 2.0]},
+    }
+    assert compare.flatten(result) == {
+        "rows.0.batch_size": 10.0,
+        "rows.0.jobs_per_s": 5.5,
+        "rows.1.batch_size": 100.0,
+        "rows.1.jobs_per_s": 7.0,
+        "ours.p50_ms": 1.5,
+    }
