@@ -13,6 +13,7 @@ from xml.etree import ElementTree
 
 import pytest
 
+from benchmarks import all as bench_all
 from benchmarks import compare, plot
 from tests.pgbouncer.server import pgbouncer_binary
 
@@ -103,7 +104,8 @@ def test_benchmark_writes_json(name: str, dsn: str, tmp_path: Path) -> None:
 
 
 def test_report_and_plots(dsn: str, tmp_path: Path) -> None:
-    report = _run("all", ["--quick", "--rounds", "1"], dsn, tmp_path / "all.json")
+    baseline = ["--baseline", "HEAD"] if (ROOT / ".git").exists() else []
+    report = _run("all", ["--quick", "--rounds", "1", *baseline], dsn, tmp_path / "all.json")
     assert {t["target"] for t in report["targets"]} >= {
         "pick-up latency p50 (ms)",
         "claim cost 1M / 1k queued",
@@ -114,6 +116,16 @@ def test_report_and_plots(dsn: str, tmp_path: Path) -> None:
         "claim/complete cost, 1M log rows / none",
         "worker CPU per job, batch 100 (us)",
     }
+    if baseline:  # the goals set as times of one day's machine, as ratios to the code at REV
+        goals = {
+            f"{name}, vs the code the goal was set against": goal
+            for name, (_, _, goal, _) in bench_all.BASELINE_GOALS.items()
+        }
+        judged = {t["target"]: t for t in report["targets"] if t["target"] in goals}
+        assert set(judged) == set(goals)
+        for name, target in judged.items():
+            assert target["value"] > 0
+            assert target["met"] is (target["value"] <= goals[name])
     assert [row["batch_size"] for row in report["drain_user"]] == [10, 100]
     assert [row["processes"] for row in report["processes"]["rows"]] == [1, 2]
     for path in plot.draw(report, tmp_path / "img"):
