@@ -21,10 +21,6 @@ from typing import Any
 import psycopg
 
 from pgqueue_sync import Job, JobStatus, PsycopgDriver, Queries, QueueManager, Settings
-from pgqueue_sync.connection import ManagedConnection
-from pgqueue_sync.engine.store import Store
-from pgqueue_sync.models import Outcome
-from pgqueue_sync.sql import statements
 
 DEFAULT_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,6 +113,13 @@ def claim_cycles(
     jobs (the worker's statement, on a connection of its own) and, untimed, as many jobs
     enqueued again, so that every claim sees the same backlog. Per claim: the jobs claimed,
     the claim's seconds and the completion's; it stops early at an empty claim."""
+    # The engine's internals, imported here only: the public API above is all that the
+    # other benchmarks need, which lets benchmarks.compare run them on older revisions.
+    from pgqueue_sync.connection import ManagedConnection  # noqa: PLC0415
+    from pgqueue_sync.engine.store import Store  # noqa: PLC0415
+    from pgqueue_sync.models import Outcome  # noqa: PLC0415
+    from pgqueue_sync.sql import statements  # noqa: PLC0415
+
     worker = uuid.uuid4()
     session = (statements(settings).fetch_session,)
     fetch_conn = ManagedConnection(PsycopgDriver(dsn), "bench-fetch", setup=session)
@@ -210,8 +213,29 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def _check_tree() -> None:
+    """Under benchmarks.compare (``PGQUEUE_BENCH_TREE`` names the tree measured): every
+    module of the package must have come from that tree. An editable install finds a module
+    an older revision lacks in the checkout it was installed from instead, which would mix
+    two revisions in one measure."""
+    tree = os.environ.get("PGQUEUE_BENCH_TREE")
+    if not tree:
+        return
+    root = Path(tree).resolve()
+    strays = sorted(
+        str(module.__file__)
+        for name, module in list(sys.modules.items())
+        if name.split(".")[0] in ("pgqueue_sync", "pgqueue_sync_aio")
+        and getattr(module, "__file__", None)
+        and not Path(str(module.__file__)).resolve().is_relative_to(root)
+    )
+    if strays:
+        raise RuntimeError(f"measured code from outside {root}: {', '.join(strays[:3])}")
+
+
 def emit(result: dict[str, Any], path: str | None) -> None:
     """Print the result as one JSON line; also write it to ``path`` (unless None or '-')."""
+    _check_tree()
     result.setdefault("finished_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     text = json.dumps(result, indent=None, sort_keys=True)
     print(text)

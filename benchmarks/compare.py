@@ -14,7 +14,9 @@ temporary directory, removed afterwards; ``--head`` defaults to the working tree
 uncommitted changes included) and ``python -m benchmarks.BENCHMARK ARGS --json -`` runs in
 it, base then head, ``--pairs`` times. Both run the *same* benchmark code, this checkout's
 ``benchmarks/`` package copied into the base's worktree: what differs is the code measured,
-not the measuring. (An older revision must still offer what the benchmark uses.)
+not the measuring. (An older revision must still offer what the benchmark uses; the
+benchmark refuses to report a result if any module of the package came from elsewhere,
+as an editable install would supply a module the older revision lacks.)
 
 For every number of the benchmark's JSON found in both (nested keys joined with dots, lists
 of results by their index; lists of samples are left out) it prints each side's median over
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -96,6 +99,7 @@ def run_in(tree: Path, benchmark: list[str]) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, "-m", f"benchmarks.{name}", *args, "--json", "-"],
         cwd=tree,
+        env={**os.environ, "PGQUEUE_BENCH_TREE": str(tree)},
         capture_output=True,
         text=True,
         check=False,

@@ -14,7 +14,7 @@ from xml.etree import ElementTree
 import pytest
 
 from benchmarks import all as bench_all
-from benchmarks import compare, plot
+from benchmarks import common, compare, plot
 from tests.pgbouncer.server import pgbouncer_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,6 +139,8 @@ def test_compare_runs_both_revisions(dsn: str, tmp_path: Path) -> None:
     if not (ROOT / ".git").exists():
         pytest.skip("benchmarks.compare needs a git checkout")
     out = tmp_path / "compare.json"
+    scratch = tmp_path / "scratch"  # where compare makes its worktrees (TMPDIR)
+    scratch.mkdir()
     proc = subprocess.run(
         [
             sys.executable,
@@ -159,6 +161,7 @@ def test_compare_runs_both_revisions(dsn: str, tmp_path: Path) -> None:
             "0.005",
         ],
         cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(scratch)},
         capture_output=True,
         text=True,
         timeout=120,
@@ -177,7 +180,8 @@ def test_compare_runs_both_revisions(dsn: str, tmp_path: Path) -> None:
     worktrees = subprocess.run(
         ["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True, check=True
     ).stdout
-    assert "pgqueue-compare-" not in worktrees  # removed afterwards
+    assert str(scratch) not in worktrees  # removed afterwards, and their directory
+    assert list(scratch.iterdir()) == []
 
 
 def test_compare_flattens_results() -> None:
@@ -194,3 +198,16 @@ def test_compare_flattens_results() -> None:
         "rows.1.jobs_per_s": 7.0,
         "ours.p50_ms": 1.5,
     }
+
+
+def test_a_compared_run_refuses_modules_from_another_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under benchmarks.compare a benchmark reports nothing if part of the package it
+    measured came from another checkout (an editable install supplies the modules an older
+    revision lacks)."""
+    monkeypatch.setenv("PGQUEUE_BENCH_TREE", str(ROOT))
+    common.emit({"bench": "x"}, None)  # this tree's own modules: reported
+    monkeypatch.setenv("PGQUEUE_BENCH_TREE", str(tmp_path))
+    with pytest.raises(RuntimeError, match="measured code from outside"):
+        common.emit({"bench": "x"}, None)
