@@ -347,7 +347,7 @@ def main() -> None:
         default=None,
         metavar="REV",
         help="also measure the code at REV, alternating with this tree, and judge the goals "
-        "set as times of one day's machine as ratios to it (dcf08d5: the code they were "
+        "set as times of one day's machine as ratios to it (f00fdb5: the code they were "
         "set against)",
     )
     args = parser.parse_args()

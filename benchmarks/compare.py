@@ -3,8 +3,8 @@
     python -m benchmarks.compare BASE [--head REV] [--pairs 3] [--json PATH] \\
         -- BENCHMARK [ARGS...]
 
-    python -m benchmarks.compare dcf08d5 --pairs 3 -- latency --samples 300
-    python -m benchmarks.compare dcf08d5 --pairs 1 -- cpu --instructions --batch-sizes 100
+    python -m benchmarks.compare f00fdb5 --pairs 3 -- latency --samples 300
+    python -m benchmarks.compare f00fdb5 --pairs 1 -- cpu --instructions --batch-sizes 100
 
 A target set on one day's machine cannot be judged by an absolute number on another day's:
 this machine's speed changes from one day to the next (docs/benchmarks.md: "Machine and
