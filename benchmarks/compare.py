@@ -73,13 +73,14 @@ def _git(*args: str) -> str:
 
 
 @contextlib.contextmanager
-def checkout(revision: str | None, where: Path) -> Iterator[Path]:
-    """A tree of ``revision`` measured with this checkout's benchmarks (None: this checkout)."""
+def checkout(revision: str | None, where: Path, side: str) -> Iterator[Path]:
+    """A tree of ``revision`` measured with this checkout's benchmarks (None: this checkout),
+    in ``where``/``side`` (both sides may name the same commit)."""
     if revision is None:
         yield ROOT
         return
     commit = _git("rev-parse", "--verify", f"{revision}^{{commit}}")
-    tree = where / commit[:12]
+    tree = where / f"{side}-{commit[:12]}"
     _git("worktree", "add", "--detach", str(tree), commit)
     try:
         shutil.rmtree(tree / "benchmarks", ignore_errors=True)
@@ -117,8 +118,8 @@ def compare(base: str, head: str | None, pairs: int, benchmark: list[str]) -> di
     runs: dict[str, list[dict[str, float]]] = {"base": [], "head": []}
     with (
         tempfile.TemporaryDirectory(prefix="pgqueue-compare-") as where,
-        checkout(base, Path(where)) as base_tree,
-        checkout(head, Path(where)) as head_tree,
+        checkout(base, Path(where), "base") as base_tree,
+        checkout(head, Path(where), "head") as head_tree,
     ):
         for pair in range(pairs):
             for side, tree in (("base", base_tree), ("head", head_tree)):

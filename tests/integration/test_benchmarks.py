@@ -134,8 +134,9 @@ def test_report_and_plots(dsn: str, tmp_path: Path) -> None:
 
 
 def test_compare_runs_both_revisions(dsn: str, tmp_path: Path) -> None:
-    """benchmarks.compare checks a revision out beside this tree and runs the same benchmark
-    in both, alternating; each number found in both results gets a row."""
+    """benchmarks.compare checks each revision out in a worktree of its own (here the same
+    commit on both sides) and runs the same benchmark in both, alternating; each number
+    found in both results gets a row, and the worktrees are removed afterwards."""
     if not (ROOT / ".git").exists():
         pytest.skip("benchmarks.compare needs a git checkout")
     out = tmp_path / "compare.json"
@@ -147,6 +148,8 @@ def test_compare_runs_both_revisions(dsn: str, tmp_path: Path) -> None:
             "-m",
             "benchmarks.compare",
             "HEAD",
+            "--head",
+            "HEAD",  # both sides in worktrees of their own, of the same commit
             "--pairs",
             "2",
             "--json",
@@ -172,7 +175,7 @@ def test_compare_runs_both_revisions(dsn: str, tmp_path: Path) -> None:
     head = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    assert (result["bench"], result["base"], result["head"]) == ("compare", head, "working tree")
+    assert (result["bench"], result["base"], result["head"]) == ("compare", head, head)
     rows = {row["key"]: row for row in result["rows"]}
     assert rows["ours.samples"]["base"] == rows["ours.samples"]["head"] == [3.0, 3.0]
     assert len(rows["ours.p50_ms"]["base"]) == 2
