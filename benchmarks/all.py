@@ -79,7 +79,14 @@ def against_baseline(revision: str, dsn: str, rounds: int, quick: bool) -> dict[
         ],
         "latency": ["latency", "--dsn", dsn, "--samples", str(10 if quick else 300)],
     }
-    return {name: compare.compare(revision, None, rounds, args) for name, args in measures.items()}
+    found: dict[str, Any] = {"revision": compare.resolve(revision)}
+    for name, args in measures.items():
+        try:
+            found[name] = compare.compare(revision, None, rounds, args)
+        except SystemExit as exc:  # the revision cannot run it: the report keeps the rest
+            found[name] = {"error": str(exc)}
+            print(f"baseline {name}: {exc}")
+    return found
 
 
 def _baseline_row(report: dict[str, Any], measure: str, key: str) -> dict[str, Any] | None:
@@ -200,14 +207,16 @@ def evaluate(report: dict[str, Any]) -> list[dict[str, Any]]:
     rss = report["memory"]["rss_max_mb"]
     add("worker RSS draining (MiB)", rss, "< 80", rss < 80)
     for name, (measure, key, goal, text) in BASELINE_GOALS.items():
+        if "baseline" not in report:
+            break
         row = _baseline_row(report, measure, key)
-        if row is not None and row["ratio"] is not None:
-            add(
-                f"{name}, vs the code the goal was set against",
-                row["ratio"],
-                f"<= {goal:.2f} ({text})",
-                row["ratio"] <= goal,
-            )
+        ratio = None if row is None else row["ratio"]
+        add(
+            f"{name}, vs the code the goal was set against",
+            ratio,
+            f"<= {goal:.2f} ({text})",
+            None if ratio is None else ratio <= goal,
+        )
     return targets
 
 
@@ -321,7 +330,7 @@ def table(report: dict[str, Any]) -> str:
         f"| worker RSS draining {mem['jobs']:,} (MiB, max) | {_fmt(mem['rss_max_mb'], 1)} | | | | |"
     )
     if "baseline" in report:
-        revision = report["baseline"]["cpu"]["base"][:7]
+        revision = report["baseline"]["revision"][:7]
         for name, (measure, key, _, _) in BASELINE_GOALS.items():
             row = _baseline_row(report, measure, key)
             if row is not None:
@@ -351,6 +360,8 @@ def main() -> None:
         "set against)",
     )
     args = parser.parse_args()
+    if args.baseline is not None:
+        compare.resolve(args.baseline)  # a revision that names no commit fails now, not at the end
     quick = args.quick
     dsn = args.dsn
     drain_jobs = args.jobs or (300 if quick else 30_000)

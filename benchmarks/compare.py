@@ -72,6 +72,11 @@ def _git(*args: str) -> str:
     return proc.stdout.strip()
 
 
+def resolve(revision: str) -> str:
+    """The commit ``revision`` names (SystemExit, saying so, if it names none)."""
+    return _git("rev-parse", "--verify", f"{revision}^{{commit}}")
+
+
 @contextlib.contextmanager
 def checkout(revision: str | None, where: Path, side: str) -> Iterator[Path]:
     """A tree of ``revision`` measured with this checkout's benchmarks (None: this checkout),
@@ -79,7 +84,7 @@ def checkout(revision: str | None, where: Path, side: str) -> Iterator[Path]:
     if revision is None:
         yield ROOT
         return
-    commit = _git("rev-parse", "--verify", f"{revision}^{{commit}}")
+    commit = resolve(revision)
     tree = where / f"{side}-{commit[:12]}"
     _git("worktree", "add", "--detach", str(tree), commit)
     try:

@@ -133,6 +133,23 @@ def test_report_and_plots(dsn: str, tmp_path: Path) -> None:
         assert root.tag == "{http://www.w3.org/2000/svg}svg"
 
 
+def test_a_baseline_that_names_no_commit_fails_before_the_rounds(dsn: str, tmp_path: Path) -> None:
+    if not (ROOT / ".git").exists():
+        pytest.skip("--baseline needs a git checkout")
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.all", "--quick", "--baseline", "no-such-revision"],
+        cwd=ROOT,
+        env={**os.environ, "PGQUEUE_DSN": dsn},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "no-such-revision" in proc.stderr
+    assert "round 1" not in proc.stdout  # nothing was measured first
+
+
 def test_compare_runs_both_revisions(dsn: str, tmp_path: Path) -> None:
     """benchmarks.compare checks each revision out in a worktree of its own (here the same
     commit on both sides) and runs the same benchmark in both, alternating; each number
@@ -214,3 +231,36 @@ def test_a_compared_run_refuses_modules_from_another_tree(
     monkeypatch.setenv("PGQUEUE_BENCH_TREE", str(tmp_path))
     with pytest.raises(RuntimeError, match="measured code from outside"):
         common.emit({"bench": "x"}, None)
+
+
+def test_a_baseline_that_cannot_run_a_measure_keeps_the_report(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A baseline revision that lacks what a measure needs costs that measure only: the
+    failure is recorded, its targets are judged n/a, the rest of the report stands."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("--baseline needs a git checkout")
+
+    def fails(revision: str, head: str | None, pairs: int, benchmark: list[str]) -> Any:
+        raise SystemExit(f"benchmarks.{benchmark[0]} failed: ImportError")
+
+    monkeypatch.setattr(compare, "compare", fails)
+    found = bench_all.against_baseline("HEAD", "dsn", 1, True)
+    assert found["cpu"] == {"error": "benchmarks.cpu failed: ImportError"}
+    assert found["latency"] == {"error": "benchmarks.latency failed: ImportError"}
+    judged = [
+        target
+        for target in bench_all.evaluate(
+            {
+                "drain": [],
+                "enqueue": [],
+                "latency": {"ours": {"p50_ms": 1.0, "p99_ms": 2.0}},
+                "backlog": {"ratio": 1.0},
+                "memory": {"rss_max_mb": 50.0},
+                "baseline": found,
+            }
+        )
+        if "vs the code the goal was set against" in target["target"]
+    ]
+    assert len(judged) == len(bench_all.BASELINE_GOALS)
+    assert all(t["value"] is None and t["met"] is None for t in judged)
