@@ -330,7 +330,9 @@ def table(report: dict[str, Any]) -> str:
         f"| worker RSS draining {mem['jobs']:,} (MiB, max) | {_fmt(mem['rss_max_mb'], 1)} | | | | |"
     )
     if "baseline" in report:
-        revision = report["baseline"]["revision"][:7]
+        # Reports written before "revision" was recorded name the baseline per measure.
+        baseline = report["baseline"]
+        revision = str(baseline.get("revision") or baseline["cpu"].get("base", "?"))[:7]
         for name, (measure, key, _, _) in BASELINE_GOALS.items():
             row = _baseline_row(report, measure, key)
             if row is not None:
