@@ -78,13 +78,12 @@ def resolve(revision: str) -> str:
 
 
 @contextlib.contextmanager
-def checkout(revision: str | None, where: Path, side: str) -> Iterator[Path]:
-    """A tree of ``revision`` measured with this checkout's benchmarks (None: this checkout),
-    in ``where``/``side`` (both sides may name the same commit)."""
-    if revision is None:
+def checkout(commit: str | None, where: Path, side: str) -> Iterator[Path]:
+    """A tree of ``commit`` (resolved) measured with this checkout's benchmarks (None: this
+    checkout), in ``where``/``side`` (both sides may name the same commit)."""
+    if commit is None:
         yield ROOT
         return
-    commit = resolve(revision)
     tree = where / f"{side}-{commit[:12]}"
     _git("worktree", "add", "--detach", str(tree), commit)
     try:
@@ -120,11 +119,13 @@ def run_in(tree: Path, benchmark: list[str]) -> dict[str, Any]:
 
 
 def compare(base: str, head: str | None, pairs: int, benchmark: list[str]) -> dict[str, Any]:
+    base_commit = resolve(base)
+    head_commit = None if head is None else resolve(head)
     runs: dict[str, list[dict[str, float]]] = {"base": [], "head": []}
     with (
         tempfile.TemporaryDirectory(prefix="pgqueue-compare-") as where,
-        checkout(base, Path(where), "base") as base_tree,
-        checkout(head, Path(where), "head") as head_tree,
+        checkout(base_commit, Path(where), "base") as base_tree,
+        checkout(head_commit, Path(where), "head") as head_tree,
     ):
         for pair in range(pairs):
             for side, tree in (("base", base_tree), ("head", head_tree)):
@@ -148,8 +149,8 @@ def compare(base: str, head: str | None, pairs: int, benchmark: list[str]) -> di
             }
         )
     return {
-        "base": _git("rev-parse", base),
-        "head": _git("rev-parse", head) if head is not None else "working tree",
+        "base": base_commit,
+        "head": head_commit or "working tree",
         "benchmark": benchmark,
         "pairs": pairs,
         "rows": rows,
